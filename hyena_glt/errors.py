@@ -1,0 +1,50 @@
+"""Typed exceptions. The CLI turns each into one line on stderr and an exit code.
+
+A message reads ``FILE: record ID: problem``; every part but the problem is optional.
+"""
+
+from __future__ import annotations
+
+
+class HyenaGLTError(Exception):
+    """Base class. ``exit_code`` is what the CLI exits with (1: runtime failure)."""
+
+    exit_code = 1
+
+    def __init__(self, problem: str, *, path: str | None = None, record: str | int | None = None):
+        self.problem = problem
+        self.path = None if path is None else str(path)
+        self.record = record
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = []
+        if self.path is not None:
+            parts.append("stdin" if self.path == "-" else self.path)
+        if self.record is not None:
+            rec = self.record
+            parts.append(f"record {rec}" if isinstance(rec, int) else f"record {rec!r}")
+        parts.append(self.problem)
+        return ": ".join(parts)
+
+
+class InputError(HyenaGLTError):
+    """The user's input data is wrong: unreadable format, bad record, bad region, bad label file."""
+
+    exit_code = 2
+
+
+class UsageError(HyenaGLTError):
+    """The options asked for something impossible (unknown device, bad shard spec, bad config)."""
+
+    exit_code = 2
+
+
+class ModelError(HyenaGLTError):
+    """A model directory is missing, corrupt, unsafe, or does not fit the task."""
+
+    exit_code = 2
+
+
+class DeviceError(UsageError):
+    """An explicitly requested device or precision is not available on this machine."""

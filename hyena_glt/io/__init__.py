@@ -1,0 +1,1 @@
+"""Sequence input, labelled datasets and atomic output writers."""

@@ -1,0 +1,109 @@
+"""Device and precision choice, thread count, seeding.
+
+``resolve_device("auto")`` prefers CUDA, then MPS, then CPU; an explicit device that is not available
+raises :class:`DeviceError`. ``resolve_precision("auto", device)`` is bf16 on CUDA where the GPU supports
+it natively, fp16 on other CUDA GPUs and fp32 elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+
+import numpy as np
+import torch
+
+from .errors import DeviceError, UsageError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "mps":
+        if not _mps_available():
+            raise DeviceError("device 'mps' requested but MPS is not available on this machine")
+        return torch.device("mps")
+    m = re.fullmatch(r"cuda(?::(\d+))?", spec)
+    if m:
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device '{spec}' requested but CUDA is not available on this machine")
+        index = int(m.group(1) or 0)
+        if index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device '{spec}' requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+        return torch.device("cuda", index)
+    raise UsageError(f"unknown device '{spec}' (use auto, cpu, cuda, cuda:N or mps)")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_precision(spec: str, device: torch.device) -> str:
+    """Return one of 'fp32', 'bf16', 'fp16' for ``device``."""
+    spec = (spec or "auto").strip().lower()
+    if spec not in PRECISIONS:
+        raise UsageError(f"unknown precision '{spec}' (use {', '.join(PRECISIONS)})")
+    if spec == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if spec == "fp16" and device.type == "cpu":
+        raise DeviceError("precision fp16 is not supported on CPU (use fp32 or bf16)")
+    if spec == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError("precision bf16 is not supported by this GPU (use fp16 or fp32)")
+    return spec
+
+
+def torch_dtype(precision: str) -> torch.dtype:
+    return _DTYPES[precision]
+
+
+def autocast(device: torch.device, precision: str):
+    """Autocast context for ``precision`` on ``device``; a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
+
+
+def needs_grad_scaler(device: torch.device, precision: str) -> bool:
+    return device.type == "cuda" and precision == "fp16"
+
+
+def default_threads() -> int:
+    """SLURM_CPUS_PER_TASK when set (HPC jobs), else the cores this process may run on."""
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "").strip()
+    if slurm.isdigit() and int(slurm) > 0:
+        return int(slurm)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def set_threads(n: int | None) -> int:
+    n = default_threads() if not n else int(n)
+    if n < 1:
+        raise UsageError(f"--threads must be at least 1 (got {n})")
+    torch.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

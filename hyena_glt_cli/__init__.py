@@ -1,0 +1,1 @@
+"""The `hyena-glt` command line: thin Typer commands over the `hyena_glt` library."""

@@ -1,0 +1,121 @@
+"""Pieces every subcommand shares: settings, logging, option types, output format choice, progress."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Iterable, Iterator, Optional, TypeVar
+
+import typer
+
+try:  # typer >= 0.2x vendors its own copy of click
+    from typer import _click as click
+except ImportError:  # older typer depends on click
+    import click  # type: ignore[no-redef]
+
+from hyena_glt.errors import UsageError
+
+T = TypeVar("T")
+log = logging.getLogger("hyena_glt")
+
+
+@dataclass
+class Settings:
+    verbose: int = 0
+    quiet: bool = False
+    threads: Optional[int] = None
+    seed: int = 0
+
+
+def settings() -> Settings:
+    """The global options of the running command (defaults when called outside the CLI)."""
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        if isinstance(ctx.obj, Settings):
+            return ctx.obj
+        ctx = ctx.parent
+    return Settings()
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Logs go to stderr only, prefixed `hyena-glt:`; stdout carries data."""
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    logger = logging.getLogger("hyena_glt")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("hyena-glt: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def progress(items: Iterable[T], description: str, total: Optional[int] = None) -> Iterator[T]:
+    """A rich progress bar on stderr, shown only when stderr is a terminal and not --quiet."""
+    if settings().quiet or not sys.stderr.isatty():
+        yield from items
+        return
+    from rich.progress import Progress
+    from rich.console import Console
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+def output_format(output: str, fmt: Optional[str], allowed: tuple[str, ...], default: str) -> str:
+    """The output format: --format if given, else from the output's extension, else ``default``.
+
+    ``.gz`` after the extension is allowed (``.bed.gz``); the returned name has no ``.gz``.
+    """
+    if fmt:
+        fmt = fmt.lower().lstrip(".")
+        if fmt not in allowed:
+            raise UsageError(f"unknown --format '{fmt}' (use one of: {', '.join(allowed)})")
+        return fmt
+    if output in ("-", ""):
+        return default
+    suffixes = [s.lower().lstrip(".") for s in Path(output).suffixes]
+    if suffixes and suffixes[-1] == "gz":
+        suffixes = suffixes[:-1]
+    if suffixes and suffixes[-1] in allowed:
+        return suffixes[-1]
+    if suffixes and suffixes[-1] == "bg" and "bedgraph" in allowed:
+        return "bedgraph"
+    raise UsageError(
+        f"cannot tell the output format of '{output}' from its extension (use one of: "
+        f"{', '.join('.' + a for a in allowed)}, or --format)"
+    )
+
+
+def parse_shard(spec: Optional[str]) -> tuple[int, int]:
+    """``I/N`` (1-based, as SLURM array indices usually are) → (I-1, N); None → (0, 1)."""
+    if spec is None:
+        return 0, 1
+    try:
+        i_text, n_text = spec.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise UsageError(f"--shard must look like I/N, e.g. 1/4 (got '{spec}')") from None
+    if n < 1 or not 1 <= i <= n:
+        raise UsageError(f"--shard {spec}: need 1 <= I <= N")
+    return i - 1, n
+
+
+# Option types shared by subcommands, so every command spells them the same way.
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Output file; '-' for stdout.")]
+FormatOpt = Annotated[Optional[str], typer.Option("--format", help="Output format (default: from the -o extension).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")]
+RegionOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--region", "-r", help="Region of an indexed FASTA, 1-based inclusive: chr1:1,000-2,000 (repeatable)."),
+]
+RegionsOpt = Annotated[Optional[Path], typer.Option("--regions", help="BED file of regions (0-based, half-open).")]
+ReferenceOpt = Annotated[Optional[Path], typer.Option("--reference", help="Reference FASTA (for CRAM input).")]
+ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Process part I of N of the input (I/N, 1-based) for array jobs.")]
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory (default: the bundled model).")]
+InputsArg = Annotated[list[str], typer.Argument(help="Input files (FASTA/FASTQ, gz/bgzf, SAM/BAM/CRAM); '-' for stdin.")]

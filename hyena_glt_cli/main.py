@@ -1,0 +1,131 @@
+"""`hyena-glt`: the Typer app, global options, and the mapping of errors to exit codes.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input. Errors are one line on stderr,
+``hyena-glt: error: FILE: record ID: problem``; a traceback only with ``-v``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from hyena_glt import __version__
+from hyena_glt.errors import HyenaGLTError
+
+from .common import Settings, click, configure_logging
+
+
+class _ErrorMappingGroup(TyperGroup):
+    """Runs a subcommand and turns library errors into one-line messages and exit codes."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except HyenaGLTError as err:
+            _report(ctx, str(err))
+            ctx.exit(err.exit_code)
+        except BrokenPipeError:
+            # `hyena-glt ... | head -1`: the reader went away; leave quietly.
+            _silence_stdout()
+            ctx.exit(0)
+        except KeyboardInterrupt:
+            click.echo("hyena-glt: interrupted", err=True)
+            ctx.exit(130)
+        except (typer.Exit, typer.Abort, click.ClickException):
+            raise
+        except MemoryError:
+            _report(ctx, "out of memory (try a smaller --batch-size or --window)")
+            ctx.exit(1)
+        except Exception as err:  # noqa: BLE001 - the last line of defence for users
+            if "out of memory" in str(err).lower():
+                _report(ctx, "out of memory (try a smaller --batch-size or --window)")
+                ctx.exit(1)
+            _report(ctx, f"internal error: {type(err).__name__}: {err} (run with -v for a traceback)")
+            ctx.exit(1)
+
+
+def _report(ctx: click.Context, message: str) -> None:
+    settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+    if settings is not None and settings.verbose:
+        traceback.print_exc()
+    message = " ".join(message.split())  # one line, always
+    click.echo(f"hyena-glt: error: {message}", err=True)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+app = typer.Typer(
+    name="hyena-glt",
+    cls=_ErrorMappingGroup,
+    help="Hyena-GLT: long-convolution genomic sequence models with BLT-style dynamic patching.\n\n"
+    "Example: hyena-glt classify genome.fa -o promoters.bed",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hyena-glt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug); tracebacks on error.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr; no progress bars.")] = False,
+    threads: Annotated[
+        Optional[int],
+        typer.Option("--threads", "-@", help="CPU threads (default: $SLURM_CPUS_PER_TASK, else all cores)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (training, shuffles, sampling).")] = 0,
+) -> None:
+    from hyena_glt import runtime
+
+    configure_logging(verbose=verbose, quiet=quiet)
+    ctx.obj = Settings(verbose=verbose, quiet=quiet, threads=None, seed=seed)
+    try:
+        ctx.obj.threads = runtime.set_threads(threads)
+    except HyenaGLTError as err:
+        _report(ctx, str(err))
+        ctx.exit(err.exit_code)
+    runtime.seed_everything(seed)
+
+
+def _register() -> None:
+    from .commands import benchmark, classify, embed, interpret, tokenize, train
+
+    for module in (tokenize, train, embed, classify, interpret, benchmark):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    logging.captureWarnings(True)
+    app(prog_name="hyena-glt")
+
+
+if __name__ == "__main__":
+    main()
