@@ -1,0 +1,541 @@
+"""BLT-style entropy patching: patch boundaries where a small causal LM is surprised.
+
+A small unit-level language model (a ``HyenaGLTForTask(task="lm")`` with patching ``none``, trained by
+``hyena-glt train --task lm``) gives, for every position t, the entropy H(t) in bits of its prediction of
+unit t from units < t. A new patch starts at t where
+
+* ``mode="global"``:    H(t) > θ
+* ``mode="monotonic"``: H(t) − H(t−1) > θ
+
+Position 0 always starts a patch, and patch lengths are clamped to ``[min_patch_length, max_patch_length]``
+greedily from the left (a candidate closer than ``min`` to the previous start is dropped; a start is forced
+``max`` units after the previous one). Low-entropy stretches (tandem repeats, poly-A, satellites) therefore
+become long patches and surprising positions start new ones.
+
+θ is either given or calibrated once from a target mean patch length on training data
+(:meth:`EntropyPatcher.calibrate`), and stored with the patcher. Everything is vectorised over batch and
+positions: candidate starts are a comparison, ``max`` clamping is a cummax of the last candidate index, and
+``min`` clamping (which makes the greedy rule sequential) follows the chain start → next start by pointer
+doubling in ⌈log2 L⌉ gather/scatter steps.
+
+Genome-length inputs are streamed: windows of ``window`` units overlap by ``context`` units and each window
+only contributes the entropies of positions that have at least ``context`` units of left context (or the
+true sequence start), so entropies, and the boundaries computed from them over the whole record, do not
+depend on where windows are cut beyond that context.
+
+Saved form: ``<model_dir>/entropy_model/`` is itself a model directory (the LM), whose ``hyena_glt.json``
+metadata carries the patcher settings under ``"entropy_patcher"`` (threshold, mode, min/max, target,
+window/context). :func:`save_entropy_patcher` / :func:`load_entropy_patcher` write and read it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ModelError, UsageError
+
+log = logging.getLogger("hyena_glt")
+
+MODES = ("global", "monotonic")
+ENTROPY_SUBDIR = "entropy_model"
+METADATA_KEY = "entropy_patcher"
+# H(0) has no context to condition on: we give it the entropy of a uniform choice among A/C/G/T.
+NO_CONTEXT_ENTROPY_BITS = 2.0
+_LN2 = math.log(2.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Entropies
+# --------------------------------------------------------------------------------------------------
+def next_unit_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Causal LM logits (B, L, V) — logits at t predict unit t+1 — to H (B, L) in bits, where H[:, t] is
+    the entropy of the prediction of unit t given units < t; H[:, 0] = NO_CONTEXT_ENTROPY_BITS."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    h = -(logp.exp() * logp).sum(-1) / _LN2
+    first = torch.full_like(h[:, :1], NO_CONTEXT_ENTROPY_BITS)
+    return torch.cat([first, h[:, :-1]], dim=1)
+
+
+def next_unit_log_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """Per-position code length in bits, −log2 p(unit t | units < t), for t ≥ 1; (B, L−1)."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return -logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1) / _LN2
+
+
+# --------------------------------------------------------------------------------------------------
+# Boundaries (pure tensor ops; no model)
+# --------------------------------------------------------------------------------------------------
+def boundary_candidates(entropy: torch.Tensor, threshold: float, mode: str = "global") -> torch.Tensor:
+    """(B, L) bool: positions whose entropy (global) or entropy rise (monotonic) exceeds ``threshold``;
+    position 0 is always a candidate."""
+    if mode == "global":
+        cand = entropy > threshold
+    elif mode == "monotonic":
+        rise = entropy[:, 1:] - entropy[:, :-1]
+        cand = torch.cat([torch.ones_like(entropy[:, :1], dtype=torch.bool), rise > threshold], dim=1)
+    else:
+        raise UsageError(f"unknown entropy patching mode '{mode}' (use {' or '.join(MODES)})")
+    cand = cand.clone()
+    cand[:, 0] = True
+    return cand
+
+
+def _check_lengths(min_patch_length: int, max_patch_length: int | None) -> None:
+    if min_patch_length < 1:
+        raise UsageError(f"min patch length must be at least 1 (got {min_patch_length})")
+    if max_patch_length is not None and max_patch_length < min_patch_length:
+        raise UsageError(
+            f"max patch length {max_patch_length} is smaller than min patch length {min_patch_length}"
+        )
+
+
+def clamp_patch_starts(
+    candidates: torch.Tensor,
+    lengths: torch.Tensor,
+    min_patch_length: int = 1,
+    max_patch_length: int | None = None,
+) -> torch.Tensor:
+    """Greedy left-to-right clamping of candidate starts, vectorised.
+
+    The rule (what a position loop would do): position 0 starts a patch; a later position t starts one
+    when t − last ≥ max, or when it is a candidate and t − last ≥ min (``last`` = previous start).
+    Positions at or beyond ``lengths[b]`` never start a patch. Returns (B, L) bool.
+    """
+    _check_lengths(min_patch_length, max_patch_length)
+    batch, length = candidates.shape
+    device = candidates.device
+    pos = torch.arange(length, device=device)
+    real = pos[None, :] < lengths[:, None]
+    cand = candidates.clone()
+    cand[:, 0] = True
+    if min_patch_length == 1:
+        if max_patch_length is None:
+            return cand & real
+        # With min = 1 every candidate is kept, so the starts are the candidates plus forced starts every
+        # `max` units after the most recent candidate: cummax of candidate indices gives that candidate.
+        last_cand = torch.where(cand, pos, torch.zeros_like(pos)).cummax(dim=1).values
+        forced = (pos - last_cand) % max_patch_length == 0
+        return (cand | forced) & real
+
+    # General case: next(s) = min(first candidate ≥ s + min, s + max) is the start after s; the starts are
+    # the orbit 0, next(0), next(next(0)), ...  Pointer doubling: after step k, `reached` holds every orbit
+    # element within 2^(k+1) − 1 jumps, and `jump` is next composed 2^(k+1) times. Index `length` is an
+    # absorbing sentinel for "past the end".
+    sentinel = length
+    cand_idx = torch.where(cand, pos, torch.full_like(pos, sentinel))
+    cand_idx = torch.cat([cand_idx, torch.full((batch, 1), sentinel, device=device, dtype=pos.dtype)], dim=1)
+    first_cand_from = cand_idx.flip(1).cummin(dim=1).values.flip(1)  # (B, L+1): first candidate ≥ i
+    ext = torch.arange(length + 1, device=device)
+    jump = first_cand_from.gather(1, (ext + min_patch_length).clamp(max=sentinel).expand(batch, -1))
+    if max_patch_length is not None:
+        jump = torch.minimum(jump, ext + max_patch_length)
+    jump = torch.where(jump >= lengths[:, None], torch.full_like(jump, sentinel), jump)
+    jump[:, sentinel] = sentinel
+    reached = torch.zeros(batch, length + 1, dtype=torch.bool, device=device)
+    reached[:, 0] = True
+    for _ in range(max(1, math.ceil(math.log2(length + 1)))):  # log2(L) steps, not a loop over positions
+        reached.scatter_(1, torch.where(reached, jump, torch.full_like(jump, sentinel)), True)
+        jump = jump.gather(1, jump)
+    return reached[:, :length] & real
+
+
+def patch_starts(
+    entropy: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    threshold: float,
+    mode: str = "global",
+    min_patch_length: int = 1,
+    max_patch_length: int | None = None,
+) -> torch.Tensor:
+    """(B, L) bool patch starts from entropies; see the module docstring for the rule."""
+    if attention_mask is None:
+        lengths = torch.full((entropy.shape[0],), entropy.shape[1], device=entropy.device, dtype=torch.long)
+    else:
+        lengths = attention_mask.long().sum(1)
+    cand = boundary_candidates(entropy, threshold, mode)
+    return clamp_patch_starts(cand, lengths, min_patch_length, max_patch_length)
+
+
+def starts_to_patch_lengths(starts: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, L) bool starts → (B, P) patch lengths, right-padded with 0; row sums = real lengths."""
+    mask = torch.ones_like(starts) if attention_mask is None else attention_mask.bool()
+    starts = starts & mask
+    n_patches = starts.long().sum(1)
+    width = max(int(n_patches.max()) if n_patches.numel() else 0, 1)
+    patch_index = (starts.long().cumsum(1) - 1).clamp(min=0)
+    out = torch.zeros(starts.shape[0], width, dtype=torch.long, device=starts.device)
+    return out.scatter_add_(1, patch_index, mask.long())
+
+
+def mean_patch_length(starts: torch.Tensor, attention_mask: torch.Tensor | None = None) -> float:
+    mask = torch.ones_like(starts) if attention_mask is None else attention_mask.bool()
+    n_units = int(mask.sum())
+    n_patches = int((starts & mask).sum())
+    return n_units / max(n_patches, 1)
+
+
+def calibrate_threshold(
+    entropy: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    target_patch_length: float,
+    mode: str = "global",
+    min_patch_length: int = 1,
+    max_patch_length: int | None = None,
+    iterations: int = 40,
+) -> float:
+    """θ whose mean patch length (units / patches over all rows) on these entropies is closest to the
+    target. Mean patch length grows with θ, so we bisect over quantiles of the scores that θ is compared to."""
+    if target_patch_length < 1:
+        raise UsageError(f"target patch length must be at least 1 (got {target_patch_length})")
+    if max_patch_length is not None and target_patch_length > max_patch_length:
+        raise UsageError(f"target patch length {target_patch_length} exceeds max patch length {max_patch_length}")
+    mask = torch.ones_like(entropy, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    if mode == "global":
+        scores = entropy[:, 1:][mask[:, 1:]]
+    else:
+        scores = (entropy[:, 1:] - entropy[:, :-1])[mask[:, 1:]]
+    if scores.numel() == 0:
+        raise UsageError("no sequence to calibrate the entropy threshold on")
+    scores = scores.float().sort().values
+
+    def measure(theta: float) -> float:
+        starts = patch_starts(entropy, mask, theta, mode, min_patch_length, max_patch_length)
+        return mean_patch_length(starts, mask)
+
+    def theta_at(q: float) -> float:
+        i = min(int(q * (scores.numel() - 1)), scores.numel() - 1)
+        return float(scores[i])
+
+    lo, hi = 0.0, 1.0
+    best_theta, best_err = theta_at(0.5), math.inf
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        theta = theta_at(mid)
+        got = measure(theta)
+        err = abs(got - target_patch_length)
+        if err < best_err:
+            best_theta, best_err = theta, err
+        if got < target_patch_length:
+            lo = mid
+        else:
+            hi = mid
+    # Ties: many positions may share the quantile value (e.g. a saturated LM); nudging θ just below a
+    # tied value admits all of them, so try the neighbours of the best value too.
+    for theta in (math.nextafter(best_theta, -math.inf), math.nextafter(best_theta, math.inf)):
+        err = abs(measure(theta) - target_patch_length)
+        if err < best_err:
+            best_theta, best_err = theta, err
+    return float(best_theta)
+
+
+# --------------------------------------------------------------------------------------------------
+# The patcher
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class EntropyPatcherSettings:
+    threshold: float | None = None
+    target_patch_length: float | None = None
+    mode: str = "global"
+    min_patch_length: int = 1
+    max_patch_length: int | None = None
+    window: int = 8192
+    context: int = 1024
+    batch_size: int = 8
+    calibration: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "threshold": self.threshold,
+            "target_patch_length": self.target_patch_length,
+            "mode": self.mode,
+            "min_patch_length": self.min_patch_length,
+            "max_patch_length": self.max_patch_length,
+            "window": self.window,
+            "context": self.context,
+            "batch_size": self.batch_size,
+            "calibration": dict(self.calibration),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EntropyPatcherSettings":
+        known = set(cls().to_dict())
+        unknown = set(data) - known
+        if unknown:
+            raise ModelError(f"unknown entropy patcher setting(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+class EntropyPatcher:
+    """Patcher (``__call__(input_ids, attention_mask) -> patch_lengths``) driven by an entropy LM.
+
+    ``entropy_model`` is a causal ``HyenaGLTForTask`` with task "lm". It is kept frozen and in eval mode and
+    is not a submodule of the model that uses the patches (its weights live in ``entropy_model/``), so a
+    classifier's optimizer never touches it. It follows the device of the ``input_ids`` it is given.
+    """
+
+    def __init__(
+        self,
+        entropy_model,
+        threshold: float | None = None,
+        target_patch_length: float | None = None,
+        mode: str = "global",
+        min_patch_length: int = 1,
+        max_patch_length: int | None = None,
+        *,
+        window: int = 8192,
+        context: int = 1024,
+        batch_size: int = 8,
+        tokenizer=None,
+        metadata: dict | None = None,
+    ):
+        if mode not in MODES:
+            raise UsageError(f"unknown entropy patching mode '{mode}' (use {' or '.join(MODES)})")
+        _check_lengths(min_patch_length, max_patch_length)
+        if not 0 <= context < window:
+            raise UsageError(f"entropy context ({context}) must be smaller than the window ({window})")
+        if getattr(entropy_model, "task", "lm") != "lm":
+            raise ModelError(f"the entropy model must be a language model (task lm), not '{entropy_model.task}'")
+        if target_patch_length is not None and max_patch_length is not None and target_patch_length > max_patch_length:
+            raise UsageError(f"target patch length {target_patch_length} exceeds max patch length {max_patch_length}")
+        self.model = entropy_model
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.model.eval()
+        self.tokenizer = tokenizer
+        self.metadata = dict(metadata or {})
+        self.settings = EntropyPatcherSettings(
+            threshold=None if threshold is None else float(threshold),
+            target_patch_length=None if target_patch_length is None else float(target_patch_length),
+            mode=mode,
+            min_patch_length=int(min_patch_length),
+            max_patch_length=None if max_patch_length is None else int(max_patch_length),
+            window=int(window),
+            context=int(context),
+            batch_size=int(batch_size),
+        )
+
+    # Convenience views of the settings.
+    @property
+    def threshold(self) -> float | None:
+        return self.settings.threshold
+
+    @property
+    def mode(self) -> str:
+        return self.settings.mode
+
+    @property
+    def min_patch_length(self) -> int:
+        return self.settings.min_patch_length
+
+    @property
+    def max_patch_length(self) -> int | None:
+        return self.settings.max_patch_length
+
+    @property
+    def spec(self) -> str:
+        return "entropy"
+
+    def to(self, device) -> "EntropyPatcher":
+        self.model.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (f"EntropyPatcher(mode={s.mode!r}, threshold={s.threshold}, target_patch_length="
+                f"{s.target_patch_length}, min={s.min_patch_length}, max={s.max_patch_length})")
+
+    # -- entropies -------------------------------------------------------------------------------
+    def _model_device(self) -> torch.device:
+        try:
+            return next(self.model.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    @torch.no_grad()
+    def _forward_entropy(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One batched forward (in chunks of ``batch_size`` rows to bound memory)."""
+        self.model.eval()
+        rows = max(1, self.settings.batch_size)
+        parts = [
+            next_unit_entropy(self.model(input_ids[i:i + rows], attention_mask=attention_mask[i:i + rows]))
+            for i in range(0, input_ids.shape[0], rows)
+        ]
+        return torch.cat(parts, dim=0)
+
+    @torch.no_grad()
+    def entropies(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) next-unit entropies in bits (0 at padding); streamed in overlapping windows when L
+        exceeds ``window``."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
+        attention_mask = attention_mask.bool()
+        device = input_ids.device
+        if self._model_device() != device:
+            self.model.to(device)
+        batch, length = input_ids.shape
+        window, context = self.settings.window, self.settings.context
+        if length <= window:
+            h = self._forward_entropy(input_ids, attention_mask)
+            return h.masked_fill(~attention_mask, 0.0)
+        # Output blocks of `step` positions; block j's window starts `context` units before the block (or
+        # at 0), so every kept entropy saw at least `context` units of left context or the true start.
+        step = window - context
+        n_blocks = math.ceil(length / step)
+        block_start = torch.arange(n_blocks, device=device) * step
+        window_start = (block_start - context).clamp(min=0)
+        offset = block_start - window_start
+        index = window_start[:, None] + torch.arange(window, device=device)[None, :]  # (nb, W)
+        inside = index < length
+        index = index.clamp(max=length - 1)
+        ids_w = input_ids[:, index].reshape(batch * n_blocks, window)
+        mask_w = (attention_mask[:, index] & inside[None]).reshape(batch * n_blocks, window)
+        alive = mask_w[:, 0]  # windows that start in padding carry nothing real
+        h_w = torch.zeros(batch * n_blocks, window, device=device)
+        if bool(alive.any()):
+            h_w[alive] = self._forward_entropy(ids_w[alive], mask_w[alive])
+        h_w = h_w.reshape(batch, n_blocks, window)
+        keep = (offset[:, None] + torch.arange(step, device=device)[None, :]).clamp(max=window - 1)
+        h = h_w.gather(2, keep[None].expand(batch, -1, -1)).reshape(batch, n_blocks * step)[:, :length]
+        return h.masked_fill(~attention_mask, 0.0)
+
+    # -- boundaries ------------------------------------------------------------------------------
+    def starts_from_entropy(self, entropy: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.settings.threshold is None:
+            raise UsageError(
+                "the entropy patcher has no threshold: give one, or a target patch length and calibrate it"
+            )
+        s = self.settings
+        return patch_starts(entropy, attention_mask, s.threshold, s.mode, s.min_patch_length, s.max_patch_length)
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
+        entropy = self.entropies(input_ids, attention_mask)
+        return starts_to_patch_lengths(self.starts_from_entropy(entropy, attention_mask), attention_mask)
+
+    # -- calibration -----------------------------------------------------------------------------
+    def calibrate(self, data, target_patch_length: float | None = None, max_units: int = 2_000_000) -> float:
+        """Set and return θ so that the mean patch length on ``data`` matches ``target_patch_length``
+        (default: the one given at construction). ``data``: an ``(input_ids, attention_mask)`` pair, or
+        an iterable of sequence strings (tokenized with the entropy model's tokenizer); at most
+        ``max_units`` units are used."""
+        target = target_patch_length if target_patch_length is not None else self.settings.target_patch_length
+        if target is None:
+            raise UsageError("calibration needs a target patch length")
+        if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+            input_ids, attention_mask = data
+            entropy = self.entropies(input_ids, attention_mask)
+        else:
+            entropy, attention_mask = self._entropies_of_strings(data, max_units)
+        s = self.settings
+        theta = calibrate_threshold(entropy, attention_mask, target, s.mode, s.min_patch_length, s.max_patch_length)
+        achieved = mean_patch_length(patch_starts(entropy, attention_mask, theta, s.mode, s.min_patch_length,
+                                                  s.max_patch_length), attention_mask)
+        s.threshold = theta
+        s.target_patch_length = float(target)
+        s.calibration = {"units": int(attention_mask.sum()), "mean_patch_length": round(achieved, 4)}
+        log.info("entropy patcher: threshold %.4f bits gives mean patch length %.2f (target %.2f) on %d units",
+                 theta, achieved, target, s.calibration["units"])
+        return theta
+
+    def _entropies_of_strings(self, sequences: Iterable[str], max_units: int):
+        if self.tokenizer is None:
+            raise UsageError("this entropy patcher has no tokenizer; calibrate it on (input_ids, attention_mask)")
+        chunks, total = [], 0
+        for seq in sequences:
+            if total >= max_units:
+                break
+            seq = seq[: max_units - total]
+            total += len(seq)
+            if seq:
+                chunks.append(seq)
+        if not chunks:
+            raise UsageError("no sequence to calibrate the entropy threshold on")
+        device = self._model_device()
+        rows, masks = [], []
+        # Similar lengths together keep padding (and wasted compute) small.
+        for start in range(0, len(chunks), 64):
+            batch = self.tokenizer.encode_batch(chunks[start:start + 64])
+            ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            rows.append(self.entropies(ids, mask))
+            masks.append(mask)
+        width = max(r.shape[1] for r in rows)
+        entropy = torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1])) for r in rows])
+        mask = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1])) for m in masks])
+        return entropy, mask
+
+
+# --------------------------------------------------------------------------------------------------
+# Saving and loading
+# --------------------------------------------------------------------------------------------------
+def save_entropy_patcher(patcher: EntropyPatcher, model_dir: str | Path, *, subdir: bool = True) -> Path:
+    """Write the patcher's LM and settings to ``<model_dir>/entropy_model/`` (or to ``model_dir`` itself
+    with ``subdir=False``); returns that directory."""
+    from .pretrained import save_pretrained
+
+    target = Path(model_dir) / ENTROPY_SUBDIR if subdir else Path(model_dir)
+    metadata = dict(patcher.metadata)
+    metadata[METADATA_KEY] = patcher.settings.to_dict()
+    metadata["task"] = "lm"
+    if patcher.tokenizer is not None:
+        metadata["tokenizer"] = patcher.tokenizer.to_dict()
+    metadata.setdefault("patcher", "none")
+    save_pretrained(patcher.model, target, metadata)
+    return target
+
+
+def load_entropy_model(directory: str | Path, map_location="cpu"):
+    """(lm_model, metadata, tokenizer) from an LM model directory, or from a model directory that holds
+    one in ``entropy_model/``. ModelError when it is not a causal LM."""
+    from .pretrained import from_pretrained
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelError("entropy model directory does not exist", path=str(directory))
+    if (directory / ENTROPY_SUBDIR).is_dir():
+        directory = directory / ENTROPY_SUBDIR
+    model, metadata = from_pretrained(directory, map_location=map_location)
+    if getattr(model, "task", None) != "lm":
+        raise ModelError(
+            f"not an entropy model: task is '{getattr(model, 'task', None)}', need 'lm' "
+            "(train one with `hyena-glt train --task lm`)", path=str(directory))
+    tokenizer = None
+    if metadata.get("tokenizer") is not None:
+        from ..tokenizers import get_tokenizer
+
+        tokenizer = get_tokenizer(metadata["tokenizer"])
+    return model, metadata, tokenizer
+
+
+def load_entropy_patcher(directory: str | Path, map_location="cpu", **overrides) -> EntropyPatcher:
+    """An EntropyPatcher from an LM directory (``train --task lm`` output) or from a model directory
+    holding ``entropy_model/``. Stored settings are used unless overridden (None values are ignored)."""
+    model, metadata, tokenizer = load_entropy_model(directory, map_location)
+    stored = EntropyPatcherSettings.from_dict(metadata.get(METADATA_KEY, {})).to_dict()
+    calibration = stored.pop("calibration")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "target_patch_length" in overrides and "threshold" not in overrides:
+        # A new target invalidates the stored θ: the caller must calibrate again.
+        if overrides["target_patch_length"] != stored.get("target_patch_length"):
+            stored["threshold"] = None
+    unknown = set(overrides) - set(stored)
+    if unknown:
+        raise UsageError(f"unknown entropy patcher option(s): {', '.join(sorted(unknown))}")
+    stored.update(overrides)
+    meta = {k: v for k, v in metadata.items() if k != METADATA_KEY}
+    patcher = EntropyPatcher(model, tokenizer=tokenizer, metadata=meta, **stored)
+    if patcher.settings.threshold is not None and not overrides.keys() & {"threshold", "mode", "min_patch_length",
+                                                                         "max_patch_length"}:
+        patcher.settings.calibration = calibration
+    return patcher
+
+
+def has_entropy_model(model_dir: str | Path) -> bool:
+    return (Path(model_dir) / ENTROPY_SUBDIR).is_dir()
