@@ -1,0 +1,567 @@
+"""Reading sequences: one entry point, ``read_sequences``, for every input a user may hand us.
+
+- FASTA and FASTQ, plain, gzip or BGZF, told apart by their first bytes (never by extension), and
+  stdin (``-``). Parsed by pysam's FastxFile (htslib's kseq), the fastest correct parser we have;
+  where it is lax (a FASTQ record with no quality is returned as if it were FASTA; a bad record is
+  reported with no record name) we check and diagnose ourselves.
+- SAM/BAM/CRAM through pysam, unmapped reads included, secondary/supplementary alignments skipped
+  (they repeat a read already returned). A read on the reverse strand is returned as sequenced
+  (reverse-complemented back, qualities reversed) unless ``stored_orientation=True``.
+- Regions of an indexed FASTA (``.fai`` built when missing; bgzipped FASTA with ``.gzi``):
+  samtools-style strings ``chrI:1,001-2,000`` (1-based, inclusive; a bare contig is the whole
+  contig) and BED files (0-based, half-open). A region record is named ``contig:start1-end`` and
+  carries contig/start (0-based)/end (exclusive).
+- ``sliding_windows`` cuts long records into windows with genome coordinates.
+
+Soft-masked (lower-case) bases are kept as they are; tokenizers fold case by default.
+Every problem with the data raises ``InputError`` naming the file, the record and the problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import logging
+import os
+import re
+import sys
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pysam
+
+from ..errors import InputError, UsageError
+
+log = logging.getLogger("hyena_glt")
+
+FORMATS = ("fasta", "fastq", "sam", "bam", "cram")
+_FORMAT_ALIASES = {"fa": "fasta", "fna": "fasta", "fas": "fasta", "fq": "fastq"}
+_SNIFF_BYTES = 1 << 16
+WINDOW_POLICIES = ("shift", "pad", "drop")
+
+
+@dataclass
+class SequenceRecord:
+    """One sequence. ``start`` is 0-based and ``end`` exclusive (BED style); both are set, with
+    ``contig``, only when the sequence has a known place in a genome (regions, windows of them)."""
+
+    id: str
+    seq: str
+    qual: str | None = None
+    contig: str | None = None
+    start: int | None = None
+    end: int | None = None
+    strand: str = "."
+    description: str = ""
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+
+# --------------------------------------------------------------------------------------------
+# Reverse complement
+
+_COMPLEMENT = str.maketrans(
+    "ACGTUNRYKMSWBDHVacgtunrykmswbdhv", "TGCAANYRMKSWVHDBtgcaanyrmkswvhdb"
+)
+
+
+def reverse_complement(seq: str) -> str:
+    """Reverse complement of a DNA string; IUPAC codes are complemented and case is kept
+    (U is complemented to A, so RNA comes back written as DNA)."""
+    return seq.translate(_COMPLEMENT)[::-1]
+
+
+# --------------------------------------------------------------------------------------------
+# Alphabet checks
+
+# Letters each alphabet accepts as they are, and the ambiguity codes the ``iupac`` policy handles.
+ALPHABETS = {
+    "dna": ("ACGTN", "RYKMSWBDHV", "N"),
+    "rna": ("ACGUN", "RYKMSWBDHV", "N"),
+    "nucleotide": ("ACGTUN", "RYKMSWBDHV", "N"),  # DNA or RNA: what the nucleotide tokenizer reads
+    "protein": ("ACDEFGHIKLMNPQRSTVWYX", "BZJUO", "X"),
+}
+IUPAC_POLICIES = ("N", "keep", "error")
+
+
+class _AlphabetCheck:
+    """Checks a sequence against an alphabet in C speed (``bytes.translate`` deletes the allowed
+    letters; whatever is left is wrong) and applies the ambiguity-code policy: ``N`` replaces
+    ambiguity codes by N (X for protein, case kept), ``keep`` leaves them, ``error`` rejects them."""
+
+    def __init__(self, alphabet: str, iupac: str = "N"):
+        if alphabet not in ALPHABETS:
+            raise UsageError(f"unknown alphabet '{alphabet}' (use one of: {', '.join(ALPHABETS)})")
+        if iupac not in IUPAC_POLICIES:
+            raise UsageError(f"unknown IUPAC policy '{iupac}' (use one of: {', '.join(IUPAC_POLICIES)})")
+        letters, ambiguous, unknown = ALPHABETS[alphabet]
+        self.name = alphabet
+        self.strict = (letters + letters.lower()).encode()
+        ambiguous_both = (ambiguous + ambiguous.lower()).encode()
+        self.accepted = self.strict + (b"" if iupac == "error" else ambiguous_both)
+        self.replace = None
+        if iupac == "N":
+            self.replace = bytes.maketrans(
+                ambiguous_both, (unknown * len(ambiguous) + unknown.lower() * len(ambiguous)).encode()
+            )
+
+    def __call__(self, seq: str, path: str, record: str | int) -> str:
+        if not seq.isascii():
+            pos, char = next((i, c) for i, c in enumerate(seq) if ord(c) > 127)
+            raise self._bad(char, pos, path, record)
+        raw = seq.encode("ascii")
+        extra = raw.translate(None, self.strict)
+        if not extra:
+            return seq
+        wrong = extra.translate(None, self.accepted)
+        if wrong:
+            char = chr(wrong[0])
+            raise self._bad(char, raw.index(wrong[:1]), path, record)
+        if self.replace is not None:
+            return raw.translate(self.replace).decode("ascii")
+        return seq
+
+    def _bad(self, char: str, pos: int, path: str, record: str | int) -> InputError:
+        return InputError(
+            f"invalid character {char!r} at position {pos + 1} (not in the {self.name} alphabet)",
+            path=path,
+            record=record,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Opening and format detection
+
+
+def _decompressed_head(head: bytes, path: str) -> bytes:
+    """The first decompressed bytes of a gzip/BGZF head (BGZF is many small gzip members)."""
+    out = b""
+    data = head
+    while data[:2] == b"\x1f\x8b" and len(out) < 4096:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            out += inflater.decompress(data, 8192)
+        except zlib.error as err:
+            raise InputError(f"corrupt gzip data ({err})", path=path) from None
+        if not inflater.eof:
+            if not out and len(head) < _SNIFF_BYTES:
+                raise InputError("truncated gzip file (unexpected end of compressed data)", path=path)
+            break
+        data = inflater.unused_data
+    return out
+
+
+_SAM_HEADER = re.compile(rb"@(HD|SQ|RG|PG|CO)\t")
+
+
+def _sniff(head: bytes, path: str) -> tuple[str, bool]:
+    """(format, compressed) from the first bytes of a file; InputError when it is none we read."""
+    if not head:
+        raise InputError("empty file", path=path)
+    if head[:4] == b"CRAM":
+        return "cram", False
+    compressed = head[:2] == b"\x1f\x8b"
+    content = _decompressed_head(head, path) if compressed else head
+    if content[:4] == b"BAM\x01":
+        return "bam", True
+    text = content.lstrip()
+    if not text:
+        raise InputError("empty file", path=path)
+    if text[:1] == b">":
+        return "fasta", compressed
+    if _SAM_HEADER.match(text):
+        return "sam", compressed
+    if text[:1] == b"@":
+        return "fastq", compressed
+    first_line = text.split(b"\n", 1)[0]
+    if first_line.count(b"\t") >= 10:  # a headerless SAM file
+        return "sam", compressed
+    if content[:2] == b"BC" or head[:3] == b"BCF":
+        raise InputError("unknown format: looks like BCF, not sequences", path=path)
+    shown = first_line[:30].decode("ascii", "replace")
+    raise InputError(
+        f"unknown format (not FASTA, FASTQ, SAM, BAM or CRAM; starts with {shown!r})", path=path
+    )
+
+
+def _normalise_format(fmt: str | None) -> str | None:
+    if fmt is None:
+        return None
+    name = _FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
+    if name not in FORMATS:
+        raise UsageError(f"unknown input format '{fmt}' (use one of: {', '.join(FORMATS)})")
+    return name
+
+
+@contextlib.contextmanager
+def _stdin_as_path(head: bytes) -> Iterator[str]:
+    """pysam wants a file name. Stdin has been read from (to sniff its format), so feed the bytes
+    already read plus the rest of stdin into a pipe from a thread and hand pysam ``/dev/fd/N``."""
+    read_fd, write_fd = os.pipe()
+    stdin = sys.stdin.buffer
+
+    def pump() -> None:
+        try:
+            with os.fdopen(write_fd, "wb") as sink:
+                sink.write(head)
+                while chunk := stdin.read(1 << 20):
+                    sink.write(chunk)
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # the reader stopped early (error, or only the first records were wanted)
+
+    thread = threading.Thread(target=pump, name="hyena-glt-stdin", daemon=True)
+    thread.start()
+    try:
+        yield f"/dev/fd/{read_fd}"
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(read_fd)
+
+
+def _read_head(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read(_SNIFF_BYTES)
+    path = Path(source)
+    if not path.exists():
+        raise InputError("no such file", path=source)
+    if path.is_dir():
+        raise InputError("is a folder, not a sequence file", path=source)
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(_SNIFF_BYTES)
+    except OSError as err:
+        raise InputError(f"cannot read: {err.strerror}", path=source) from None
+
+
+@contextlib.contextmanager
+def _quiet_htslib() -> Iterator[None]:
+    """htslib prints its own errors to stderr; we raise one clear error instead."""
+    previous = pysam.set_verbosity(0)
+    try:
+        yield
+    finally:
+        pysam.set_verbosity(previous)
+
+
+# --------------------------------------------------------------------------------------------
+# FASTA / FASTQ
+
+
+def _gzip_is_truncated(path: str) -> bool:
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 22):
+                pass
+    except EOFError:
+        return True
+    except (OSError, zlib.error):
+        return False
+    return False
+
+
+def _diagnose_fastq(path: str, compressed: bool) -> InputError | None:
+    """pysam says only 'truncated quality string'; re-read strictly with Biopython to name the
+    record and the problem (error path only, so speed does not matter)."""
+    from Bio.SeqIO.QualityIO import FastqGeneralIterator
+
+    opener = gzip.open if compressed else open
+    number = 0
+    try:
+        with opener(path, "rt") as handle:
+            for number, (title, seq, qual) in enumerate(FastqGeneralIterator(handle), 1):
+                if len(seq) != len(qual):
+                    return InputError(
+                        f"quality length {len(qual)} differs from sequence length {len(seq)}",
+                        path=path,
+                        record=title.split()[0] if title else number,
+                    )
+    except ValueError as err:
+        lengths = re.search(r"differs for (\S+) \((\d+) and (\d+)\)", str(err))
+        if lengths:
+            name, seq_len, qual_len = lengths.groups()
+            return InputError(
+                f"quality length {qual_len} differs from sequence length {seq_len}", path=path, record=name
+            )
+        return InputError(f"malformed FASTQ after record {number}: {err}", path=path)
+    return None
+
+
+def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check) -> Iterator[SequenceRecord]:
+    count = 0
+    try:
+        with _quiet_htslib(), pysam.FastxFile(pysam_path) as handle:
+            for entry in handle:
+                count += 1
+                name, seq, qual = entry.name, entry.sequence, entry.quality
+                if fmt == "fastq":
+                    if qual is None:
+                        raise InputError(
+                            "FASTQ record without '+' line or quality string (malformed or truncated)",
+                            path=path,
+                            record=name,
+                        )
+                    if len(qual) != len(seq):
+                        raise InputError(
+                            f"quality length {len(qual)} differs from sequence length {len(seq)}",
+                            path=path,
+                            record=name,
+                        )
+                elif qual is not None:
+                    raise InputError("FASTQ record inside a FASTA file", path=path, record=name)
+                if check is not None:
+                    seq = check(seq, path, name)
+                yield SequenceRecord(name, seq, qual, description=entry.comment or "")
+    except (ValueError, OSError) as err:
+        if compressed and path != "-" and _gzip_is_truncated(path):
+            raise InputError("truncated gzip file (unexpected end of compressed data)", path=path) from None
+        if fmt == "fastq" and path != "-":
+            precise = _diagnose_fastq(path, compressed)
+            if precise is not None:
+                raise precise from None
+        reason = str(err).replace(pysam_path, "input").strip()
+        raise InputError(f"malformed {fmt.upper()} after record {count} ({reason})", path=path) from None
+
+
+# --------------------------------------------------------------------------------------------
+# SAM / BAM / CRAM
+
+
+def _read_alignments(
+    pysam_path: str, path: str, fmt: str, reference, stored_orientation: bool, check
+) -> Iterator[SequenceRecord]:
+    if fmt == "cram" and reference is None:
+        raise InputError("CRAM input needs its reference FASTA (--reference)", path=path)
+    if reference is not None and not Path(reference).exists():
+        raise InputError("no such file (reference FASTA)", path=str(reference))
+    mode = {"sam": "r", "bam": "rb", "cram": "rc"}[fmt]
+    count = 0
+    try:
+        with _quiet_htslib(), pysam.AlignmentFile(
+            pysam_path, mode, reference_filename=None if reference is None else str(reference), check_sq=False
+        ) as handle:
+            for aln in handle.fetch(until_eof=True):
+                if aln.is_secondary or aln.is_supplementary:
+                    continue
+                count += 1
+                name = aln.query_name or str(count)
+                seq = aln.query_sequence or ""
+                quals = aln.query_qualities
+                qual = pysam.qualities_to_qualitystring(quals) if quals is not None else None
+                strand = "." if aln.is_unmapped else ("-" if aln.is_reverse else "+")
+                if aln.is_reverse and not stored_orientation:
+                    seq = reverse_complement(seq)
+                    qual = qual[::-1] if qual is not None else None
+                if check is not None:
+                    seq = check(seq, path, name)
+                mate = " read1" if aln.is_read1 else (" read2" if aln.is_read2 else "")
+                where = "unmapped" if aln.is_unmapped else (
+                    f"{aln.reference_name}:{aln.reference_start + 1}-{aln.reference_end}"
+                )
+                yield SequenceRecord(name, seq, qual, strand=strand, description=(where + mate))
+    except (ValueError, OSError) as err:
+        reason = str(err).replace(pysam_path, "input").strip()
+        raise InputError(f"cannot read {fmt.upper()} after record {count} ({reason})", path=path) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Regions of an indexed FASTA
+
+_REGION = re.compile(r"(?P<contig>.+):(?P<start>[\d,]+)(?:-(?P<end>[\d,]*))?")
+
+
+def open_indexed_fasta(path: str | os.PathLike) -> pysam.FastaFile:
+    """A random-access FASTA (plain or bgzipped). pysam builds ``.fai`` (and ``.gzi``) when missing
+    and the folder is writable."""
+    path = str(path)
+    if not Path(path).is_file():
+        raise InputError("no such file", path=path)
+    try:
+        with _quiet_htslib():
+            return pysam.FastaFile(path)
+    except (OSError, ValueError):
+        pass
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    fmt, compressed = _sniff(head, path)
+    if fmt != "fasta":
+        raise InputError(f"regions need an indexed FASTA file; this is {fmt.upper()}", path=path)
+    if compressed and head[12:14] != b"BC":
+        raise InputError("cannot index a plain-gzip FASTA for regions; recompress it with bgzip", path=path)
+    if not os.access(Path(path).resolve().parent, os.W_OK):
+        raise InputError("no .fai index and its folder is not writable (run `samtools faidx` where you can)", path=path)
+    raise InputError("cannot build a FASTA index (lines of unequal length?)", path=path)
+
+
+def parse_region(text: str, lengths: dict[str, int], path: str) -> tuple[str, int, int]:
+    """``chrI:1,001-2,000`` → ('chrI', 1000, 2000): 1-based inclusive in, 0-based half-open out.
+    A bare contig name is the whole contig; ``chr:1,001`` or ``chr:1,001-`` runs to its end."""
+    text = text.strip()
+    if text in lengths:  # contig names may contain ':'
+        return text, 0, lengths[text]
+    match = _REGION.fullmatch(text)
+    contig = match["contig"] if match else text
+    if contig not in lengths:
+        known = ", ".join(list(lengths)[:5]) + (", ..." if len(lengths) > 5 else "")
+        raise InputError(f"region '{text}': unknown contig '{contig}' (contigs: {known})", path=path)
+    length = lengths[contig]
+    start1 = int(match["start"].replace(",", ""))
+    end = int(match["end"].replace(",", "")) if match["end"] else length
+    if start1 < 1 or start1 > end:
+        raise InputError(f"region '{text}': start must be >= 1 and <= end", path=path)
+    if end > length:
+        raise InputError(f"region '{text}' is outside contig '{contig}' (length {length:,})", path=path)
+    return contig, start1 - 1, end
+
+
+def read_bed_regions(bed: str | os.PathLike) -> Iterator[tuple[str, int, int, str, str, int]]:
+    """(contig, start, end, name, strand, line number) for each interval of a BED file (0-based,
+    half-open). Comment, ``track`` and ``browser`` lines are skipped; gzip is read transparently."""
+    bed = str(bed)
+    if not Path(bed).is_file():
+        raise InputError("no such file (BED regions)", path=bed)
+    with open(bed, "rb") as probe:
+        opener = gzip.open if probe.read(2) == b"\x1f\x8b" else open
+    with opener(bed, "rt") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
+            try:
+                contig, start, end = fields[0], int(fields[1]), int(fields[2])
+            except (IndexError, ValueError):
+                shown = line.strip()[:60]
+                raise InputError(
+                    f"line {number}: malformed BED line (need contig, start, end; got {shown!r})", path=bed
+                ) from None
+            if start < 0 or end <= start:
+                raise InputError(f"line {number}: BED start must be >= 0 and < end (got {start}, {end})", path=bed)
+            name = fields[3] if len(fields) > 3 else ""
+            strand = fields[5] if len(fields) > 5 and fields[5] in ("+", "-") else "."
+            yield contig, start, end, name, strand, number
+
+
+def _read_regions(path: str, regions, regions_bed, check) -> Iterator[SequenceRecord]:
+    fasta = open_indexed_fasta(path)
+    with fasta:
+        lengths = dict(zip(fasta.references, fasta.lengths))
+
+        def wanted() -> Iterator[tuple[str, int, int, str, str]]:
+            for text in regions or ():
+                contig, start, end = parse_region(text, lengths, path)
+                yield contig, start, end, "", "."
+            if regions_bed is not None:
+                for contig, start, end, name, strand, number in read_bed_regions(regions_bed):
+                    where = f"{contig}:{start + 1}-{end}"
+                    if contig not in lengths:
+                        raise InputError(f"line {number}: unknown contig '{contig}'", path=str(regions_bed))
+                    if end > lengths[contig]:
+                        raise InputError(
+                            f"line {number}: region {where} is outside contig '{contig}' "
+                            f"(length {lengths[contig]:,})",
+                            path=str(regions_bed),
+                        )
+                    yield contig, start, end, name, strand
+
+        for contig, start, end, name, strand in wanted():
+            region_id = f"{contig}:{start + 1}-{end}"
+            seq = fasta.fetch(contig, start, end)
+            if check is not None:
+                seq = check(seq, path, region_id)
+            yield SequenceRecord(region_id, seq, None, contig, start, end, strand, name)
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def read_sequences(
+    source: str | os.PathLike,
+    *,
+    fmt: str | None = None,
+    reference=None,
+    regions: list[str] | None = None,
+    regions_bed=None,
+    stored_orientation: bool = False,
+    alphabet: str | None = None,
+    iupac: str = "N",
+) -> Iterator[SequenceRecord]:
+    """Stream the records of one input (a path, or ``-`` for stdin).
+
+    ``fmt`` forces a format (fasta, fastq, sam, bam, cram); by default it is read from the content.
+    ``regions`` (samtools strings) and ``regions_bed`` (a BED path) select regions of an indexed
+    FASTA. ``alphabet`` (dna, rna, nucleotide = DNA or RNA, protein; None = no check) rejects the
+    first character outside it, with its 1-based position; ambiguity codes follow ``iupac``
+    (``N``: replaced by N, or X for protein; ``keep``; ``error``).
+    """
+    check = None if alphabet is None else _AlphabetCheck(alphabet, iupac)
+    fmt = _normalise_format(fmt)
+    source = str(source)
+    if regions or regions_bed is not None:
+        if source == "-":
+            raise UsageError("--region/--regions need an indexed FASTA file, not stdin")
+        yield from _read_regions(source, regions, regions_bed, check)
+        return
+    head = _read_head(source)
+    sniffed, compressed = _sniff(head, source)
+    fmt = fmt or sniffed
+    opened = _stdin_as_path(head) if source == "-" else contextlib.nullcontext(source)
+    with opened as pysam_path:
+        if fmt in ("fasta", "fastq"):
+            yield from _read_fastx(pysam_path, source, fmt, compressed, check)
+        else:
+            yield from _read_alignments(pysam_path, source, fmt, reference, stored_orientation, check)
+
+
+def read_many(sources: Iterable[str | os.PathLike], **kwargs) -> Iterator[SequenceRecord]:
+    """``read_sequences`` over several inputs, one after the other (same keyword arguments)."""
+    for source in sources:
+        yield from read_sequences(source, **kwargs)
+
+
+def sliding_windows(
+    records: Iterable[SequenceRecord], window: int, stride: int | None = None, last: str = "shift"
+) -> Iterator[SequenceRecord]:
+    """Cut records into windows of ``window`` units every ``stride`` (default: ``window``).
+
+    Windows never cross a record's end. The last, partial window follows ``last``:
+    ``shift``: moved back to end exactly at the record end (overlapping its neighbour);
+    ``pad``: kept as the shorter tail (batch encoding pads it with PAD and masks it out; never with
+    N, so coordinates stay exact); ``drop``: left out. A record no longer than ``window`` is yielded
+    as one window whatever the policy. Each window has ``contig`` (the record's contig, else its
+    id), 0-based ``start``/``end`` offset by the record's own start, and id ``contig:start1-end``.
+    """
+    if window < 1:
+        raise UsageError(f"--window must be >= 1 (got {window})")
+    stride = window if stride is None else stride
+    if stride < 1:
+        raise UsageError(f"--stride must be >= 1 (got {stride})")
+    if last not in WINDOW_POLICIES:
+        raise UsageError(f"unknown last-window policy '{last}' (use one of: {', '.join(WINDOW_POLICIES)})")
+    for record in records:
+        length = len(record.seq)
+        contig = record.contig if record.contig is not None else record.id
+        offset = record.start or 0
+        full_starts = range(0, max(length - window, 0) + 1, stride)
+        spans = [(s, s + window) for s in full_starts] if length > window else [(0, length)]
+        covered = spans[-1][1]
+        if covered < length and last != "drop":
+            if last == "shift":
+                spans.append((length - window, length))
+            elif spans[-1][0] + stride < length:  # with stride > window the gap may reach the end
+                spans.append((spans[-1][0] + stride, length))
+        for begin, end in spans:
+            start, stop = offset + begin, offset + end
+            yield SequenceRecord(
+                f"{contig}:{start + 1}-{stop}",
+                record.seq[begin:end],
+                None if record.qual is None else record.qual[begin:end],
+                contig,
+                start,
+                stop,
+                record.strand,
+                record.description,
+            )
