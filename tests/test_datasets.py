@@ -1,0 +1,200 @@
+"""Labelled data readers on real files (GUE CSV, lambda genome, Arabidopsis chloroplast BED) and their errors."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pyfaidx
+import pytest
+
+from hyena_glt.errors import InputError, UsageError
+from hyena_glt.io import datasets
+
+GUE = "gue/prom_core_all"
+
+
+def gue_rows(data_dir, split="train", n=None):
+    with open(data_dir / GUE / f"{split}.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    return rows if n is None else rows[:n]
+
+
+def test_gue_csv(data_dir):
+    data = datasets.load_labelled(data_dir / GUE / "dev.csv", "classification")
+    rows = gue_rows(data_dir, "dev")
+    assert len(data) == len(rows) == 5920
+    assert data.class_names == ["0", "1"]
+    assert data.sequences[:3] == [r["sequence"] for r in rows[:3]]
+    assert data.labels.dtype == np.int64
+    assert data.labels.tolist() == [int(r["label"]) for r in rows]
+    assert set(data.lengths().tolist()) == {70}
+    assert data.ids[0] == "dev.csv:2"  # no id column: file name and line number
+
+
+def test_tsv_regression_multi_target_and_id_column(data_dir, tmp_path):
+    rows = gue_rows(data_dir, n=20)
+    path = tmp_path / "gc.tsv"
+    with open(path, "w") as fh:
+        fh.write("id\tsequence\tgc\tat\n")
+        for i, r in enumerate(rows):
+            gc = sum(c in "GC" for c in r["sequence"]) / 70
+            fh.write(f"s{i}\t{r['sequence']}\t{gc}\t{1 - gc}\n")
+    data = datasets.load_labelled(path, "regression")
+    assert data.target_names == ["gc", "at"]
+    assert data.labels.shape == (20, 2) and data.labels.dtype == np.float32
+    assert data.ids[:2] == ["s0", "s1"]
+    np.testing.assert_allclose(data.labels.sum(1), 1.0, rtol=1e-6)
+    only_gc = datasets.load_labelled(path, "regression", label_columns=["gc"])
+    assert only_gc.labels.shape == (20, 1)
+
+
+def test_multilabel_one_column_and_flag_columns(data_dir, tmp_path):
+    rows = gue_rows(data_dir, n=6)
+    sets = ["tata;gc", "gc", "tata", "cpg|gc", "cpg", "tata"]
+    path = tmp_path / "ml.csv"
+    with open(path, "w") as fh:
+        fh.write("sequence,labels\n")
+        for r, s in zip(rows, sets):
+            fh.write(f"{r['sequence']},{s}\n")
+    data = datasets.load_labelled(path, "multilabel")
+    assert data.class_names == ["cpg", "gc", "tata"]
+    assert data.labels.tolist()[0] == [0, 1, 1] and data.labels.tolist()[3] == [1, 1, 0]
+    flags = tmp_path / "flags.csv"
+    with open(flags, "w") as fh:
+        fh.write("sequence,tata,gc\n")
+        for r, s in zip(rows, sets):
+            fh.write(f"{r['sequence']},{int('tata' in s)},{int('gc' in s)}\n")
+    data = datasets.load_labelled(flags, "multilabel")
+    assert data.class_names == ["tata", "gc"]
+    assert data.labels[:, 0].tolist() == [1, 0, 1, 0, 0, 1]
+
+
+def test_fasta_header_labels_and_regex(data_dir, tmp_path):
+    rows = gue_rows(data_dir, n=10)
+    names = {"0": "background", "1": "promoter"}
+    path = tmp_path / "labelled.fa"
+    path.write_text("".join(f">r{i} label={names[r['label']]} src=gue\n{r['sequence']}\n" for i, r in enumerate(rows)))
+    data = datasets.load_labelled(path, "classification")
+    assert data.class_names == ["background", "promoter"]
+    assert data.ids[0] == "r0"
+    assert data.labels.tolist() == [int(r["label"]) for r in rows]
+    piped = tmp_path / "piped.fa"
+    piped.write_text("".join(f">r{i}|{names[r['label']]}\n{r['sequence']}\n" for i, r in enumerate(rows)))
+    data = datasets.load_labelled(piped, "classification", label_regex=r"\|(\w+)$")
+    assert data.labels.tolist() == [int(r["label"]) for r in rows]
+    with pytest.raises(InputError, match=r"piped\.fa: record 'r0\|promoter': no label in the header"):
+        datasets.load_labelled(piped, "classification")
+
+
+def test_class_fastas(data_dir, tmp_path):
+    rows = gue_rows(data_dir, n=30)
+    files = {}
+    for label in ("0", "1"):
+        files[label] = tmp_path / f"class{label}.fa"
+        files[label].write_text("".join(f">{label}_{i}\n{r['sequence']}\n" for i, r in enumerate(rows) if r["label"] == label))
+    data = datasets.load_class_fastas([("promoter", files["1"]), ("other", files["0"])])
+    assert data.class_names == ["other", "promoter"]
+    n1 = sum(r["label"] == "1" for r in rows)
+    assert int(data.labels.sum()) == n1 and len(data) == 30
+    empty = tmp_path / "empty.fa"
+    empty.write_text("")
+    with pytest.raises(InputError, match=r"empty\.fa: "):
+        datasets.load_class_fastas([("promoter", files["1"]), ("none", empty)])
+
+
+def _copy(src, dest_dir):
+    dest = dest_dir / src.name  # pyfaidx indexes beside the FASTA: keep example_data untouched
+    dest.write_bytes(src.read_bytes())
+    return dest
+
+
+def test_bed_with_reference(data_dir, tmp_path):
+    # real chloroplast gene intervals; the label is the feature type (CDS, tRNA, ...) put in column 4
+    bed = tmp_path / "features.bed"
+    lines = (data_dir / "arabidopsis_chloroplast_genes.bed").read_text().splitlines()[:40]
+    with open(bed, "w") as fh:
+        for line in lines:
+            f = line.split("\t")
+            fh.write("\t".join([f[0], f[1], f[2], f[3].split(":")[0], f[4], f[5]]) + "\n")
+    reference = _copy(data_dir / "arabidopsis_chloroplast.fa", tmp_path)
+    data = datasets.load_labelled(bed, "classification", reference=reference)
+    assert len(data) == 40
+    genome = pyfaidx.Fasta(str(reference), as_raw=True)
+    strands = [line.split("\t")[5] for line in lines]
+    assert "+" in strands and "-" in strands
+    for i, line in enumerate(lines):
+        contig, start, end = line.split("\t")[:3]
+        forward = str(genome[contig][int(start):int(end)]).upper()
+        expected = forward[::-1].translate(str.maketrans("ACGT", "TGCA")) if strands[i] == "-" else forward
+        assert data.sequences[i] == expected
+    assert set(data.class_names) <= {"CDS", "gene", "rRNA", "tRNA"}
+    bad = tmp_path / "bad.bed"
+    bad.write_text("NC_000932.1\t154000\t155000\tgene\t0\t+\n")
+    with pytest.raises(InputError, match=r"bad\.bed: line 1: interval NC_000932\.1:154000-155000 .*outside the contig \(length 154478\)"):
+        datasets.load_labelled(bad, "classification", reference=reference)
+    with pytest.raises(UsageError, match="--reference"):
+        datasets.load_labelled(bed, "classification")
+
+
+def test_lm_chunks_lambda_genome(data_dir):
+    data = datasets.load_lm_sequences([data_dir / "lambda_virus.fa"], window=1000)
+    genome = (data_dir / "lambda_virus.fa").read_text().split("\n", 1)[1].replace("\n", "").upper()
+    # 48,502 bp: 48 full windows and a last chunk of 502 (kept: at least a quarter window)
+    assert len(data) == 49 and data.labels is None
+    assert set(map(len, data.sequences[:-1])) == {1000} and len(data.sequences[-1]) == 502
+    assert data.ids[-1].endswith(":48001-48502")
+    assert "".join(data.sequences) == genome
+
+
+def test_split_validation_stratified_and_seeded(data_dir):
+    data = datasets.load_labelled(data_dir / "gue/mouse_2/train.csv", "classification")
+    train, val = datasets.split_validation(data, 0.1, seed=3)
+    assert len(val) == 262 and len(train) + len(val) == len(data)
+    assert abs(val.labels.mean() - data.labels.mean()) < 0.01
+    again = datasets.split_validation(data, 0.1, seed=3)[1]
+    assert again.ids == val.ids
+    assert not set(train.ids) & set(val.ids)
+
+
+def test_errors_name_file_and_line(data_dir, tmp_path):
+    rows = gue_rows(data_dir, n=5)
+    nolabel = tmp_path / "nolabel.csv"
+    nolabel.write_text("sequence,class\n" + "".join(f"{r['sequence']},{r['label']}\n" for r in rows))
+    with pytest.raises(InputError, match=r"nolabel\.csv: line 1: no column 'label' in the header \(sequence, class\); "
+                                         r"name the label column with --label-column"):
+        datasets.load_labelled(nolabel, "classification")
+    assert datasets.load_labelled(nolabel, "classification", label_columns=["class"]).class_names == ["0", "1"]
+    with pytest.raises(InputError, match=r"no column 'kind'"):
+        datasets.load_labelled(nolabel, "classification", label_columns=["kind"])
+
+    short_row = tmp_path / "short.csv"
+    short_row.write_text(f"sequence,label\n{rows[0]['sequence']},1\n{rows[1]['sequence']}\n")
+    with pytest.raises(InputError, match=r"short\.csv: line 3: 1 fields where the header has 2"):
+        datasets.load_labelled(short_row, "classification")
+
+    one_class = tmp_path / "one.csv"
+    one_class.write_text("sequence,label\n" + "".join(f"{r['sequence']},1\n" for r in rows))
+    with pytest.raises(InputError, match="only one class"):
+        datasets.load_labelled(one_class, "classification")
+
+    unseen = tmp_path / "val.csv"
+    unseen.write_text(f"sequence,label\n{rows[0]['sequence']},1\n{rows[1]['sequence']},2\n")
+    with pytest.raises(InputError, match=r"val\.csv: line 3: label '2' does not occur in the training data \(training labels: 0, 1\)"):
+        datasets.load_labelled(unseen, "classification", class_names=["0", "1"])
+
+    notnum = tmp_path / "reg.csv"
+    notnum.write_text(f"sequence,score\n{rows[0]['sequence']},0.5\n{rows[1]['sequence']},high\n")
+    with pytest.raises(InputError, match=r"reg\.csv: line 3: column 'score': 'high' is not a number"):
+        datasets.load_labelled(notnum, "regression")
+
+
+def test_mixed_lengths_need_window(data_dir, tmp_path):
+    rows = gue_rows(data_dir, n=4)
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("sequence,label\n" + "".join(f"{r['sequence'][: 40 + 10 * i]},{i % 2}\n" for i, r in enumerate(rows)))
+    data = datasets.load_labelled(mixed, "classification")
+    with pytest.raises(InputError, match=r"mixed\.csv: training sequences have mixed lengths \(40 nt 'mixed.csv:2' to "
+                                         r"70 nt 'mixed.csv:5'\); give --window N"):
+        datasets.check_lengths(data, None, "training")
+    datasets.check_lengths(data, 64, "training")  # a window settles it
