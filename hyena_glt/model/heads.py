@@ -1,0 +1,143 @@
+"""Task heads on top of HyenaGLTModel, their losses, embeddings and reverse-complement averaging.
+
+Sequence tasks (classification, multilabel, regression) pool the final states with a masked mean over
+units (over patches weighted by their length in a patched model, which is the same mean over units of
+each unit's patch state). Per-unit tasks (token_classification, lm) read the decoder's unit states;
+lm logits at position t predict unit t + 1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import HyenaGLTConfig
+from ..errors import InputError, UsageError
+from .hyena_glt import HyenaGLTModel, HyenaGLTOutput
+
+TASKS = ("classification", "multilabel", "regression", "token_classification", "lm")
+SEQUENCE_TASKS = ("classification", "multilabel", "regression")
+POOLS = ("mean", "cls", "none")
+
+
+class HyenaGLTForTask(nn.Module):
+    def __init__(self, config: HyenaGLTConfig, task: str, num_outputs: int | None = None):
+        super().__init__()
+        if task not in TASKS:
+            raise UsageError(f"unknown task '{task}' (use {', '.join(TASKS)})")
+        if task == "lm":
+            if config.bidirectional:
+                raise UsageError("a language model must be causal (bidirectional = false)")
+            num_outputs = config.vocab_size if num_outputs is None else num_outputs
+            if num_outputs != config.vocab_size:
+                raise UsageError(f"an lm head predicts the vocabulary: num_outputs must be {config.vocab_size}")
+        if num_outputs is None or num_outputs < 1:
+            raise UsageError(f"task '{task}' needs num_outputs >= 1 (got {num_outputs})")
+        if task == "classification" and num_outputs < 2:
+            raise UsageError("single-label classification needs at least 2 classes")
+        self.config, self.task, self.num_outputs = config, task, int(num_outputs)
+        self.backbone = HyenaGLTModel(config, decoder=task not in SEQUENCE_TASKS)
+        self.head = nn.Linear(config.d_model, self.num_outputs)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def per_unit(self) -> bool:
+        return self.task not in SEQUENCE_TASKS
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                patch_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.backbone(input_ids, attention_mask, patch_lengths, unit_states=self.per_unit)
+        if self.per_unit:
+            return self.head(out.unit_states)
+        return self.head(pool_states(out, attention_mask, "mean", self.backbone.causal))
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, pool: str = "mean",
+              layer: int | None = None, patch_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Sequence embeddings (B, D) for pool 'mean'/'cls', or per-unit states (B, L, D) for 'none'.
+
+        ``layer`` picks a global block's output (0 = the global input, -1 = the last block, before the final
+        norm); None means the final (normed) states the heads read. 'cls' is the first unit of a
+        bidirectional model and the last real unit of a causal one (the only unit that has read everything).
+        """
+        if pool not in POOLS:
+            raise UsageError(f"unknown pooling '{pool}' (use {', '.join(POOLS)})")
+        want_units = pool == "none" and layer is None
+        out = self.backbone(input_ids, attention_mask, patch_lengths, unit_states=want_units,
+                            output_hidden_states=layer is not None)
+        if layer is not None:
+            n = len(out.hidden_states)
+            if not -n <= layer < n:
+                raise UsageError(f"layer {layer} is outside -{n}..{n - 1} for a model with {n - 1} blocks")
+            out = HyenaGLTOutput(None, out.hidden_states[layer], out.patch_mask, out.patch_lengths)
+        if pool == "none":
+            if out.unit_states is not None:
+                return out.unit_states
+            return _patch_states_per_unit(out, input_ids.shape[1])  # each unit gets its patch's state
+        return pool_states(out, attention_mask, pool, self.backbone.causal)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean loss. classification: labels (B,) class ids; multilabel: (B, C) 0/1; regression: (B, C) or (B,)
+        floats (NaN = missing, ignored); token_classification: (B, L) ids, -100 or padding ignored;
+        lm: labels are the input ids (B, L) themselves, shifted here."""
+        logits = logits.float()
+        if self.task == "classification":
+            return F.cross_entropy(logits, labels.long())
+        if self.task == "multilabel":
+            return F.binary_cross_entropy_with_logits(logits, labels.float().view_as(logits))
+        if self.task == "regression":
+            target = labels.float().view_as(logits)
+            known = ~torch.isnan(target)
+            if not bool(known.any()):
+                raise InputError("every regression target in the batch is missing (NaN)")
+            return F.mse_loss(logits[known], target[known])
+        labels = labels.long()
+        if self.task == "lm":
+            logits, labels = logits[:, :-1], labels[:, 1:]
+            if attention_mask is not None:
+                attention_mask = attention_mask[:, 1:]
+        if attention_mask is not None:
+            labels = labels.masked_fill(~attention_mask.bool(), -100)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+
+def pool_states(out: HyenaGLTOutput, attention_mask: torch.Tensor | None, pool: str, causal: bool) -> torch.Tensor:
+    """(B, D) from patch/unit states: length-weighted masked mean, or the 'cls' unit's patch."""
+    states, lengths = out.patch_states, out.patch_lengths.to(out.patch_states.dtype)
+    if pool == "mean":
+        return (states * lengths[..., None]).sum(1) / lengths.sum(1, keepdim=True).clamp(min=1)
+    if causal:  # last real patch
+        last = (out.patch_mask.long().sum(1) - 1).clamp(min=0)
+        return states[torch.arange(states.shape[0], device=states.device), last]
+    return states[:, 0]
+
+
+def _patch_states_per_unit(out: HyenaGLTOutput, length: int) -> torch.Tensor:
+    from .patching import unpool
+    from .positions import Segments
+
+    return unpool(out.patch_states, Segments.from_lengths(out.patch_lengths, length))
+
+
+def rc_average_logits(model: HyenaGLTForTask, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                      tokenizer, patch_lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits averaged over each record and its reverse complement. Per-unit logits of the reverse strand are
+    flipped back onto forward coordinates (unit t of a record of length n ↔ unit n-1-t)."""
+    if model.task == "lm":
+        raise UsageError("reverse-complement averaging does not apply to a language model")
+    if not hasattr(tokenizer, "reverse_complement_batch"):
+        raise UsageError(f"tokenizer '{getattr(tokenizer, 'name', tokenizer)}' has no reverse complement (DNA only)")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
+    lengths = attention_mask.long().sum(1)
+    rc_ids = tokenizer.reverse_complement_batch(input_ids, lengths)
+    forward = model(input_ids, attention_mask, patch_lengths)
+    # Patches of the reverse strand come from the model's own patcher (the forward ones do not apply).
+    backward = model(rc_ids, attention_mask)
+    if model.per_unit:
+        pos = torch.arange(input_ids.shape[1], device=input_ids.device)
+        source = (lengths[:, None] - 1 - pos[None, :]).clamp(min=0)
+        source = torch.where(attention_mask, source, pos[None, :].expand_as(source))
+        backward = backward.gather(1, source[..., None].expand_as(backward))
+    return (forward + backward) / 2

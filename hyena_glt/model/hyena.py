@@ -1,0 +1,239 @@
+"""The Hyena operator (Poli et al. 2023, as in HyenaDNA) and the blocks built from it.
+
+    u (B, L, D) ─ in_proj ─► (B, (order+1)·D, L) ─ short causal depthwise conv ─► x_0 … x_{order-1}, v
+    for i = order-1 … 1:   v = long_conv_i(v · x_i)      # implicit filter, FFT, fp32
+    y = out_proj(v · x_0)
+
+The long filter h(t) of each channel is implicit: features of the lag t → small MLP with sine activations
+→ times an exponential decay window. The features depend on t alone (never on L), so a filter for length L
+is the first L taps of the filter for any longer length: models run on any length, and a padded record
+gives the same outputs as the record alone. Bidirectional operators also have taps at negative lags.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Long convolutions run in channel chunks of at most this many FFT elements when no gradient is needed,
+# which bounds peak memory for megabase inputs without slowing shorter ones.
+_FFT_CHUNK_ELEMENTS = 1 << 24
+
+
+@functools.lru_cache(maxsize=None)
+def fast_fft_size(n: int) -> int:
+    """Smallest 2^a·3^b·5^c ≥ n: pocketfft and cuFFT are fastest on such sizes."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            size = p35
+            while size < n:
+                size *= 2
+            best = min(best, size)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def fft_conv(v: torch.Tensor, k_f: torch.Tensor, n: int, skip: torch.Tensor) -> torch.Tensor:
+    """y = (v ⊛ h)[:L] + skip·v over the last dim, in fp32. v (B, C, L); k_f = rfft(h, n) (C, n//2+1)."""
+    length = v.shape[-1]
+    v32 = v.float()
+    y = torch.fft.irfft(torch.fft.rfft(v32, n=n) * k_f, n=n)[..., :length]
+    return torch.addcmul(y, v32, skip[:, None])
+
+
+def direct_conv(v: torch.Tensor, h: torch.Tensor, h_back: torch.Tensor | None = None) -> torch.Tensor:
+    """Slow reference: y[t] = Σ_s v[s]·h[t-s] (and h_back[s-t] for s > t). Used by the tests."""
+    length = v.shape[-1]
+    lag = torch.arange(length)[:, None] - torch.arange(length)[None, :]  # t - s
+    taps = h[:, lag.clamp(min=0)] * (lag >= 0)
+    if h_back is not None:
+        taps = taps + h_back[:, (-lag).clamp(min=0)] * (lag < 0)
+    return torch.einsum("bcs,cts->bct", v.double(), taps.double()).to(v.dtype)
+
+
+class Sin(nn.Module):
+    def __init__(self, dim: int, freq: float):
+        super().__init__()
+        self.freq = nn.Parameter(torch.full((dim,), float(freq)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.freq * x)
+
+
+class ImplicitFilter(nn.Module):
+    """h(t) for t = 0..L-1 (and t = -1..-(L-1) when bidirectional), for `channels` channels."""
+
+    def __init__(self, channels: int, dim: int, layers: int, bands: int, scale: int, freq: float,
+                 bidirectional: bool):
+        super().__init__()
+        self.channels, self.scale, self.bands, self.bidirectional = channels, scale, bands, bidirectional
+        out = channels * (2 if bidirectional else 1)
+        mlp = [nn.Linear(1 + 2 * bands, dim), Sin(dim, freq)]
+        for _ in range(layers):
+            mlp += [nn.Linear(dim, dim), Sin(dim, freq)]
+        mlp.append(nn.Linear(dim, out, bias=False))
+        self.mlp = nn.Sequential(*mlp)
+        # Decay rates spread from fast (1% at 0.3·scale) to slow (1% at 1.5·scale); the small shift keeps
+        # some reach beyond the scale, as in HyenaDNA. Fixed, like HyenaDNA's (modulation_lr = 0).
+        decay = torch.linspace(math.log(1e-2) / 1.5, math.log(1e-2) / 0.3, channels).abs()
+        self.register_buffer("decay", decay.repeat(2 if bidirectional else 1), persistent=True)
+        self.shift = 0.05
+        self.skip = nn.Parameter(torch.randn(channels))  # the "D" term: y += skip · v
+        self._cache: dict = {}
+
+    def taps(self, length: int, device: torch.device) -> torch.Tensor:
+        """(channels·(1|2), length) filter taps at lags 0..length-1 (backward filter stacked second)."""
+        t = torch.arange(length, device=device, dtype=torch.float32)[:, None] / self.scale
+        bands = torch.arange(1, self.bands + 1, device=device, dtype=torch.float32)
+        phase = 2 * math.pi * t * bands
+        z = torch.cat([t, torch.sin(phase), torch.cos(phase)], dim=-1)
+        h = self.mlp(z) * (torch.exp(-t * self.decay) + self.shift)
+        return h.t()
+
+    def spectrum(self, length: int, n: int, device: torch.device) -> torch.Tensor:
+        """rfft of the filter at FFT size n: (channels, n//2+1) complex64. Cached when no grad is needed
+        in eval mode (keyed on the parameters' storage and version, so weight updates invalidate it)."""
+        use_cache = not (self.training or torch.is_grad_enabled())
+        if use_cache:
+            key = (length, n, device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+            hit = self._cache.get(key)
+            if hit is not None:
+                return hit
+        with torch.autocast(device_type=device.type, enabled=False):
+            h = self.taps(length, device)
+            if self.bidirectional:
+                fwd, back = h[: self.channels], h[self.channels:]
+                # Negative lags -1..-(L-1) wrap to the end of the circular buffer.
+                gap = h.new_zeros(self.channels, n - 2 * length + 1)
+                h = torch.cat([fwd, gap, back[:, 1:].flip(-1)], dim=-1)
+            k_f = torch.fft.rfft(h, n=n)
+        if use_cache:
+            if len(self._cache) >= 4:
+                self._cache.clear()
+            self._cache[key] = k_f
+        return k_f
+
+    def train(self, mode: bool = True):
+        self._cache.clear()
+        return super().train(mode)
+
+
+class HyenaOperator(nn.Module):
+    def __init__(self, d: int, order: int = 2, filter_dim: int = 64, filter_layers: int = 2,
+                 filter_bands: int = 2, filter_scale: int = 2048, filter_freq: float = 10.0,
+                 short_conv: int = 3, bidirectional: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.d, self.order, self.bidirectional = d, order, bidirectional
+        width = (order + 1) * d
+        self.in_proj = nn.Linear(d, width)
+        self.short_conv = nn.Conv1d(width, width, short_conv, padding=short_conv - 1, groups=width)
+        self.filter = ImplicitFilter((order - 1) * d, filter_dim, filter_layers, filter_bands, filter_scale,
+                                     filter_freq, bidirectional)
+        self.out_proj = nn.Linear(d, d)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, u: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """u (B, L, D) → (B, L, D). ``mask`` (B, L) bool marks real units; padding is zeroed before every
+        long convolution so it cannot reach real units (it only could in the bidirectional case)."""
+        length = u.shape[1]
+        z = self.in_proj(u).transpose(1, 2)  # (B, (order+1)·D, L)
+        z = self.short_conv(z)[..., :length]  # causal: output t sees inputs t-k+1..t
+        *xs, v = z.split(self.d, dim=1)
+        n = fast_fft_size(2 * length - 1)  # linear (not circular) convolution of L taps over L inputs
+        k_f = self.filter.spectrum(length, n, u.device).view(self.order - 1, self.d, -1)
+        skip = self.filter.skip.view(self.order - 1, self.d)
+        keep = None if mask is None or not self.bidirectional else mask[:, None, :].to(v.dtype)
+        for i in range(self.order - 1):
+            v = v * xs[self.order - 1 - i]
+            if keep is not None:
+                v = v * keep
+            v = self.dropout(self._long_conv(v, k_f[i], n, skip[i])).to(u.dtype)
+        y = (v * xs[0]).transpose(1, 2)
+        return self.out_proj(y)
+
+    @staticmethod
+    def _long_conv(v: torch.Tensor, k_f: torch.Tensor, n: int, skip: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            batch, channels, length = v.shape
+            chunk = max(1, _FFT_CHUNK_ELEMENTS // (n * batch))
+            if torch.is_grad_enabled() or chunk >= channels:
+                return fft_conv(v, k_f, n, skip)
+            out = torch.empty(batch, channels, length, device=v.device, dtype=torch.float32)
+            for c in range(0, channels, chunk):  # bounds memory for megabase inputs
+                out[:, c:c + chunk] = fft_conv(v[:, c:c + chunk], k_f[c:c + chunk], n, skip[c:c + chunk])
+            return out
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through scaled_dot_product_attention, with rotary positions."""
+
+    def __init__(self, d: int, n_heads: int, causal: bool, dropout: float = 0.0):
+        super().__init__()
+        self.n_heads, self.causal, self.dropout = n_heads, causal, dropout
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out_proj = nn.Linear(d, d)
+
+    def forward(self, u: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        batch, length, d = u.shape
+        q, k, v = self.qkv(u).view(batch, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k = _rotary(q), _rotary(k)
+        attn_mask = None
+        if mask is not None and not self.causal:  # causal + right padding: real queries never see padding
+            attn_mask = mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=self.causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out_proj(y.transpose(1, 2).reshape(batch, length, d))
+
+
+def _rotary(x: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding over the last dim of (B, H, L, dh)."""
+    length, dh = x.shape[-2], x.shape[-1]
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(0, dh, 2, device=x.device, dtype=torch.float32) / dh))
+    angle = torch.arange(length, device=x.device, dtype=torch.float32)[:, None] * inv_freq
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
+class MLP(nn.Module):
+    def __init__(self, d: int, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.fc1, self.fc2, self.dropout = nn.Linear(d, hidden), nn.Linear(hidden, d), nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(F.gelu(self.fc1(x))))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + mixer(norm(x)), then x + MLP(norm(x)) when hidden > 0."""
+
+    def __init__(self, d: int, hidden: int, mixer: nn.Module, dropout: float = 0.0):
+        super().__init__()
+        self.norm1, self.mixer, self.dropout = nn.LayerNorm(d), mixer, nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(d) if hidden else None
+        self.mlp = MLP(d, hidden, dropout) if hidden else None
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.dropout(self.mixer(self.norm1(x), mask))
+        if self.mlp is not None:
+            x = x + self.mlp(self.norm2(x))
+        return x
+
+
+def hyena_block(config, d: int, hidden: int) -> Block:
+    c = config
+    mixer = HyenaOperator(d, c.hyena_order, c.filter_dim, c.filter_layers, c.filter_bands, c.filter_scale,
+                          c.filter_freq, c.short_conv, c.bidirectional, c.dropout)
+    return Block(d, hidden, mixer, c.dropout)
+
+
+def attention_block(config, d: int, hidden: int) -> Block:
+    return Block(d, hidden, Attention(d, config.n_heads, not config.bidirectional, config.dropout), config.dropout)

@@ -1,0 +1,93 @@
+import pytest
+import torch
+
+from hyena_glt.config import HyenaGLTConfig
+from hyena_glt.model.hyena import HyenaOperator, direct_conv, fast_fft_size, fft_conv
+
+
+def test_fast_fft_size():
+    assert fast_fft_size(2047) == 2048
+    assert fast_fft_size(1999) == 2000  # 2^4 * 5^3
+    assert fast_fft_size(2 * 100_000 - 1) == 200_000
+    for n in (7, 97, 1001, 65537):
+        size = fast_fft_size(n)
+        assert size >= n
+        m = size
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        assert m == 1
+
+
+@pytest.mark.parametrize("length", [1, 5, 37, 128])
+def test_fft_conv_equals_direct_conv(length):
+    g = torch.Generator().manual_seed(length)
+    v = torch.randn(2, 3, length, generator=g)
+    h = torch.randn(3, length, generator=g) / length ** 0.5
+    skip = torch.randn(3, generator=g)
+    n = fast_fft_size(2 * length - 1)
+    got = fft_conv(v, torch.fft.rfft(h, n=n), n, skip)
+    want = direct_conv(v, h) + v * skip[:, None]
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_bidirectional_filter_equals_direct_conv():
+    op = HyenaOperator(4, bidirectional=True, filter_scale=16).eval()
+    length = 23
+    n = fast_fft_size(2 * length - 1)
+    taps = op.filter.taps(length, torch.device("cpu")).detach()
+    v = torch.randn(2, 4, length)
+    with torch.no_grad():
+        got = fft_conv(v, op.filter.spectrum(length, n, torch.device("cpu")), n, torch.zeros(4))
+    want = direct_conv(v, taps[:4], taps[4:])
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_operator_causality(bidirectional):
+    torch.manual_seed(0)
+    op = HyenaOperator(8, bidirectional=bidirectional, filter_scale=32).eval()
+    u = torch.randn(1, 40, 8)
+    changed = u.clone()
+    changed[:, 25:] = torch.randn(1, 15, 8)
+    with torch.no_grad():
+        a, b = op(u), op(changed)
+    same_prefix = torch.allclose(a[:, :25], b[:, :25], atol=1e-6)
+    assert same_prefix != bidirectional
+    assert not torch.allclose(a[:, 25:], b[:, 25:])
+
+
+def test_filter_is_prefix_of_longer_filter_and_cached_in_eval():
+    op = HyenaOperator(4, filter_scale=16)
+    short = op.filter.taps(10, torch.device("cpu"))
+    long = op.filter.taps(1000, torch.device("cpu"))
+    assert torch.allclose(short, long[:, :10], atol=1e-6)
+    op.eval()
+    with torch.no_grad():
+        first = op.filter.spectrum(10, 32, torch.device("cpu"))
+        assert op.filter.spectrum(10, 32, torch.device("cpu")) is first
+        op.filter.mlp[0].weight.add_(1.0)  # a weight update must invalidate the cache
+        assert op.filter.spectrum(10, 32, torch.device("cpu")) is not first
+
+
+def test_fp32_long_conv_under_bf16_autocast():
+    op = HyenaOperator(8, filter_scale=32).eval()
+    u = torch.randn(2, 33, 8)
+    with torch.no_grad():
+        ref = op(u)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = op(u)
+    assert low.dtype == torch.bfloat16
+    assert torch.allclose(low.float(), ref, atol=0.05, rtol=0.05)
+
+
+def test_chunked_inference_equals_unchunked(monkeypatch):
+    import hyena_glt.model.hyena as hyena
+
+    op = HyenaOperator(16, filter_scale=64).eval()
+    u = torch.randn(1, 300, 16)
+    with torch.no_grad():
+        whole = op(u)
+        monkeypatch.setattr(hyena, "_FFT_CHUNK_ELEMENTS", 600 * 5)  # FFT size 600: chunks of 5 channels
+        chunked = op(u)
+    assert torch.allclose(whole, chunked, atol=1e-6)

@@ -1,0 +1,101 @@
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from hyena_glt.config import HyenaGLTConfig
+from hyena_glt.errors import ModelError
+from hyena_glt.model import HyenaGLTForTask, from_pretrained, save_pretrained
+
+CONFIG = dict(d_model=32, n_layers=2, d_inner=64, n_heads=2, filter_dim=16, ngram_buckets=64)
+META = {"class_names": ["no", "yes"], "tokenizer": {"name": "nucleotide"}, "window": 300, "rc_average": False,
+        "metrics": {"accuracy": 0.5}, "training": {"seed": 1}}
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    torch.manual_seed(1)
+    model = HyenaGLTForTask(HyenaGLTConfig(**CONFIG, patcher="static:4", attn_layers=[1]), "classification", 2)
+    save_pretrained(model, tmp_path / "m", META)
+    return model.eval(), tmp_path / "m"
+
+
+def test_save_load_gives_identical_logits(saved):
+    model, path = saved
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "hyena_glt.json", "model.safetensors"]
+    loaded, meta = from_pretrained(path)
+    assert not loaded.training
+    assert meta["task"] == "classification" and meta["num_outputs"] == 2 and meta["patcher"] == "static:4"
+    assert meta["class_names"] == ["no", "yes"] and meta["window"] == 300 and "package_version" in meta
+    x = torch.randint(5, 10, (3, 50))
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_pickle_is_refused_and_never_unpickled(saved, tmp_path):
+    _, path = saved
+    marker = tmp_path / "unpickled"
+
+    class Bomb:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (path / "model.safetensors").unlink()
+    (path / "pytorch_model.bin").write_bytes(pickle.dumps(Bomb()))
+    with pytest.raises(ModelError, match=r"refusing to load pickle-based weights \(pytorch_model.bin\)"):
+        from_pretrained(path)
+    # A pickle renamed to model.safetensors is not a valid safetensors file either.
+    (path / "model.safetensors").write_bytes(pickle.dumps(Bomb()))
+    with pytest.raises(ModelError, match="model.safetensors: not a valid safetensors file"):
+        from_pretrained(path)
+    assert not marker.exists()
+
+
+def test_missing_and_corrupt_files(saved, tmp_path):
+    _, path = saved
+    with pytest.raises(ModelError, match="nowhere: model directory does not exist"):
+        from_pretrained(tmp_path / "nowhere")
+    (path / "hyena_glt.json").write_text("{")
+    with pytest.raises(ModelError, match="hyena_glt.json: unreadable or corrupt JSON"):
+        from_pretrained(path)
+    (path / "hyena_glt.json").unlink()
+    with pytest.raises(ModelError, match="hyena_glt.json: missing file"):
+        from_pretrained(path)
+
+
+def test_config_weights_mismatch(saved):
+    _, path = saved
+    config = json.loads((path / "config.json").read_text())
+    config["d_inner"] = 96
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match=r"weights do not match config.json: shape of backbone.layers.0.mlp.fc1.bias is \(64,\), config wants \(96,\) \(\+5 more\)"):
+        from_pretrained(path)
+    config["d_inner"] = 64
+    config["n_layers"] = 3
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="weights do not match config.json: missing backbone.layers.2"):
+        from_pretrained(path)
+    config["n_layers"] = 2
+    config["colour"] = "red"
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="config.json: unknown model config field"):
+        from_pretrained(path)
+
+
+def test_truncated_weights(saved):
+    _, path = saved
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="not a valid safetensors file"):
+        from_pretrained(path)
+
+
+def test_extra_tensor_is_a_mismatch(saved):
+    model, path = saved
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state["extra.weight"] = torch.zeros(2)
+    save_file(state, str(path / "model.safetensors"))
+    with pytest.raises(ModelError, match="unexpected extra.weight"):
+        from_pretrained(path)

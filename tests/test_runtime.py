@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from hyena_glt import runtime
+from hyena_glt.errors import DeviceError, UsageError
+
+
+def test_devices():
+    assert runtime.resolve_device("cpu") == torch.device("cpu")
+    assert runtime.resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(UsageError, match="unknown device 'tpu'"):
+        runtime.resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(DeviceError, match="device 'cuda:1' requested but CUDA is not available"):
+        runtime.resolve_device("cuda:1")
+
+
+def test_precisions():
+    cpu = torch.device("cpu")
+    assert runtime.resolve_precision("auto", cpu) == "fp32"
+    assert runtime.resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(DeviceError, match="fp16 is not supported on CPU"):
+        runtime.resolve_precision("fp16", cpu)
+    with pytest.raises(UsageError, match="unknown precision 'fp8'"):
+        runtime.resolve_precision("fp8", cpu)
+    assert not runtime.needs_grad_scaler(cpu, "bf16")
+
+
+def test_seed_and_threads():
+    runtime.seed_everything(5)
+    a = torch.rand(3)
+    runtime.seed_everything(5)
+    assert torch.equal(a, torch.rand(3))
+    old = torch.get_num_threads()
+    try:
+        assert runtime.set_threads(1) == 1 and torch.get_num_threads() == 1
+        with pytest.raises(UsageError, match="at least 1"):
+            runtime.set_threads(-2)
+    finally:
+        torch.set_num_threads(old)
