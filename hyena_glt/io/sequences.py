@@ -269,6 +269,21 @@ def _diagnose_fastq(path: str, compressed: bool) -> InputError | None:
     from Bio.SeqIO.QualityIO import FastqGeneralIterator
 
     opener = gzip.open if compressed else open
+    # Most FASTQ is four lines a record: check that layout first, since a multi-line parser reads a
+    # short quality line as continued and misreports the length.
+    with opener(path, "rt") as handle:
+        while header := handle.readline():
+            if not header.strip():
+                continue
+            seq, plus, qual = (handle.readline().rstrip("\r\n") for _ in range(3))
+            if not header.startswith("@") or not plus.startswith("+"):
+                break
+            if len(seq) != len(qual):
+                return InputError(
+                    f"quality length {len(qual)} differs from sequence length {len(seq)}",
+                    path=path,
+                    record=header[1:].split()[0] if header[1:].strip() else None,
+                )
     number = 0
     try:
         with opener(path, "rt") as handle:

@@ -1,0 +1,360 @@
+"""hyena_glt.io.sequences on the real files of example_data/ (facts from ../shared/data/README.md)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import sys
+
+import pysam
+import pytest
+from pyfaidx import Fasta
+
+from hyena_glt.errors import InputError, UsageError
+from hyena_glt.io.sequences import (
+    SequenceRecord,
+    read_many,
+    read_sequences,
+    reverse_complement,
+    sliding_windows,
+)
+
+CE_LENGTHS = {
+    "CHROMOSOME_I": 1_009_800,
+    "CHROMOSOME_II": 5_000,
+    "CHROMOSOME_III": 5_000,
+    "CHROMOSOME_IV": 5_000,
+    "CHROMOSOME_V": 5_000,
+    "CHROMOSOME_X": 5_000,
+    "CHROMOSOME_MtDNA": 5_000,
+}
+
+
+@pytest.fixture
+def tmp_copy(tmp_path, data_dir):
+    """Copy an example file into tmp_path (tests that build indexes must not write to example_data)."""
+
+    def copy(name: str, new_name: str | None = None):
+        dest = tmp_path / (new_name or name)
+        shutil.copy(data_dir / name, dest)
+        return dest
+
+    return copy
+
+
+def _bgzip(src, dest):
+    pysam.tabix_compress(str(src), str(dest), force=True)
+    return dest
+
+
+def _gzip(src, dest):
+    with open(src, "rb") as fin, gzip.open(dest, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+    return dest
+
+
+# ------------------------------------------------------------------------------------------ FASTA / FASTQ
+
+
+def test_fasta_names_lengths_and_ends_match_pyfaidx(data_dir):
+    records = list(read_sequences(data_dir / "ce.fa"))
+    assert {r.id: len(r.seq) for r in records} == CE_LENGTHS
+    assert [r.id for r in records] == list(CE_LENGTHS)
+    reference = Fasta(str(data_dir / "ce.fa"))
+    for record in records:
+        assert record.seq[:10] == str(reference[record.id][:10])
+        assert record.seq[-10:] == str(reference[record.id][-10:])
+        assert record.qual is None and record.contig is None and record.start is None
+    assert records[0].seq[:10] == "GCCTAAGCCT"
+    assert records[-1].seq[-10:] == "GAGGTTTTGG"
+
+
+def test_fasta_header_comment_is_the_description(data_dir):
+    (orang,) = read_sequences(data_dir / "MT-orang.fa")
+    assert orang.id == "MT_orang" and orang.description == "co:Z:comment"
+    assert len(orang.seq) == 16_499
+
+
+def test_soft_masked_base_is_kept(data_dir):
+    (human,) = read_sequences(data_dir / "MT-human.fa", alphabet="dna")
+    assert len(human.seq) == 16_569
+    assert human.seq[3106] == "a"
+    assert sum(c.islower() for c in human.seq) == 1
+
+
+@pytest.mark.parametrize("compress", [_gzip, _bgzip])
+def test_gzip_and_bgzf_detected_by_content_not_extension(tmp_path, data_dir, compress):
+    packed = compress(data_dir / "lambda_virus.fa", tmp_path / "lambda.txt")
+    (record,) = read_sequences(packed)
+    (plain,) = read_sequences(data_dir / "lambda_virus.fa")
+    assert record == plain
+    assert record.id == "gi|9626243|ref|NC_001416.1|" and len(record.seq) == 48_502
+
+
+def test_fastq_counts_lengths_and_qualities(data_dir):
+    records = list(read_sequences(data_dir / "lambda_reads_1.fq"))
+    assert len(records) == 10_000
+    assert records[0].id == "r1" and records[-1].id == "r10000"
+    lengths = [len(r.seq) for r in records]
+    assert sum(lengths) == 1_088_399 and min(lengths) == 40 and max(lengths) == 354
+    assert all(len(r.qual) == len(r.seq) for r in records)
+
+
+def test_fastq_final_record_without_newline_is_kept(tmp_path, data_dir):
+    text = (data_dir / "ce_reads.fastq").read_bytes().rstrip(b"\n")
+    path = tmp_path / "no_final_newline.fq"
+    path.write_bytes(text)
+    records = list(read_sequences(path))
+    expected = list(read_sequences(data_dir / "ce_reads.fastq"))
+    assert len(records) == 1000 and records == expected
+
+
+def test_stdin_gzip_fastq(monkeypatch, data_dir):
+    packed = gzip.compress((data_dir / "ce_reads.fastq").read_bytes())
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(packed)))
+    records = list(read_sequences("-"))
+    assert records == list(read_sequences(data_dir / "ce_reads.fastq"))
+
+
+def test_stdin_bam(monkeypatch, data_dir):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((data_dir / "ex1.bam").read_bytes())))
+    assert len(list(read_sequences("-"))) == 3307
+
+
+def test_read_many_chains_inputs(data_dir):
+    ids = [r.id for r in read_many([data_dir / "ex1.fa", data_dir / "MT-human.fa"])]
+    assert ids == ["seq1", "seq2", "MT_human"]
+
+
+# ------------------------------------------------------------------------------------------ SAM / BAM / CRAM
+
+
+def test_bam_reads_come_back_as_sequenced(data_dir):
+    fastq = {r.id: r for r in read_sequences(data_dir / "ce_reads.fastq")}
+    reads = list(read_sequences(data_dir / "ce_reads.bam"))
+    assert len(reads) == 1000
+    assert sum(r.strand == "-" for r in reads) == 439 and sum(r.strand == "+" for r in reads) == 561
+    for read in reads:
+        assert (read.seq, read.qual) == (fastq[read.id].seq, fastq[read.id].qual)
+    assert reads[0].description.startswith("CHROMOSOME_I:")
+
+
+def test_bam_stored_orientation(data_dir):
+    as_sequenced = list(read_sequences(data_dir / "ce_reads.bam"))
+    stored = list(read_sequences(data_dir / "ce_reads.bam", stored_orientation=True))
+    with pysam.AlignmentFile(str(data_dir / "ce_reads.bam")) as bam:
+        assert [a.query_sequence for a in bam] == [r.seq for r in stored]
+    flipped = sum(a.seq != b.seq for a, b in zip(as_sequenced, stored))
+    assert flipped == 439
+    for a, b in zip(as_sequenced, stored):
+        if b.strand == "-":
+            assert a.seq == reverse_complement(b.seq) and a.qual == b.qual[::-1]
+
+
+def test_bam_includes_unmapped_reads(data_dir):
+    reads = list(read_sequences(data_dir / "ex1.bam"))
+    assert len(reads) == 3307
+    unmapped = [r for r in reads if r.description.startswith("unmapped")]
+    assert len(unmapped) == 36 and all(r.strand == "." for r in unmapped)
+    assert sorted({len(r.seq) for r in reads}) == [33, 34, 35, 36, 40]
+
+
+def test_sam_and_cram_match_bam(tmp_path, data_dir):
+    sam = tmp_path / "reads.sam"
+    pysam.view("-h", "-o", str(sam), str(data_dir / "ce_reads.bam"), catch_stdout=False)
+    cram = tmp_path / "reads.cram"
+    pysam.view("-C", "-T", str(data_dir / "ce.fa"), "-o", str(cram), str(data_dir / "ce_reads.bam"), catch_stdout=False)
+    expected = list(read_sequences(data_dir / "ce_reads.bam"))
+    assert list(read_sequences(sam)) == expected
+    assert list(read_sequences(cram, reference=data_dir / "ce.fa")) == expected
+    with pytest.raises(InputError, match=r"reads\.cram: CRAM input needs its reference FASTA \(--reference\)"):
+        list(read_sequences(cram))
+
+
+# ------------------------------------------------------------------------------------------ regions
+
+
+def test_region_strings_match_pyfaidx(data_dir):
+    reference = Fasta(str(data_dir / "ce.fa"))
+    (record,) = read_sequences(data_dir / "ce.fa", regions=["CHROMOSOME_I:1,001-2,000"])
+    assert record.id == "CHROMOSOME_I:1001-2000"
+    assert (record.contig, record.start, record.end) == ("CHROMOSOME_I", 1000, 2000)
+    assert record.seq == str(reference["CHROMOSOME_I"][1000:2000]) and len(record.seq) == 1000
+    whole, tail = read_sequences(data_dir / "ce.fa", regions=["CHROMOSOME_X", "CHROMOSOME_V:4,991"])
+    assert (whole.id, whole.start, whole.end) == ("CHROMOSOME_X:1-5000", 0, 5000)
+    assert whole.seq == str(reference["CHROMOSOME_X"][:])
+    assert tail.id == "CHROMOSOME_V:4991-5000" and tail.seq == str(reference["CHROMOSOME_V"][4990:])
+
+
+def test_region_builds_missing_fai_and_keeps_soft_mask(tmp_copy):
+    fasta = tmp_copy("MT-human.fa")
+    (record,) = read_sequences(fasta, regions=["MT_human:3,100-3,110"])
+    assert fasta.with_suffix(".fa.fai").exists()
+    assert record.seq == "TATCTACaTTC" and record.seq == str(Fasta(str(fasta))["MT_human"][3099:3110])
+
+
+def test_region_of_bgzipped_fasta(tmp_path, data_dir):
+    packed = _bgzip(data_dir / "ex1.fa", tmp_path / "ex1.fa.gz")
+    (record,) = read_sequences(packed, regions=["seq2:101-150"])
+    assert (tmp_path / "ex1.fa.gz.gzi").exists()
+    assert record.seq == str(Fasta(str(data_dir / "ex1.fa"))["seq2"][100:150])
+
+
+def test_bed_regions_match_pyfaidx(tmp_copy, data_dir):
+    fasta = tmp_copy("arabidopsis_chloroplast.fa")
+    records = list(read_sequences(fasta, regions_bed=data_dir / "arabidopsis_chloroplast_genes.bed"))
+    assert len(records) == 262
+    assert sum(r.strand == "+" for r in records) == 107 and sum(r.strand == "-" for r in records) == 155
+    first = records[0]
+    assert (first.id, first.contig, first.start, first.end) == ("NC_000932.1:4-76", "NC_000932.1", 3, 76)
+    assert first.description == "gene:trnH"
+    chloroplast = Fasta(str(fasta))["NC_000932.1"]
+    for record in records:
+        assert record.seq == str(chloroplast[record.start : record.end])
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.fa").write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty\.fa: empty file$"):
+        list(read_sequences(tmp_path / "empty.fa"))
+
+
+def test_unknown_format(data_dir):
+    with pytest.raises(InputError, match=r"genes\.bed: unknown format \(not FASTA, FASTQ, SAM, BAM or CRAM"):
+        list(read_sequences(data_dir / "arabidopsis_chloroplast_genes.bed"))
+
+
+def test_truncated_gzip(tmp_path, data_dir):
+    packed = gzip.compress((data_dir / "ce_reads.fastq").read_bytes())
+    path = tmp_path / "reads.fq.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(InputError, match=r"reads\.fq\.gz: truncated gzip file"):
+        list(read_sequences(path))
+
+
+def test_fastq_quality_length_mismatch(tmp_path, data_dir):
+    lines = (data_dir / "ce_reads.fastq").read_text().splitlines()
+    lines[4 * 2 + 3] = lines[4 * 2 + 3][:-1]  # third read loses one quality value
+    path = tmp_path / "bad.fq"
+    path.write_text("\n".join(lines) + "\n")
+    name = lines[8][1:].split()[0]
+    with pytest.raises(InputError, match=rf"bad\.fq: record '{name}': quality length 99 differs from sequence length 100"):
+        list(read_sequences(path))
+
+
+def test_fastq_missing_quality_is_not_accepted(tmp_path):
+    path = tmp_path / "cut.fq"
+    path.write_text("@r1\nACGT\n+\nIIII\n@r2\nACGT\n")
+    with pytest.raises(InputError, match=r"record 'r2': FASTQ record without '\+' line or quality"):
+        list(read_sequences(path))
+
+
+def test_bad_alphabet_character_names_first_position(tmp_path):
+    path = tmp_path / "bad.fa"
+    path.write_text(">ok\nACGT\n>broken desc\nACGTNNAC\nGT-ACX\n")
+    with pytest.raises(InputError, match=r"bad\.fa: record 'broken': invalid character '-' at position 11 \(not in the dna alphabet\)"):
+        list(read_sequences(path, alphabet="dna"))
+    assert [r.seq for r in read_sequences(path)][1] == "ACGTNNACGT-ACX"  # no alphabet: no check
+
+
+def test_iupac_policies(tmp_path):
+    path = tmp_path / "iupac.fa"
+    path.write_text(">a\nACRYGTkm\n")
+    assert next(read_sequences(path, alphabet="dna")).seq == "ACNNGTnn"
+    assert next(read_sequences(path, alphabet="dna", iupac="keep")).seq == "ACRYGTkm"
+    with pytest.raises(InputError, match="invalid character 'R' at position 3"):
+        list(read_sequences(path, alphabet="dna", iupac="error"))
+    rna = tmp_path / "rna.fa"
+    rna.write_text(">r\nACGUUN\n")
+    assert next(read_sequences(rna, alphabet="rna")).seq == "ACGUUN"
+    with pytest.raises(InputError, match="invalid character 'U' at position 4"):
+        list(read_sequences(rna, alphabet="dna"))
+    protein = tmp_path / "p.fa"
+    protein.write_text(">p\nMKVBZLX\n")
+    assert next(read_sequences(protein, alphabet="protein")).seq == "MKVXXLX"
+
+
+def test_region_outside_contig(data_dir):
+    with pytest.raises(InputError, match=r"ex1\.fa: region 'seq1:1,500-1,600' is outside contig 'seq1' \(length 1,575\)"):
+        list(read_sequences(data_dir / "ex1.fa", regions=["seq1:1,500-1,600"]))
+
+
+def test_unknown_contig(data_dir):
+    with pytest.raises(InputError, match=r"ex1\.fa: region 'chr1:1-10': unknown contig 'chr1' \(contigs: seq1, seq2\)"):
+        list(read_sequences(data_dir / "ex1.fa", regions=["chr1:1-10"]))
+
+
+def test_malformed_bed_line_number(tmp_path, data_dir):
+    bed = tmp_path / "r.bed"
+    bed.write_text("# comment\nseq1\t0\t10\nseq2\tten\t20\n")
+    with pytest.raises(InputError, match=r"r\.bed: line 3: malformed BED line"):
+        list(read_sequences(data_dir / "ex1.fa", regions_bed=bed))
+    bed.write_text("seq1\t0\t10\nseq2\t0\t9999\n")
+    with pytest.raises(InputError, match=r"r\.bed: line 2: region seq2:1-9999 is outside contig 'seq2'"):
+        list(read_sequences(data_dir / "ex1.fa", regions_bed=bed))
+
+
+def test_regions_need_an_indexable_fasta(tmp_path, data_dir):
+    packed = _gzip(data_dir / "ex1.fa", tmp_path / "ex1.fa.gz")
+    with pytest.raises(InputError, match="plain-gzip FASTA"):
+        list(read_sequences(packed, regions=["seq1"]))
+    with pytest.raises(UsageError):
+        list(read_sequences("-", regions=["seq1"]))
+
+
+def test_missing_file():
+    with pytest.raises(InputError, match=r"nope\.fa: no such file"):
+        list(read_sequences("nope.fa"))
+
+
+# ------------------------------------------------------------------------------------------ windows
+
+
+def _windows(length, window, stride, last, start=None):
+    record = SequenceRecord("r", "ACGTACGTAC"[:length] if length <= 10 else "A" * length, contig=None, start=start)
+    return [(w.start, w.end) for w in sliding_windows([record], window, stride, last)]
+
+
+def test_window_policies():
+    assert _windows(10, 4, 3, "shift") == [(0, 4), (3, 7), (6, 10)]
+    assert _windows(10, 4, 4, "shift") == [(0, 4), (4, 8), (6, 10)]
+    assert _windows(10, 4, 4, "pad") == [(0, 4), (4, 8), (8, 10)]
+    assert _windows(10, 4, 4, "drop") == [(0, 4), (4, 8)]
+    assert _windows(10, 3, 5, "pad") == [(0, 3), (5, 8)]  # gap reaches the end: no tail
+    assert _windows(3, 4, 2, "drop") == [(0, 3)]  # a short record is one window whatever the policy
+    assert _windows(8, 4, 2, "shift") == [(0, 4), (2, 6), (4, 8)]
+
+
+def test_windows_carry_genome_coordinates(data_dir):
+    reference = Fasta(str(data_dir / "ce.fa"))
+    regions = list(read_sequences(data_dir / "ce.fa", regions=["CHROMOSOME_II:1,001-2,000"]))
+    windows = list(sliding_windows(regions, 300, 250, "shift"))
+    assert [w.id for w in windows] == [
+        "CHROMOSOME_II:1001-1300",
+        "CHROMOSOME_II:1251-1550",
+        "CHROMOSOME_II:1501-1800",
+        "CHROMOSOME_II:1701-2000",
+    ]
+    for w in windows:
+        assert w.contig == "CHROMOSOME_II" and w.seq == str(reference["CHROMOSOME_II"][w.start : w.end])
+    fastq = next(read_sequences(data_dir / "ce_reads.fastq"))
+    pieces = list(sliding_windows([fastq], 40, last="pad"))
+    assert [(p.contig, p.start, p.end) for p in pieces] == [(fastq.id, 0, 40), (fastq.id, 40, 80), (fastq.id, 80, 100)]
+    assert "".join(p.qual for p in pieces) == fastq.qual
+
+
+def test_window_option_errors():
+    with pytest.raises(UsageError, match="--window must be >= 1"):
+        list(sliding_windows([SequenceRecord("r", "ACGT")], 0))
+    with pytest.raises(UsageError, match="unknown last-window policy 'fill'"):
+        list(sliding_windows([SequenceRecord("r", "ACGT")], 2, last="fill"))
+
+
+def test_reverse_complement(data_dir):
+    assert reverse_complement("AACGTNRYacgtn") == "nacgtRYNACGTT"
+    sequence = next(read_sequences(data_dir / "lambda_virus.fa")).seq
+    assert reverse_complement(reverse_complement(sequence)) == sequence
