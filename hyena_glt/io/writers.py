@@ -6,6 +6,7 @@ then ``os.replace``; a failed run leaves no partial output and never clobbers an
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -13,6 +14,13 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from ..errors import UsageError
+
+
+def _default_permissions(path: str) -> None:
+    """mkstemp makes 0600 files; an output should get the permissions a plain open() would give."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 @contextlib.contextmanager
@@ -33,6 +41,7 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise UsageError(f"cannot write {dest}: folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
     try:
+        _default_permissions(tmp)
         with os.fdopen(fd, mode) as fh:
             yield fh
         os.replace(tmp, dest)
@@ -53,9 +62,152 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + suffix, dir=folder)
     os.close(fd)
     try:
+        _default_permissions(tmp)
         yield Path(tmp)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_npz(path: str | os.PathLike, arrays: dict, compressed: bool = False) -> None:
+    """Write ``arrays`` (name → numpy array) as an ``.npz`` atomically; ``-`` writes the bytes to
+    stdout. Only plain (non-object) arrays, so readers never need ``allow_pickle``."""
+    import numpy as np
+
+    save = np.savez_compressed if compressed else np.savez
+    if str(path) == "-":
+        buffer = io.BytesIO()
+        save(buffer, **arrays)
+        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.buffer.flush()
+        return
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            save(fh, **arrays)
+
+
+def bgzip_tabix(plain_path: str | os.PathLike, dest: str | os.PathLike, preset: str = "bed") -> Path:
+    """Compress a sorted plain-text file (BED, bedGraph, GFF, VCF) with BGZF to ``dest`` and index
+    it with tabix (``dest.tbi``). Both files appear atomically; returns ``dest``."""
+    import pysam
+
+    from ..errors import HyenaGLTError
+
+    dest = Path(dest)
+    with atomic_path(dest, suffix=".gz") as tmp:
+        try:
+            pysam.tabix_compress(str(plain_path), str(tmp), force=True)
+            pysam.tabix_index(str(tmp), preset=preset, force=True, keep_original=True)
+        except (OSError, ValueError) as err:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{tmp}.tbi")
+            raise HyenaGLTError(f"cannot bgzip/tabix-index {dest}: {err} (is it sorted by contig and start?)") from None
+        os.replace(f"{tmp}.tbi", f"{dest}.tbi")
+    return dest
+
+
+def join_ints(values, sep: str = " ") -> str:
+    """``sep.join(map(str, values))`` for non-negative integers, vectorised: each value's digits come
+    from one fixed-width digit table, leading zeros dropped (no Python loop over values)."""
+    import numpy as np
+
+    values = np.asarray(values).reshape(-1)
+    if values.size == 0:
+        return ""
+    if values.min() < 0 or len(sep.encode()) != 1:
+        return sep.join(map(str, values.tolist()))
+    values = values.astype(np.int64)
+    width = len(str(int(values.max())))
+    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    table = np.zeros((values.size, width + 1), dtype=np.uint8)
+    table[:, :width] = values[:, None] // powers % 10 + ord("0")
+    # a leading zero is a digit of a power of ten larger than the value (the last digit always stays)
+    table[:, : width - 1][values[:, None] < powers[None, :-1]] = 0
+    table[:, width] = ord(sep)
+    flat = table.reshape(-1)
+    return flat[flat != 0][:-1].tobytes().decode("ascii")
+
+
+TOKENIZED_FORMATS = ("tsv", "npz")
+
+
+def _compact_dtype(vocab_size: int):
+    import numpy as np
+
+    return np.uint8 if vocab_size <= 256 else (np.uint16 if vocab_size <= 65536 else np.int32)
+
+
+def write_tokenized(records, tokenizer, output: str | os.PathLike, fmt: str = "tsv") -> tuple[int, int]:
+    """Tokenize a record stream and write it; returns (records, units) written.
+
+    ``tsv``: a header ``id  length  ids``, then one line per record with its ids space-separated.
+    ``npz``: ``ids`` (all records concatenated, the smallest unsigned dtype that holds the vocabulary),
+    ``offsets`` (n+1; record i is ``ids[offsets[i]:offsets[i+1]]``), ``names``, ``tokenizer`` (the
+    JSON of ``Tokenizer.to_dict()``), and, when any record has genome coordinates, ``contigs``,
+    ``starts`` (0-based), ``ends`` (exclusive; -1 where unknown) and ``strands``.
+    """
+    import json
+
+    import numpy as np
+
+    if fmt not in TOKENIZED_FORMATS:
+        raise UsageError(f"unknown token output format '{fmt}' (use one of: {', '.join(TOKENIZED_FORMATS)})")
+    count = units = 0
+    if fmt == "tsv":
+        with atomic_output(output) as fh:
+            fh.write("id\tlength\tids\n")
+            for record in records:
+                ids = tokenizer.encode(record.seq)
+                fh.write(f"{record.id}\t{len(ids)}\t{join_ints(ids)}\n")
+                count += 1
+                units += len(ids)
+        return count, units
+    dtype = _compact_dtype(tokenizer.vocab_size)
+    chunks, names, contigs, starts, ends, strands = [], [], [], [], [], []
+    for record in records:
+        chunks.append(tokenizer.encode(record.seq).astype(dtype, copy=False))
+        names.append(record.id)
+        contigs.append(record.contig if record.contig is not None else record.id)
+        starts.append(-1 if record.start is None else record.start)
+        ends.append(-1 if record.end is None else record.end)
+        strands.append(record.strand)
+    lengths = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
+    arrays = {
+        "ids": np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype),
+        "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "names": np.array(names, dtype=str),
+        "tokenizer": np.array(json.dumps(tokenizer.to_dict())),
+    }
+    if any(s >= 0 for s in starts):
+        arrays.update(
+            contigs=np.array(contigs, dtype=str),
+            starts=np.array(starts, dtype=np.int64),
+            ends=np.array(ends, dtype=np.int64),
+            strands=np.array(strands, dtype=str),
+        )
+    write_npz(output, arrays)
+    return len(chunks), int(lengths.sum())
+
+
+def load_tokenized(path: str | os.PathLike) -> dict:
+    """Read what ``write_tokenized(..., fmt="npz")`` wrote: its arrays (``ids`` as int64) plus
+    ``tokenizer``, the Tokenizer object itself."""
+    import json
+
+    import numpy as np
+
+    from ..errors import InputError
+    from ..tokenizers import get_tokenizer
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError) as err:
+        raise InputError(f"not a tokenized .npz file ({err})", path=str(path)) from None
+    if not {"ids", "offsets", "names", "tokenizer"} <= arrays.keys():
+        raise InputError("not a tokenized .npz file (needs ids, offsets, names, tokenizer)", path=str(path))
+    arrays["ids"] = arrays["ids"].astype(np.int64)
+    arrays["tokenizer"] = get_tokenizer(json.loads(str(arrays["tokenizer"])))
+    return arrays
