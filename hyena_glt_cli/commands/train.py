@@ -1,10 +1,168 @@
-"""`hyena-glt train` (being built)."""
+"""`hyena-glt train`: fit a model on labelled sequences (or plain sequence for --task lm)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
+
+from hyena_glt.errors import UsageError
+
+from ..common import DeviceOpt, PrecisionOpt, Settings
+
+LM_DEFAULT_WINDOW = 1024
+
+
+def _parse_pairs(values: list[str], option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        for item in value.split(",") if option == "--class-names" else [value]:
+            name, sep, rest = item.partition("=")
+            if not sep or not name or not rest:
+                raise UsageError(f"{option} takes NAME=VALUE (got '{item}')")
+            pairs.append((name.strip(), rest.strip()))
+    return pairs
+
+
+def _command_line() -> str:
+    # under `torchrun -m hyena_glt_cli` argv[0] is a path to __main__.py; record the user-facing name
+    return " ".join(shlex.quote(a) for a in ["hyena-glt", *sys.argv[1:]])
 
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
-    def train() -> None:
-        """(being built)"""
-        raise typer.Exit(1)
+    def train(
+        ctx: typer.Context,
+        train_files: Annotated[Optional[list[str]], typer.Argument(
+            metavar="TRAIN_FILE...",
+            help="Training data: CSV/TSV with sequence,label columns; FASTA with 'label=X' in headers; BED with "
+                 "--reference; plain FASTA/FASTQ for --task lm. Not needed with --class-fasta.")] = None,
+        output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write (created).")] = ...,
+        task: Annotated[str, typer.Option("--task", help="classification, multilabel, regression or lm.")] = "classification",
+        val: Annotated[Optional[Path], typer.Option("--val", help="Validation data (same layout as the training data).")] = None,
+        val_fraction: Annotated[Optional[float], typer.Option("--val-fraction", help="Hold out this fraction of the training data (seeded; stratified by class).")] = None,
+        test: Annotated[Optional[Path], typer.Option("--test", help="Test data, scored once with the best model at the end.")] = None,
+        data_format: Annotated[Optional[str], typer.Option("--data-format", help="table, fasta or bed (default: from the extension).")] = None,
+        sequence_column: Annotated[Optional[str], typer.Option("--sequence-column", help="Table column with the sequence (default: 'sequence').")] = None,
+        label_column: Annotated[Optional[list[str]], typer.Option("--label-column", help="Label/target column (repeatable; BED: 1-based column number). Default: 'label' (classification), all other columns (regression/multilabel).")] = None,
+        label_regex: Annotated[Optional[str], typer.Option("--label-regex", help="Regex with one (group) capturing the label in FASTA headers (default: label=(\\S+)).")] = None,
+        class_fasta: Annotated[Optional[list[str]], typer.Option("--class-fasta", help="NAME=FILE: one FASTA per class (repeatable).")] = None,
+        reference: Annotated[Optional[Path], typer.Option("--reference", help="Genome FASTA for BED intervals.")] = None,
+        class_names: Annotated[Optional[list[str]], typer.Option("--class-names", help="Display names for labels, e.g. 0=non_promoter,1=promoter.")] = None,
+        preset: Annotated[str, typer.Option("--preset", help="Model size: tiny, small or base.")] = "tiny",
+        d_model: Annotated[Optional[int], typer.Option("--d-model", help="Override the preset's width.")] = None,
+        n_layers: Annotated[Optional[int], typer.Option("--n-layers", help="Override the preset's depth.")] = None,
+        dropout: Annotated[Optional[float], typer.Option("--dropout", help="Dropout rate.")] = None,
+        config_set: Annotated[Optional[list[str]], typer.Option("--set", help="Override any model config field, KEY=VALUE with a JSON value (e.g. --set d_inner=256 --set attn_layers=[1]).")] = None,
+        tokenizer: Annotated[str, typer.Option("--tokenizer", help="nucleotide, kmer:K, byte or protein.")] = "nucleotide",
+        patcher: Annotated[str, typer.Option("--patcher", help="none, static:K or entropy.")] = "none",
+        entropy_model: Annotated[Optional[Path], typer.Option("--entropy-model", help="LM folder (from --task lm) for --patcher entropy.")] = None,
+        target_patch_length: Annotated[Optional[float], typer.Option("--target-patch-length", help="Mean patch length the entropy threshold is calibrated to.")] = None,
+        window: Annotated[Optional[int], typer.Option("--window", help="Sequence length: longer sequences are centre-cropped, shorter padded (lm: chunk length, default 1024).")] = None,
+        stride: Annotated[Optional[int], typer.Option("--stride", help="lm: step between chunks (default: --window).")] = None,
+        epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training data.")] = 10,
+        max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimiser steps (overrides --epochs).")] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per micro-batch (per process).")] = 64,
+        grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimiser step.")] = 1,
+        lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW).")] = 1e-3,
+        weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.")] = 0.01,
+        warmup: Annotated[float, typer.Option("--warmup", help="Warm-up: a fraction of all steps (< 1) or a step count.")] = 0.05,
+        grad_clip: Annotated[float, typer.Option("--grad-clip", help="Clip the gradient norm (0: off).")] = 1.0,
+        rc_augment: Annotated[Optional[bool], typer.Option("--rc-augment/--no-rc-augment", help="Reverse-complement half of each batch (default: on for DNA).")] = None,
+        curriculum_start: Annotated[Optional[int], typer.Option("--curriculum-start", help="Length curriculum: train on random crops of this length first, growing to the full window over --curriculum-fraction of the steps.")] = None,
+        curriculum_fraction: Annotated[float, typer.Option("--curriculum-fraction", help="Fraction of steps over which the curriculum grows.")] = 0.3,
+        patience: Annotated[Optional[int], typer.Option("--patience", help="Early stopping: evaluations without improvement before stopping.")] = None,
+        select_metric: Annotated[Optional[str], typer.Option("--select-metric", help="Validation metric for the best checkpoint (default: mcc / macro_f1 / pearson / loss).")] = None,
+        eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (default: each epoch).")] = None,
+        checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Write the resumable checkpoint every N steps (also each epoch and every 10 minutes).")] = None,
+        keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints/--no-keep-checkpoints", help="Keep OUT/checkpoints after a successful run.")] = True,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue the run in -o from its last checkpoint (same command otherwise).")] = False,
+        device: DeviceOpt = "auto",
+        precision: PrecisionOpt = "auto",
+    ) -> None:
+        """Train a model.
+
+        Example: hyena-glt train example_data/gue/prom_core_all/train.csv --val example_data/gue/prom_core_all/dev.csv -o promoter_model
+        """
+        from hyena_glt.io import datasets
+        from hyena_glt.training import TrainOptions, train as run_training
+
+        global_options = ctx.find_object(Settings) or Settings()
+        seed = global_options.seed
+        if val is not None and val_fraction is not None:
+            raise UsageError("give either --val or --val-fraction, not both")
+        if task == "lm" and window is None:
+            window = LM_DEFAULT_WINDOW
+        overrides = {}
+        for key, text in _parse_pairs(config_set or [], "--set"):
+            try:
+                overrides[key] = json.loads(text)
+            except json.JSONDecodeError:
+                overrides[key] = text  # a bare string such as --set pooling=attention
+        overrides.update({k: v for k, v in (("d_model", d_model), ("n_layers", n_layers), ("dropout", dropout)) if v is not None})
+        options = TrainOptions(
+            task=task, preset=preset, config_overrides=overrides, tokenizer=tokenizer, patcher=patcher,
+            entropy_model=str(entropy_model) if entropy_model else None, target_patch_length=target_patch_length,
+            window=window, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
+            lr=lr, weight_decay=weight_decay, warmup=warmup, grad_clip=grad_clip, rc_augment=rc_augment,
+            curriculum_start=curriculum_start, curriculum_fraction=curriculum_fraction, patience=patience,
+            select_metric=select_metric, eval_every=eval_every, checkpoint_every=checkpoint_every,
+            keep_checkpoints=keep_checkpoints, device=device, precision=precision, seed=seed,
+        )
+        options.check()
+
+        # --- read and check every input before anything is written -----------------------------------
+        read = dict(fmt=data_format, sequence_column=sequence_column, label_columns=label_column,
+                    label_regex=label_regex, reference=reference, window=window, stride=stride)
+        data_files: dict[str, list[str]] = {}
+        if class_fasta:
+            if train_files:
+                raise UsageError("give training data either as TRAIN_FILE or as --class-fasta, not both")
+            if task != "classification":
+                raise UsageError("--class-fasta is for --task classification")
+            specs = _parse_pairs(class_fasta, "--class-fasta")
+            train_data = datasets.load_class_fastas(specs)
+            data_files["train"] = [f for _, f in specs]
+        else:
+            if not train_files:
+                raise UsageError("no training data: give TRAIN_FILE (or --class-fasta NAME=FILE ...)")
+            if task == "lm":
+                train_data = datasets.load_lm_sequences(train_files, window=window, stride=stride)
+            else:
+                if len(train_files) > 1:
+                    raise UsageError("give one TRAIN_FILE for labelled data (several only for --task lm)")
+                train_data = datasets.load_labelled(train_files[0], task, **read)
+            data_files["train"] = list(train_files)
+        encode = dict(read, class_names=train_data.class_names, target_names=train_data.target_names)
+        val_data = test_data = None
+        if val is not None:
+            val_data = datasets.load_labelled(val, task, **encode)
+            data_files["val"] = [str(val)]
+        elif val_fraction is not None:
+            train_data, val_data = datasets.split_validation(train_data, val_fraction, seed)
+        if test is not None:
+            test_data = datasets.load_labelled(test, task, **encode)
+            data_files["test"] = [str(test)]
+        for what, data in (("training", train_data), ("validation", val_data), ("test", test_data)):
+            if data is not None:
+                datasets.check_lengths(data, window, what)
+        if class_names:
+            mapping = dict(_parse_pairs(class_names, "--class-names"))
+            for data in (train_data, val_data, test_data):
+                if data is not None:
+                    datasets.apply_class_display_names(data, mapping)
+
+        result = run_training(
+            options, train_data, val_data, output, test_data=test_data, data_files=data_files,
+            command=_command_line(), resume=resume,
+        )
+        import logging
+
+        logging.getLogger("hyena_glt").info(
+            "wrote %s (%d steps, %.0f s)%s", result.output_dir, result.steps, result.wall_time_s,
+            " (stopped early)" if result.stopped_early else "",
+        )

@@ -1,0 +1,10 @@
+"""Training: :class:`Trainer` (AdamW, warm-up/cosine, AMP, accumulation, augmentation, curriculum, early
+stopping, atomic checkpoints with exact resume, DDP) and task metrics."""
+
+from .metrics import classification_metrics, lm_metrics, multilabel_metrics, regression_metrics, task_metrics
+from .trainer import Trainer, TrainingInterrupted, TrainOptions, TrainResult, train
+
+__all__ = [
+    "Trainer", "TrainOptions", "TrainResult", "TrainingInterrupted", "train",
+    "classification_metrics", "multilabel_metrics", "regression_metrics", "lm_metrics", "task_metrics",
+]

@@ -1,0 +1,837 @@
+"""The training loop: AdamW with linear warm-up and cosine decay, gradient clipping and accumulation,
+mixed precision per :mod:`hyena_glt.runtime`, reverse-complement augmentation, a length curriculum,
+early stopping, best + last checkpoints, exact resume, and DDP under ``torchrun``.
+
+Data are tokenized once into a padded tensor; a batch is a row gather, so there is no per-item Python in
+the loop. The epoch order comes from ``DistributedSampler(seed, epoch)``, which makes the position in the
+data two integers (epoch, batch) that a checkpoint can store and a resumed run can replay exactly.
+
+Exact resume: a checkpoint holds the model, optimiser, scheduler, grad scaler, every RNG state, the data
+position, the running epoch loss, the best metric, the early-stopping counter and the log so far. On CPU
+with a fixed seed a run killed at any moment and resumed ends with the same weights and metrics as a run
+that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import runtime
+from ..errors import HyenaGLTError, InputError, UsageError
+from ..io.datasets import LabelledData, fingerprint
+from . import checkpoint as ckpt
+from .metrics import DEFAULT_SELECTION, HIGHER_IS_BETTER, is_improvement, lm_metrics, task_metrics
+
+log = logging.getLogger("hyena_glt")
+
+LOG_FILE = "train_log.tsv"
+CHECKPOINTS = "checkpoints"
+DNA_TOKENIZERS = ("nucleotide",)
+
+
+class TrainingInterrupted(HyenaGLTError):
+    """SIGTERM/SIGUSR1 (e.g. SLURM pre-emption) arrived: a checkpoint was written. Exit code 128+signal,
+    as for a process the signal killed, so schedulers see a pre-emption rather than a bug."""
+
+    def __init__(self, problem: str, signum: int):
+        super().__init__(problem)
+        self.exit_code = 128 + signum
+
+
+@dataclass
+class TrainOptions:
+    """Everything that decides what a run computes. Stored in every checkpoint; ``--resume`` checks
+    the new invocation computes the same thing."""
+
+    task: str = "classification"
+    preset: str = "tiny"
+    config_overrides: dict = field(default_factory=dict)
+    tokenizer: str = "nucleotide"
+    patcher: str = "none"
+    entropy_model: str | None = None
+    target_patch_length: float | None = None
+    window: int | None = None
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 64
+    eval_batch_size: int | None = None
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.05  # fraction of all steps (< 1) or a number of steps (>= 1)
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    rc_augment: bool | None = None  # None: on for DNA tokenizers
+    curriculum_start: int | None = None  # first training window length; grows to the full length
+    curriculum_fraction: float = 0.3  # ... over this fraction of all steps
+    patience: int | None = None  # early stopping after this many evaluations without improvement
+    select_metric: str | None = None
+    eval_every: int | None = None  # steps between evaluations (default: once per epoch)
+    checkpoint_every: int | None = None  # steps between 'last' checkpoints (default: per evaluation)
+    checkpoint_minutes: float = 10.0  # also write 'last' at least this often
+    keep_checkpoints: bool = True
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.task not in ("classification", "multilabel", "regression", "lm"):
+            raise UsageError(f"unknown --task '{self.task}' (use classification, multilabel, regression or lm)")
+        for name in ("epochs", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UsageError(f"--max-steps must be at least 1 (got {self.max_steps})")
+        if self.lr <= 0:
+            raise UsageError(f"--lr must be positive (got {self.lr})")
+        if self.window is not None and self.window < 1:
+            raise UsageError(f"--window must be at least 1 (got {self.window})")
+        if self.curriculum_start is not None and self.curriculum_start < 1:
+            raise UsageError(f"--curriculum-start must be at least 1 (got {self.curriculum_start})")
+        if self.select_metric is not None and self.select_metric not in HIGHER_IS_BETTER:
+            raise UsageError(f"unknown --select-metric '{self.select_metric}' "
+                             f"(use one of: {', '.join(sorted(HIGHER_IS_BETTER))})")
+        if self.patcher.startswith("entropy") and not self.entropy_model:
+            raise UsageError("--patcher entropy needs --entropy-model DIR (a model trained with --task lm)")
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    metrics: dict
+    steps: int
+    epochs_run: int
+    wall_time_s: float
+    stopped_early: bool
+
+
+# ----------------------------------------------------------------------------------------------------
+# data as tensors
+
+
+@dataclass
+class TensorData:
+    input_ids: torch.Tensor  # (N, L) right-padded
+    lengths: torch.Tensor  # (N,)
+    labels: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def _fit_window(sequences: list[str], window: int | None) -> list[str]:
+    """Centre-crop sequences longer than the window (shorter ones are padded by the tokenizer)."""
+    if window is None:
+        return sequences
+    out = []
+    for s in sequences:
+        if len(s) > window:
+            start = (len(s) - window) // 2
+            s = s[start:start + window]
+        out.append(s)
+    return out
+
+
+def tensorize(data: LabelledData, tokenizer, window: int | None) -> TensorData:
+    seqs = _fit_window(data.sequences, window if data.task != "lm" else None)
+    pad_to = window if (window is not None and data.task != "lm") else None
+    batch = tokenizer.encode_batch(seqs, pad_to=pad_to)
+    labels = None
+    if data.labels is not None:
+        dtype = torch.long if data.task == "classification" else torch.float32
+        labels = torch.as_tensor(data.labels, dtype=dtype)
+    return TensorData(batch["input_ids"].long(), batch["lengths"].long(), labels)
+
+
+def _gather(data: TensorData, index: torch.Tensor):
+    ids = data.input_ids[index]
+    lengths = data.lengths[index]
+    longest = int(lengths.max())
+    ids = ids[:, :longest]  # no columns of pure padding
+    mask = torch.arange(longest)[None, :] < lengths[:, None]
+    labels = None if data.labels is None else data.labels[index]
+    return ids, mask, lengths, labels
+
+
+# ----------------------------------------------------------------------------------------------------
+# distributed helpers (all no-ops in a single process)
+
+
+class Dist:
+    def __init__(self, device: torch.device):
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.initialised_here = False
+        if self.world > 1 and not dist.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            dist.init_process_group(backend=backend)
+            self.initialised_here = True
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, values: list[float]) -> list[float]:
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64)
+        self.dist.all_reduce(t)
+        return t.tolist()
+
+    def any(self, flag: bool) -> bool:
+        return self.sum([1.0 if flag else 0.0])[0] > 0
+
+    def gather_rows(self, index: np.ndarray, rows: np.ndarray, n_total: int) -> np.ndarray:
+        """Reassemble per-rank evaluation outputs (``rows`` for ``index``) into the full array."""
+        if self.world == 1:
+            return rows
+        parts: list = [None] * self.world
+        self.dist.all_gather_object(parts, (index, rows))
+        out = np.zeros((n_total,) + rows.shape[1:], dtype=rows.dtype)
+        for idx, r in parts:
+            out[idx] = r
+        return out
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self.dist.barrier()
+
+    def close(self) -> None:
+        if self.initialised_here and self.dist.is_initialized():
+            self.dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------------------------------
+# the trainer
+
+
+class Trainer:
+    def __init__(
+        self,
+        options: TrainOptions,
+        train_data: LabelledData,
+        val_data: LabelledData | None,
+        output_dir: str | Path,
+        *,
+        test_data: LabelledData | None = None,
+        data_files: dict[str, list[str]] | None = None,
+        command: str = "",
+        resume: bool = False,
+    ):
+        from ..model import HyenaGLTForTask, build_patcher
+        from ..config import HyenaGLTConfig
+        from ..tokenizers import get_tokenizer
+
+        options.check()
+        self.options = options
+        self.output_dir = Path(output_dir)
+        self.command = command
+        self.resume = resume
+        self.device = runtime.resolve_device(options.device)
+        self.precision = runtime.resolve_precision(options.precision, self.device)
+        self.tokenizer = get_tokenizer(options.tokenizer)
+        self.task = options.task
+        if options.rc_augment is None:
+            options.rc_augment = self.tokenizer.name in DNA_TOKENIZERS
+        elif options.rc_augment and not hasattr(self.tokenizer, "reverse_complement_batch"):
+            raise UsageError(f"--rc-augment needs a DNA tokenizer (got '{self.tokenizer.name}')")
+
+        self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
+        self.class_names = train_data.class_names
+        self.target_names = train_data.target_names
+        self.num_outputs = self.tokenizer.vocab_size if self.task == "lm" else train_data.num_outputs
+        if self.task != train_data.task:
+            raise UsageError(f"training data were read for task '{train_data.task}', not '{self.task}'")
+        self._check_output_dir()
+
+        self.data_info = {}
+        for split, files in (data_files or {}).items():
+            self.data_info[split] = {
+                "files": [str(f) for f in files],
+                "sha256": [fingerprint(f) for f in files if Path(f).is_file()],
+            }
+        for split, data in (("train", train_data), ("val", val_data), ("test", test_data)):
+            if data is not None:
+                self.data_info.setdefault(split, {})["n_sequences"] = len(data)
+
+        # --- model -----------------------------------------------------------------------------------
+        runtime.seed_everything(options.seed)
+        overrides = dict(options.config_overrides)
+        overrides.setdefault("vocab_size", self.tokenizer.vocab_size)
+        overrides.setdefault("patcher", options.patcher)
+        overrides.setdefault("bidirectional", self.task != "lm")
+        self.config = HyenaGLTConfig.preset(options.preset, **overrides)
+        self.model = HyenaGLTForTask(self.config, self.task, self.num_outputs).to(self.device)
+        # The backbone cuts its own patches (static from the config); an entropy patcher is attached to
+        # it, calibrated to the target mean patch length on the training sequences when it has no
+        # threshold yet, and is saved with the model (entropy_model/) by save_pretrained.
+        if options.patcher.startswith("entropy"):
+            kwargs = {"model_dir": options.entropy_model}
+            if options.target_patch_length is not None:
+                kwargs["target_patch_length"] = options.target_patch_length
+            patcher = build_patcher(options.patcher, **kwargs)
+            if hasattr(patcher, "to"):
+                patcher = patcher.to(self.device)
+            if getattr(patcher, "threshold", 0.0) is None:
+                patcher.calibrate(train_data.sequences)
+            self.model.backbone.patcher = patcher
+
+        # --- data ------------------------------------------------------------------------------------
+        self.train_t = tensorize(train_data, self.tokenizer, options.window)
+        self.val_t = tensorize(val_data, self.tokenizer, options.window) if val_data is not None else None
+        self.test_t = tensorize(test_data, self.tokenizer, options.window) if test_data is not None else None
+        self.window = options.window or int(self.train_t.lengths.max())
+
+        self.dist = Dist(self.device)
+        if self.dist.world > 1 and self.device.type == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            self.device = torch.device("cuda", local)
+            self.model.to(self.device)
+        micro_batches = math.ceil(math.ceil(len(self.train_t) / self.dist.world) / options.batch_size)
+        self.steps_per_epoch = max(1, math.ceil(micro_batches / options.grad_accum))
+        self.micro_per_epoch = micro_batches
+        if options.max_steps is not None:
+            self.total_steps = options.max_steps
+            self.epochs = math.ceil(options.max_steps / self.steps_per_epoch)
+        else:
+            self.epochs = options.epochs
+            self.total_steps = options.epochs * self.steps_per_epoch
+        warmup = options.warmup if options.warmup >= 1 else options.warmup * self.total_steps
+        self.warmup_steps = int(round(warmup))
+
+        self.optimizer = self._make_optimizer()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: self._lr_factor(step))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=runtime.needs_grad_scaler(self.device, self.precision))
+        self.augment_rng = torch.Generator().manual_seed(options.seed + 7919 * (self.dist.rank + 1))
+
+        metric, _ = DEFAULT_SELECTION[self.task]
+        self.select_metric = options.select_metric or metric
+        if self.val_t is None and options.patience is not None:
+            raise UsageError("early stopping (--patience) needs validation data (--val or --val-fraction)")
+
+        # loop state (all of it goes into checkpoints)
+        self.global_step = 0
+        self.epoch = 0
+        self.micro_in_epoch = 0
+        self.epoch_loss_sum = 0.0
+        self.epoch_loss_count = 0.0
+        self.best_value: float | None = None
+        self.best_step: int | None = None
+        self.bad_evals = 0
+        self.history: list[dict] = []
+        self.finished = False
+        self.stopped_early = False
+        self.elapsed_before = 0.0
+        self._signal: int | None = None
+
+    # ------------------------------------------------------------------------------------------------
+    def _check_output_dir(self) -> None:
+        out = self.output_dir
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"output {out} exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()) and not self.resume:
+            raise UsageError(f"output folder {out} is not empty; continue its run with --resume or choose another -o")
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        # no weight decay on biases, norms and embeddings (the usual AdamW recipe)
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "emb" in name or "norm" in name else decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.options.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=self.options.lr, betas=(0.9, 0.98), eps=1e-8)
+
+    def _lr_factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / (self.warmup_steps + 1)
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.options.min_lr_ratio + (1.0 - self.options.min_lr_ratio) * cosine
+
+    def _curriculum_length(self) -> int | None:
+        start = self.options.curriculum_start
+        if start is None or start >= self.window:
+            return None
+        ramp = max(1, int(self.options.curriculum_fraction * self.total_steps))
+        frac = min(1.0, self.global_step / ramp)
+        return int(round(start + (self.window - start) * frac))
+
+    # ------------------------------------------------------------------------------------------------
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        from torch.utils.data import DistributedSampler
+
+        sampler = DistributedSampler(
+            range(len(self.train_t)), num_replicas=self.dist.world, rank=self.dist.rank,
+            shuffle=True, seed=self.options.seed, drop_last=False,
+        )
+        sampler.set_epoch(epoch)
+        return torch.tensor(list(iter(sampler)), dtype=torch.long)
+
+    def _augment(self, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor):
+        """Reverse-complement half the batch; crop to the curriculum length (random offsets)."""
+        if self.options.rc_augment:
+            flip = torch.rand(ids.shape[0], generator=self.augment_rng) < 0.5
+            rc = self.tokenizer.reverse_complement_batch(ids, lengths)
+            ids = torch.where(flip[:, None], rc, ids)
+        crop = self._curriculum_length()
+        if crop is not None and crop < ids.shape[1]:
+            room = (lengths - crop).clamp(min=0)
+            offsets = (torch.rand(ids.shape[0], generator=self.augment_rng) * (room + 1).float()).long()
+            positions = offsets[:, None] + torch.arange(crop)[None, :]
+            ids = torch.gather(ids, 1, positions.clamp(max=ids.shape[1] - 1))
+            lengths = lengths.clamp(max=crop)
+            mask = torch.arange(crop)[None, :] < lengths[:, None]
+            ids = ids.masked_fill(~mask, self.tokenizer.pad_id)
+        return ids, mask, lengths
+
+    def _forward(self, model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        with runtime.autocast(self.device, self.precision):
+            return model(ids, attention_mask=mask)
+
+    def _loss(self, logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, labels) -> torch.Tensor:
+        target = ids if self.task == "lm" else labels
+        return self.model.loss(logits.float(), target.to(self.device), mask.to(self.device))
+
+    # ------------------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        start_time = time.time()
+        self._restore()
+        if self.dist.main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.dist.barrier()
+        model = self.model
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        log.info(
+            "training %s: %d train / %s val sequences, window %d, %d step(s) per epoch, %d epoch(s), "
+            "%d step(s) in all, %s %s%s, %d parameters",
+            self.task, len(self.train_t), len(self.val_t) if self.val_t is not None else 0, self.window,
+            self.steps_per_epoch, self.epochs, self.total_steps, self.device, self.precision,
+            f", {self.dist.world} processes" if self.dist.world > 1 else "",
+            sum(p.numel() for p in self.model.parameters()),
+        )
+        last_checkpoint_time = time.time()
+        previous_handlers = self._install_signal_handlers()
+        try:
+            while not self.finished and self.epoch < self.epochs and self.global_step < self.total_steps:
+                order = self._epoch_order(self.epoch)
+                batches = order.split(self.options.batch_size)
+                self.model.train()
+                while self.micro_in_epoch < len(batches) and self.global_step < self.total_steps:
+                    group = batches[self.micro_in_epoch:self.micro_in_epoch + self.options.grad_accum]
+                    self._train_step(model, group)
+                    self.micro_in_epoch += len(group)
+                    stop_signal = self.dist.any(self._signal is not None)
+                    end_of_epoch = self.micro_in_epoch >= len(batches) or self.global_step >= self.total_steps
+                    if end_of_epoch or stop_signal:
+                        break
+                    if self.options.eval_every and self.global_step % self.options.eval_every == 0:
+                        self._evaluate_and_record(start_time)
+                        self.model.train()
+                        if self.finished:
+                            break
+                    due = (self.options.checkpoint_every and self.global_step % self.options.checkpoint_every == 0) or \
+                        (time.time() - last_checkpoint_time > 60 * self.options.checkpoint_minutes)
+                    if self.dist.any(bool(due)):  # collective: ranks' clocks may disagree
+                        self._save_last(start_time)
+                        last_checkpoint_time = time.time()
+                if self.dist.any(self._signal is not None):
+                    self._save_last(start_time)
+                    signum = self._signal or signal.SIGTERM
+                    raise TrainingInterrupted(
+                        f"stopped by {signal.Signals(signum).name} at step {self.global_step}; checkpoint written "
+                        f"to {self.output_dir / CHECKPOINTS / 'last'}; run the same command with --resume to continue",
+                        signum,
+                    )
+                if self.finished:  # early stop at a mid-epoch evaluation
+                    self._save_last(start_time)
+                    break
+                # end of the epoch (or of max_steps)
+                self._evaluate_and_record(start_time)
+                self.epoch += 1
+                self.micro_in_epoch = 0
+                self.epoch_loss_sum = self.epoch_loss_count = 0.0
+                if self.global_step >= self.total_steps:
+                    self.finished = True
+                self._save_last(start_time)
+                last_checkpoint_time = time.time()
+            self.finished = True
+            result = self._finish(start_time)
+        finally:
+            self._restore_signal_handlers(previous_handlers)
+            self.dist.close()
+        return result
+
+    def _train_step(self, model, group: list[torch.Tensor]) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        total = sum(len(b) for b in group)
+        loss_sum = 0.0
+        for i, index in enumerate(group):
+            ids, mask, lengths, labels = _gather(self.train_t, index)
+            ids, mask, lengths = self._augment(ids, mask, lengths)
+            sync = i == len(group) - 1 or not hasattr(model, "no_sync")
+            context = model.no_sync() if not sync else _nullcontext()
+            with context:
+                logits = self._forward(model, ids, mask)
+                loss = self._loss(logits, ids, mask, labels)
+                # weight micro-batches by size so accumulation equals one big batch
+                self.scaler.scale(loss * (len(index) / total)).backward()
+            loss_sum += float(loss.detach()) * len(index)
+        self.scaler.unscale_(self.optimizer)
+        if self.options.grad_clip and self.options.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.global_step += 1
+        self.epoch_loss_sum += loss_sum
+        self.epoch_loss_count += total
+        if not math.isfinite(loss_sum):
+            raise HyenaGLTError(
+                f"training diverged (loss {loss_sum / total}) at step {self.global_step}; try a lower --lr"
+                + (" or --precision fp32" if self.precision != "fp32" else "")
+            )
+
+    # ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, data: TensorData, model=None) -> dict[str, float]:
+        """Metrics on ``data`` (each rank scores every world-th example; results are gathered)."""
+        model = model or self.model
+        was_training = model.training
+        model.eval()
+        n = len(data)
+        index = np.arange(self.dist.rank, n, self.dist.world)
+        batch_size = self.options.eval_batch_size or 2 * self.options.batch_size
+        rc_average = bool(self.options.rc_augment) and self.task != "lm"
+        outputs, nll, predicted, correct = [], 0.0, 0.0, 0.0
+        for chunk in torch.as_tensor(index).split(batch_size):
+            ids, mask, lengths, labels = _gather(data, chunk)
+            logits = self._forward(model, ids, mask).float()
+            if self.task == "lm":
+                target = ids[:, 1:].to(self.device)
+                keep = mask[:, 1:].to(self.device)
+                step_logits = logits[:, :-1]
+                losses = F.cross_entropy(step_logits.reshape(-1, step_logits.shape[-1]), target.reshape(-1),
+                                         reduction="none").view_as(target)
+                nll += float((losses * keep).sum())
+                predicted += float(keep.sum())
+                correct += float(((step_logits.argmax(-1) == target) & keep).sum())
+                continue
+            if rc_average:
+                rc_ids = self.tokenizer.reverse_complement_batch(ids, lengths)
+                logits = 0.5 * (logits + self._forward(model, rc_ids, mask).float())
+            outputs.append(logits.cpu().numpy())
+        if was_training:
+            model.train()
+        if self.task == "lm":
+            nll, predicted, correct = self.dist.sum([nll, predicted, correct])
+            return lm_metrics(nll, int(predicted), int(correct))
+        width = self.num_outputs
+        rows = np.concatenate(outputs) if outputs else np.zeros((0, width), dtype=np.float32)
+        logits_all = self.dist.gather_rows(index, rows, n)
+        return task_metrics(self.task, logits_all, data.labels.numpy())
+
+    def _evaluate_and_record(self, start_time: float) -> None:
+        train_loss_sum, train_count = self.dist.sum([self.epoch_loss_sum, self.epoch_loss_count])
+        row = {
+            "epoch": self.epoch + 1,
+            "step": self.global_step,
+            "lr": self.scheduler.get_last_lr()[0],
+            "train_loss": train_loss_sum / max(train_count, 1),
+        }
+        if self.val_t is not None:
+            metrics = self.evaluate(self.val_t)
+            row.update({f"val_{k}": v for k, v in metrics.items()})
+            value = metrics.get(self.select_metric)
+            if value is None:
+                raise UsageError(f"--select-metric '{self.select_metric}' is not computed for task '{self.task}' "
+                                 f"(available: {', '.join(metrics)})")
+            if is_improvement(value, self.best_value, self.select_metric):
+                self.best_value, self.best_step, self.bad_evals = value, self.global_step, 0
+                if self.dist.main:
+                    ckpt.write_checkpoint(self._checkpoint_dir("best"), self._model_writer(), None)
+                row["best"] = 1
+            else:
+                self.bad_evals += 1
+                row["best"] = 0
+                if self.options.patience is not None and self.bad_evals >= self.options.patience:
+                    self.finished = self.stopped_early = True
+        row["time_s"] = round(self.elapsed_before + time.time() - start_time, 1)
+        self.history.append(row)
+        if self.dist.main:
+            self._write_log()
+            shown = " ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k not in ("epoch", "step", "time_s", "best"))
+            log.info("epoch %d step %d/%d %s%s (%.0f s)", row["epoch"], row["step"], self.total_steps, shown,
+                     " *" if row.get("best") else "", row["time_s"])
+            if self.stopped_early:
+                log.info("early stop: no %s improvement in %d evaluation(s)", self.select_metric, self.bad_evals)
+
+    def _write_log(self) -> None:
+        from ..io.writers import atomic_output
+
+        columns: list[str] = []
+        for row in self.history:
+            columns.extend(k for k in row if k not in columns)
+        with atomic_output(self.output_dir / LOG_FILE) as fh:
+            fh.write("\t".join(columns) + "\n")
+            for row in self.history:
+                fh.write("\t".join(_fmt(row.get(c, "")) for c in columns) + "\n")
+
+    # ------------------------------------------------------------------------------------------------
+    # checkpoints
+
+    def _checkpoint_dir(self, name: str) -> Path:
+        return self.output_dir / CHECKPOINTS / name
+
+    def metadata(self, metrics: dict | None = None, wall_time_s: float | None = None) -> dict:
+        from .. import __version__
+
+        meta = {
+            "task": self.task,
+            "num_outputs": self.num_outputs,
+            "tokenizer": self.tokenizer.to_dict(),
+            "patcher": self.options.patcher,
+            "window": self.window,
+            "rc_average": bool(self.options.rc_augment) and self.task != "lm",
+            "metrics": metrics or {},
+            "training": {
+                "command": self.command,
+                "data": self.data_info,
+                "seed": self.options.seed,
+                "options": self.options.to_json(),
+                "steps": self.global_step,
+                "epochs_run": self.epoch,
+                "select_metric": self.select_metric,
+                "device": str(self.device),
+                "precision": self.precision,
+                "world_size": self.dist.world,
+                "wall_time_s": wall_time_s,
+            },
+            "package_version": __version__,
+        }
+        if self.class_names is not None:
+            meta["class_names"] = list(self.class_names)
+        if self.target_names is not None:
+            meta["target_names"] = list(self.target_names)
+        return meta
+
+    def _model_writer(self, metadata: dict | None = None):
+        from ..model import save_pretrained
+
+        def write(folder: Path) -> None:
+            save_pretrained(self.model, folder, metadata or self.metadata())
+
+        return write
+
+    def _state(self, start_time: float) -> dict:
+        rng = ckpt.rng_state()
+        rng["augment"] = self.augment_rng.get_state()
+        if self.dist.world > 1:  # every rank's RNGs, so each continues its own stream
+            parts: list = [None] * self.dist.world
+            self.dist.dist.all_gather_object(parts, rng)
+            rng = {"ranks": parts}
+        return {
+            "format": 1,
+            "options": json.dumps(self.options.to_json(), sort_keys=True),
+            "data": json.dumps(self.data_info, sort_keys=True),
+            "world_size": self.dist.world,
+            "global_step": self.global_step,
+            "epoch": self.epoch,
+            "micro_in_epoch": self.micro_in_epoch,
+            "epoch_loss_sum": self.epoch_loss_sum,
+            "epoch_loss_count": self.epoch_loss_count,
+            "best_value": self.best_value,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+            "finished": self.finished,
+            "stopped_early": self.stopped_early,
+            "history": json.dumps(self.history),
+            "elapsed_s": self.elapsed_before + time.time() - start_time,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+        }
+
+    def _save_last(self, start_time: float) -> None:
+        state = self._state(start_time)  # collective in DDP: every rank takes part
+        if self.dist.main:
+            ckpt.write_checkpoint(self._checkpoint_dir("last"), self._model_writer(), state)
+        self.dist.barrier()
+
+    def _restore(self) -> None:
+        if not self.resume:
+            return
+        folder = ckpt.find_checkpoint(self._checkpoint_dir("last"))
+        if folder is None:
+            log.info("--resume: no checkpoint in %s yet; starting from the beginning", self.output_dir)
+            return
+        from safetensors.torch import load_file
+
+        state = ckpt.read_state(folder)
+        saved_options = json.loads(state["options"])
+        now = self.options.to_json()
+        changed = [k for k in now if k not in ("device", "keep_checkpoints") and saved_options.get(k) != now[k]]
+        if changed:
+            raise UsageError(
+                f"--resume: the run in {self.output_dir} was started with different settings "
+                f"({', '.join(f'{k}={saved_options.get(k)!r}' for k in changed)}); rerun it with the original options"
+            )
+        saved_data = json.loads(state["data"])
+        for split, info in self.data_info.items():
+            if saved_data.get(split, {}).get("sha256") != info.get("sha256"):
+                raise InputError(f"--resume: the {split} data differ from those the run in {self.output_dir} "
+                                 f"was started with (sha256 mismatch)")
+        weights = load_file(str(folder / "model.safetensors"), device=str(self.device))
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(dict(state["scheduler"]))
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        rng = state["rng"]
+        if "ranks" in rng:
+            if len(rng["ranks"]) == self.dist.world:
+                rng = rng["ranks"][self.dist.rank]
+            else:
+                log.warning("--resume: saved with %d processes, now %d; RNG streams restart",
+                            len(rng["ranks"]), self.dist.world)
+                rng = None
+        if rng is not None:
+            ckpt.set_rng_state(rng)
+            self.augment_rng.set_state(rng["augment"])
+        self.global_step = int(state["global_step"])
+        self.epoch = int(state["epoch"])
+        self.micro_in_epoch = int(state["micro_in_epoch"])
+        self.epoch_loss_sum = float(state["epoch_loss_sum"])
+        self.epoch_loss_count = float(state["epoch_loss_count"])
+        self.best_value = state["best_value"]
+        self.best_step = state["best_step"]
+        self.bad_evals = int(state["bad_evals"])
+        self.finished = bool(state["finished"])
+        self.stopped_early = bool(state["stopped_early"])
+        self.history = json.loads(state["history"])
+        self.elapsed_before = float(state["elapsed_s"])
+        log.info("resuming from %s: step %d, epoch %d (+%d batches)", folder, self.global_step, self.epoch + 1,
+                 self.micro_in_epoch)
+
+    # ------------------------------------------------------------------------------------------------
+    def _finish(self, start_time: float) -> TrainResult:
+        """Pick the best weights (by validation) or the last, score the test set, write the model dir."""
+        from safetensors.torch import load_file
+
+        best = self._checkpoint_dir("best")
+        if self.val_t is not None and (best / "model.safetensors").is_file():
+            self.model.load_state_dict(load_file(str(best / "model.safetensors"), device=str(self.device)))
+        metrics: dict = {}
+        if self.history:
+            last = self.history[-1]
+            metrics["train_loss"] = last["train_loss"]
+        if self.val_t is not None:
+            metrics["val"] = self.evaluate(self.val_t)
+            metrics["select_metric"] = self.select_metric
+            metrics["best_step"] = self.best_step
+        if self.test_t is not None:
+            metrics["test"] = self.evaluate(self.test_t)
+            log.info("test: %s", " ".join(f"{k} {_fmt(v)}" for k, v in metrics["test"].items()))
+        wall = round(self.elapsed_before + time.time() - start_time, 1)
+        if self.dist.main:
+            meta = self.metadata(metrics, wall)
+            meta["training"]["stopped_early"] = self.stopped_early
+            self._write_final_model(meta)
+            if not self.options.keep_checkpoints:
+                import shutil
+
+                shutil.rmtree(self.output_dir / CHECKPOINTS, ignore_errors=True)
+        self.dist.barrier()
+        return TrainResult(self.output_dir, metrics, self.global_step, self.epoch, wall, self.stopped_early)
+
+    def _write_final_model(self, meta: dict) -> None:
+        """Write the model files into a temporary folder, then move each into the output folder,
+        hyena_glt.json last, so a complete metadata file means a complete model."""
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=self.output_dir))
+        try:
+            self._model_writer(meta)(tmp)
+            names = sorted(p.name for p in tmp.iterdir())
+            names.sort(key=lambda name: name == "hyena_glt.json")
+            for name in names:
+                dest = self.output_dir / name
+                if dest.is_dir():
+                    shutil.rmtree(dest)
+                os.replace(tmp / name, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------------------------------------------
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            self._signal = signum
+            log.warning("received %s: writing a checkpoint after this step", signal.Signals(signum).name)
+
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous) -> None:
+        if previous:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.6g}"
+    return str(value)
+
+
+def train(
+    options: TrainOptions,
+    train_data: LabelledData,
+    val_data: LabelledData | None,
+    output_dir: str | Path,
+    **kwargs,
+) -> TrainResult:
+    """Train a model and write it to ``output_dir`` (see :class:`Trainer`)."""
+    return Trainer(options, train_data, val_data, output_dir, **kwargs).fit()

@@ -1,0 +1,177 @@
+"""Trainer: learning something checkable, metrics against hand-computed values, augmentation and
+curriculum, gradient accumulation, and the output model folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hyena_glt.errors import UsageError
+from hyena_glt.io.datasets import LabelledData, load_labelled, load_lm_sequences
+from hyena_glt.model import from_pretrained
+from hyena_glt.training import Trainer, TrainOptions, metrics
+
+# small enough to train in seconds on one shared core
+SMALL = {"d_model": 32, "n_layers": 1, "d_inner": 64, "filter_dim": 16, "ngram_buckets": 0}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def gue(data_dir, split="train", n=None) -> list[dict]:
+    with open(data_dir / "gue/prom_core_all" / f"{split}.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    return rows[:n] if n else rows
+
+
+def gc_data(rows) -> LabelledData:
+    """Real promoter-region sequences with their GC fraction as a regression target."""
+    seqs = [r["sequence"] for r in rows]
+    gc = np.array([[sum(c in "GC" for c in s) / len(s)] for s in seqs], dtype=np.float32)
+    return LabelledData([f"s{i}" for i in range(len(seqs))], seqs, gc, "regression", target_names=["gc"])
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+
+
+def test_classification_metrics_by_hand():
+    labels = np.array([1, 1, 1, 0, 0, 0, 1, 0])
+    p1 = np.array([0.9, 0.8, 0.3, 0.2, 0.6, 0.1, 0.7, 0.4])
+    logits = np.log(np.stack([1 - p1, p1], axis=1))
+    m = metrics.classification_metrics(logits, labels)
+    # predictions 1,1,0,0,1,0,1,0: TP 3, TN 3, FP 1, FN 1
+    tp, tn, fp, fn = 3, 3, 1, 1
+    mcc = (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["mcc"] == pytest.approx(mcc)
+    assert m["macro_f1"] == pytest.approx(0.75)  # both classes: precision = recall = 3/4
+    # AUROC = fraction of (positive, negative) pairs ordered correctly: 14 of 16
+    pos, neg = p1[labels == 1], p1[labels == 0]
+    assert m["auroc"] == pytest.approx(np.mean(pos[:, None] > neg[None, :]))
+    assert m["auroc"] == pytest.approx(14 / 16)
+    # average precision: by score the positives rank 1, 2, 3, 6 -> precision 1, 1, 1, 4/6 at each
+    assert m["auprc"] == pytest.approx((1 + 1 + 1 + 4 / 6) / 4)
+    assert m["loss"] == pytest.approx(-np.mean(np.log(np.where(labels == 1, p1, 1 - p1))))
+
+
+def test_regression_lm_and_multilabel_metrics_by_hand():
+    pred = np.array([[1.0], [2.0], [3.0], [5.0]])
+    true = np.array([[1.0], [3.0], [2.0], [4.0]])
+    m = metrics.regression_metrics(pred, true)
+    assert m["mse"] == pytest.approx((0 + 1 + 1 + 1) / 4)
+    assert m["pearson"] == pytest.approx(np.corrcoef(pred[:, 0], true[:, 0])[0, 1])
+    assert m["spearman"] == pytest.approx(1 - 6 * (0 + 1 + 1 + 0) / (4 * 15))
+    lm = metrics.lm_metrics(total_nll=100 * math.log(4), n_predicted=100, n_correct=25)
+    assert lm["bits_per_base"] == pytest.approx(2.0) and lm["perplexity"] == pytest.approx(4.0)
+    assert lm["accuracy"] == 0.25
+    ml = metrics.multilabel_metrics(np.array([[3.0, -3.0], [3.0, 3.0], [-3.0, 3.0]]), np.array([[1, 0], [1, 0], [0, 1]]))
+    assert ml["accuracy"] == pytest.approx(2 / 3)  # exact set match
+    assert ml["auroc"] == pytest.approx((1.0 + 0.75) / 2)  # label 2: one tie between positive and negative
+
+
+# ---------------------------------------------------------------------------------------------------- training
+
+
+def test_learns_gc_content_and_writes_loadable_model(data_dir, tmp_path):
+    rows = gue(data_dir, n=600)
+    train, val = gc_data(rows[:480]), gc_data(rows[480:])
+    options = TrainOptions(task="regression", config_overrides=SMALL, epochs=6, batch_size=32, lr=3e-3,
+                           device="cpu", seed=1, rc_augment=True)
+    result = Trainer(options, train, val, tmp_path / "gc", command="test").fit()
+    # GC fraction is a simple function of composition: a trained model must track it closely
+    assert result.metrics["val"]["pearson"] > 0.8, result.metrics
+    model, meta = from_pretrained(tmp_path / "gc")
+    assert meta["task"] == "regression" and meta["target_names"] == ["gc"]
+    assert meta["window"] == 70 and meta["rc_average"] is True
+    assert meta["training"]["command"] == "test" and meta["training"]["seed"] == 1
+    log = (tmp_path / "gc" / "train_log.tsv").read_text().splitlines()
+    assert len(log) == 1 + 6 and log[0].split("\t")[:4] == ["epoch", "step", "lr", "train_loss"]
+    assert "val_pearson" in log[0].split("\t")
+
+
+def test_lm_on_lambda_genome(data_dir, tmp_path):
+    data = load_lm_sequences([data_dir / "lambda_virus.fa"], window=256)
+    train, val = data.subset(range(0, 150)), data.subset(range(150, len(data)))
+    options = TrainOptions(task="lm", config_overrides=SMALL, max_steps=12, batch_size=16, lr=3e-3, device="cpu")
+    result = Trainer(options, train, val, tmp_path / "lm").fit()
+    val_metrics = result.metrics["val"]
+    assert val_metrics["perplexity"] == pytest.approx(2 ** val_metrics["bits_per_base"], rel=1e-9)
+    assert val_metrics["bits_per_base"] < math.log2(10)  # better than uniform over the vocabulary
+    model, meta = from_pretrained(tmp_path / "lm")
+    assert model.task == "lm" and meta["rc_average"] is False  # usable as an entropy model
+
+
+def _trainer(data_dir, tmp_path, **kw) -> Trainer:
+    rows = gue(data_dir, n=64)
+    data = gc_data(rows)
+    kw["config_overrides"] = {**SMALL, **kw.get("config_overrides", {})}
+    options = TrainOptions(task="regression", device="cpu", seed=3, **kw)
+    return Trainer(options, data, None, tmp_path / "t")
+
+
+def test_rc_augmentation_and_curriculum_crops(data_dir, tmp_path):
+    trainer = _trainer(data_dir, tmp_path, rc_augment=True, curriculum_start=20, epochs=4, batch_size=16)
+    ids = trainer.train_t.input_ids[:16]
+    lengths = trainer.train_t.lengths[:16]
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    trainer.global_step = 0  # curriculum at its start: 20-unit random crops
+    out_ids, out_mask, out_lengths = trainer._augment(ids, mask, lengths)
+    assert out_ids.shape == (16, 20) and bool(out_mask.all()) and out_lengths.tolist() == [20] * 16
+    tok = trainer.tokenizer
+    flipped = 0
+    for row, original in zip(out_ids, ids):
+        text, source = tok.decode(row), tok.decode(original)
+        rc = source[::-1].translate(str.maketrans("ACGT", "TGCA"))
+        assert text in source or text in rc  # a contiguous crop of the read or of its reverse complement
+        flipped += text not in source
+    assert 0 < flipped < 16
+    trainer.global_step = trainer.total_steps  # curriculum over: full length
+    assert trainer._curriculum_length() == 70
+    assert trainer._augment(ids, mask, lengths)[0].shape == (16, 70)
+
+
+def test_gradient_accumulation_equals_big_batch(data_dir, tmp_path):
+    one = _trainer(data_dir, tmp_path / "a", rc_augment=False, batch_size=16, max_steps=1)
+    two = _trainer(data_dir, tmp_path / "b", rc_augment=False, batch_size=8, grad_accum=2, max_steps=1)
+    two.model.load_state_dict(one.model.state_dict())
+    order = one._epoch_order(0)
+    one._train_step(one.model, [order[:16]])
+    two._train_step(two.model, [order[:8], order[8:16]])
+    for (name, a), b in zip(one.model.state_dict().items(), two.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_bad_options(data_dir, tmp_path):
+    with pytest.raises(UsageError, match="--batch-size must be at least 1"):
+        _trainer(data_dir, tmp_path, batch_size=0)
+    with pytest.raises(UsageError, match="early stopping .* needs validation data"):
+        _trainer(data_dir, tmp_path, patience=2)
+    with pytest.raises(UsageError, match="unknown model config field"):
+        _trainer(data_dir, tmp_path, config_overrides={"wings": 2})
+    assert not (tmp_path / "t").exists()
+
+
+def test_classification_gue_metadata(data_dir, tmp_path):
+    train = load_labelled(data_dir / "gue/prom_core_all/train.csv", "classification").subset(range(256))
+    dev = load_labelled(data_dir / "gue/prom_core_all/dev.csv", "classification",
+                        class_names=train.class_names).subset(range(64))
+    options = TrainOptions(task="classification", config_overrides=SMALL, max_steps=4, batch_size=64, device="cpu",
+                           patience=5)
+    result = Trainer(options, train, dev, tmp_path / "cls", test_data=dev,
+                     data_files={"train": [str(data_dir / "gue/prom_core_all/train.csv")]}).fit()
+    meta = json.loads((tmp_path / "cls" / "hyena_glt.json").read_text())
+    assert meta["class_names"] == ["0", "1"] and meta["num_outputs"] == 2
+    assert set(meta["metrics"]["test"]) == {"loss", "accuracy", "mcc", "macro_f1", "auroc", "auprc"}
+    assert meta["metrics"]["test"] == result.metrics["test"]
+    assert len(meta["training"]["data"]["train"]["sha256"][0]) == 64
+    assert meta["training"]["data"]["val"]["n_sequences"] == 64
