@@ -16,12 +16,14 @@ Every tokenizer shares the same five special ids: PAD=0, CLS=1, SEP=2, MASK=3, U
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 
 from .errors import UsageError
+
+if TYPE_CHECKING:  # torch is imported only where tensors are made: `tokenize` starts faster without it
+    import torch
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")
 PAD_ID, CLS_ID, SEP_ID, MASK_ID, UNK_ID = range(5)
@@ -60,9 +62,11 @@ class Tokenizer:
         flat = np.concatenate(encoded) if encoded else np.zeros(0, dtype=np.int64)
         return flat, lengths
 
-    def encode_batch(self, seqs: Sequence[str], pad_to: int | None = None) -> dict[str, torch.Tensor]:
+    def encode_batch(self, seqs: Sequence[str], pad_to: int | None = None) -> dict[str, "torch.Tensor"]:
         """Right-padded batch: ``input_ids`` (B, L) LongTensor, ``attention_mask`` (B, L) bool
         (True = real unit), ``lengths`` (B,). L = the longest sequence, or ``pad_to`` if larger."""
+        import torch
+
         flat, lengths = self._encode_many(seqs)
         batch = len(lengths)
         width = max(int(lengths.max(initial=0)), pad_to or 0)
@@ -114,7 +118,7 @@ class _TableTokenizer(Tokenizer):
 
 
 def _as_ids(ids, vocab_size: int) -> np.ndarray:
-    if isinstance(ids, torch.Tensor):
+    if type(ids).__module__.startswith("torch"):
         ids = ids.detach().cpu().numpy()
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
@@ -151,15 +155,18 @@ class NucleotideTokenizer(_TableTokenizer):
         complement = [0, 1, 2, 3, 4, 8, 7, 6, 5, 9]
         if self.soft_mask:
             complement += [13, 12, 11, 10, 14]
-        self._complement = torch.tensor(complement, dtype=torch.long)
+        self._complement = np.array(complement, dtype=np.int64)
 
-    def reverse_complement_batch(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def reverse_complement_batch(self, input_ids: "torch.Tensor", lengths: "torch.Tensor") -> "torch.Tensor":
         """Reverse complement of each row's first ``lengths[b]`` ids; right padding stays right."""
+        import torch
+
         width = input_ids.shape[1]
         positions = torch.arange(width, device=input_ids.device)[None, :]
         lengths = lengths.to(input_ids.device).view(-1, 1)
         source = torch.where(positions < lengths, lengths - 1 - positions, positions)
-        return self._complement.to(input_ids.device)[input_ids.gather(1, source)]
+        complement = torch.as_tensor(self._complement, device=input_ids.device)
+        return complement[input_ids.gather(1, source)]
 
     def to_dict(self) -> dict:
         return {"type": "nucleotide", "soft_mask": self.soft_mask, "vocab_size": self.vocab_size}
