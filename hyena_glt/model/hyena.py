@@ -134,7 +134,7 @@ class HyenaOperator(nn.Module):
         self.d, self.order, self.bidirectional = d, order, bidirectional
         width = (order + 1) * d
         self.in_proj = nn.Linear(d, width)
-        self.short_conv = nn.Conv1d(width, width, short_conv, padding=short_conv - 1, groups=width)
+        self.short_conv = nn.Conv1d(width, width, short_conv, groups=width)  # weights only; see _short_conv
         self.filter = ImplicitFilter((order - 1) * d, filter_dim, filter_layers, filter_bands, filter_scale,
                                      filter_freq, bidirectional)
         self.out_proj = nn.Linear(d, d)
@@ -143,9 +143,13 @@ class HyenaOperator(nn.Module):
     def forward(self, u: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """u (B, L, D) → (B, L, D). ``mask`` (B, L) bool marks real units; padding is zeroed before every
         long convolution so it cannot reach real units (it only could in the bidirectional case)."""
-        length = u.shape[1]
-        z = self.in_proj(u).transpose(1, 2)  # (B, (order+1)·D, L)
-        z = self.short_conv(z)[..., :length]  # causal: output t sees inputs t-k+1..t
+        batch, length, _ = u.shape
+        # Work channels-first (B, C, L) so FFTs run over contiguous rows; the projections read and write
+        # the transposed layout directly (baddbmm), which saves two full transposing copies per layer.
+        w_in = self.in_proj.weight.to(u.dtype)
+        z = torch.baddbmm(self.in_proj.bias.to(u.dtype)[None, :, None], w_in[None].expand(batch, -1, -1),
+                          u.transpose(1, 2))
+        z = self._short_conv(z)
         *xs, v = z.split(self.d, dim=1)
         n = fast_fft_size(2 * length - 1)  # linear (not circular) convolution of L taps over L inputs
         k_f = self.filter.spectrum(length, n, u.device).view(self.order - 1, self.d, -1)
@@ -156,8 +160,22 @@ class HyenaOperator(nn.Module):
             if keep is not None:
                 v = v * keep
             v = self.dropout(self._long_conv(v, k_f[i], n, skip[i])).to(u.dtype)
-        y = (v * xs[0]).transpose(1, 2)
-        return self.out_proj(y)
+        y = v.mul_(xs[0]) if not v.requires_grad else v * xs[0]
+        w_out = self.out_proj.weight.to(u.dtype)
+        return torch.baddbmm(self.out_proj.bias.to(u.dtype), y.transpose(1, 2), w_out.t()[None].expand(batch, -1, -1))
+
+    def _short_conv(self, z: torch.Tensor) -> torch.Tensor:
+        """Causal depthwise conv over L as k shifted multiply-adds (faster on CPU than a grouped conv1d):
+        out[t] = bias + Σ_j w[k-1-j]·z[t-j]."""
+        w = self.short_conv.weight.to(z.dtype)[:, 0]  # (C, k)
+        k = w.shape[1]
+        out = torch.addcmul(self.short_conv.bias.to(z.dtype)[:, None], z, w[:, k - 1:])
+        for j in range(1, min(k, z.shape[-1])):
+            if out.requires_grad or z.requires_grad:
+                out = out + F.pad(z[..., :-j] * w[:, k - 1 - j, None], (j, 0))
+            else:
+                out[..., j:].addcmul_(z[..., :-j], w[:, k - 1 - j, None])
+        return out
 
     @staticmethod
     def _long_conv(v: torch.Tensor, k_f: torch.Tensor, n: int, skip: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,299 @@
+"""Latency, throughput and peak memory of Hyena-GLT forwards over sequence lengths, against attention.
+
+Each configuration (model kind × preset × patcher × batch × length) is timed in eval mode under
+``torch.inference_mode()``: one warm-up forward, then ``repeats`` timed forwards; the row reports the median.
+Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA, and on CPU the peak resident set of the process
+measuring that one configuration (a fresh subprocess by default, so configurations cannot inflate each
+other; the kernel's high-water mark is reset before each one). A configuration that runs out of memory or
+past ``timeout_s`` becomes a row with status ``oom`` / ``timeout`` instead of stopping the sweep.
+
+The attention baseline ("transformer") is the same model with every block's mixer replaced by SDPA
+attention (rotary positions) and patching ``none``: same width, depth and MLPs.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Iterator
+
+import torch
+
+from .config import PRESETS, HyenaGLTConfig
+from .errors import HyenaGLTError, UsageError
+
+log = logging.getLogger("hyena_glt")
+
+MODELS = ("hyena-glt", "transformer")
+COLUMNS = ("model", "preset", "patcher", "task", "params", "batch", "length", "median_ms", "nt_per_s",
+           "peak_mem_mb", "device", "status")
+DEFAULT_LENGTHS = "1k,4k,16k,32k,64k,128k"
+QUICK = dict(lengths="1k,4k", batch_sizes="1", presets="tiny", patchers="none,static:4", repeats=2)
+VOCAB = 12  # token ids drawn from 0..11, as in the peer benchmark
+
+
+@dataclass
+class Case:
+    model: str
+    preset: str
+    patcher: str
+    batch: int
+    length: int
+    task: str = "classification"
+
+
+@dataclass
+class Row:
+    model: str
+    preset: str
+    patcher: str
+    task: str
+    params: int
+    batch: int
+    length: int
+    median_ms: float | None = None
+    nt_per_s: float | None = None
+    peak_mem_mb: float | None = None
+    device: str = "cpu"
+    status: str = "ok"
+    times_ms: list[float] = field(default_factory=list)
+
+    def tsv(self) -> str:
+        def fmt(name):
+            value = getattr(self, name)
+            if value is None:
+                return "NA"
+            if name == "median_ms":
+                return f"{value:.2f}"
+            if name in ("nt_per_s", "peak_mem_mb"):
+                return f"{value:.0f}"
+            return str(value)
+
+        return "\t".join(fmt(c) for c in COLUMNS)
+
+
+# ------------------------------------------------------------------------------------------ parsing
+def parse_lengths(text: str) -> list[int]:
+    """'1k,32k,1M,5000' → [1024, 32768, 1048576, 5000] (k = 1024, M = 1024²)."""
+    out = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", part)
+        if not m or int(m.group(1)) < 1:
+            raise UsageError(f"bad length '{part.strip()}' in --lengths (use e.g. 1k,32k,1M or 5000)")
+        scale = {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
+        out.append(int(m.group(1)) * scale)
+    return out
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated integers (got '{text}')") from None
+    if any(v < 1 for v in values):
+        raise UsageError(f"{what} must be positive (got '{text}')")
+    return values
+
+
+def plan(lengths: list[int], batch_sizes: list[int], presets: list[str], patchers: list[str],
+         attention: bool = True, task: str = "classification") -> list[Case]:
+    for preset in presets:
+        if preset not in PRESETS:
+            raise UsageError(f"unknown preset '{preset}' (use {', '.join(PRESETS)})")
+    for patcher in patchers:
+        if patcher.startswith("entropy"):
+            raise UsageError("the benchmark times static patchers ('none', 'static:K'); entropy patching needs "
+                             "a trained entropy model (time it with `hyena-glt tokenize --patcher entropy`)")
+        HyenaGLTConfig(patcher=patcher)  # validates the spec
+    kinds = [("hyena-glt", p) for p in patchers] + ([("transformer", "none")] if attention else [])
+    return [Case(model, preset, patcher, batch, length, task)
+            for preset in presets for model, patcher in kinds for batch in batch_sizes for length in lengths]
+
+
+# ------------------------------------------------------------------------------------------ models
+def build_model(case: Case):
+    from .model import HyenaGLTForTask
+
+    overrides = dict(patcher=case.patcher, vocab_size=VOCAB)
+    if case.model == "transformer":
+        overrides["attn_layers"] = list(range(PRESETS[case.preset]["n_layers"]))
+    config = HyenaGLTConfig.preset(case.preset, **overrides)
+    num_outputs = VOCAB if case.task == "lm" else 2
+    return HyenaGLTForTask(config, case.task, num_outputs).eval()
+
+
+# ------------------------------------------------------------------------------------------ memory
+def _reset_peak_rss() -> bool:
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ------------------------------------------------------------------------------------------ timing
+def measure(case: Case, device: torch.device, precision: str = "fp32", repeats: int = 3) -> Row:
+    """Time one configuration in this process."""
+    from .runtime import autocast
+
+    model = build_model(case).to(device)
+    row = Row(case.model, case.preset, case.patcher, case.task, sum(p.numel() for p in model.parameters()),
+              case.batch, case.length, device=str(device))
+    ids = torch.randint(0, VOCAB, (case.batch, case.length), generator=torch.Generator().manual_seed(0)).to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        _reset_peak_rss()
+    try:
+        with torch.inference_mode(), autocast(device, precision):
+            for i in range(1 + repeats):
+                if cuda:
+                    torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                model(ids)
+                if cuda:
+                    torch.cuda.synchronize(device)
+                if i:  # the first forward is the warm-up
+                    row.times_ms.append((time.perf_counter() - start) * 1000)
+    except torch.cuda.OutOfMemoryError:
+        row.status = "oom"
+    except MemoryError:
+        row.status = "oom"
+    except RuntimeError as err:
+        if "out of memory" not in str(err).lower() and "not enough memory" not in str(err).lower():
+            raise
+        row.status = "oom"
+    row.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _peak_rss_mb()
+    if row.status == "ok":
+        row.median_ms = statistics.median(row.times_ms)
+        row.nt_per_s = case.batch * case.length / (row.median_ms / 1000)
+    del model
+    if cuda:
+        torch.cuda.empty_cache()
+    return row
+
+
+def measure_isolated(case: Case, device: torch.device, precision: str, repeats: int, threads: int,
+                     timeout_s: float) -> Row:
+    """Time one configuration in a fresh Python process (CPU): honest per-configuration peak RSS, and a
+    crash or a timeout there cannot stop the sweep."""
+    job = json.dumps(dict(case=asdict(case), device=str(device), precision=precision, repeats=repeats,
+                          threads=threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    params = sum(p.numel() for p in build_model(case).parameters())
+    failed = Row(case.model, case.preset, case.patcher, case.task, params, case.batch, case.length,
+                 device=str(device))
+    try:
+        done = subprocess.run([sys.executable, "-m", "hyena_glt.benchmark", job], capture_output=True, text=True,
+                              timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        failed.status = "timeout"
+        return failed
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode == 0 and lines:
+        return Row(**json.loads(lines[-1]))
+    if done.returncode in (-9, 137) or "MemoryError" in done.stderr or "out of memory" in done.stderr.lower():
+        failed.status = "oom"  # the kernel's OOM killer sends SIGKILL
+        return failed
+    detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    raise HyenaGLTError(f"benchmark worker failed on {case.model} {case.patcher} L={case.length}: {detail}")
+
+
+def run(cases: Iterable[Case], device: torch.device, precision: str = "fp32", repeats: int = 3,
+        threads: int | None = None, timeout_s: float = 300.0, isolate: bool | None = None) -> Iterator[Row]:
+    """Yield one Row per case, in order. ``isolate`` (default: on CPU) runs each case in a subprocess."""
+    if repeats < 1:
+        raise UsageError(f"--repeats must be at least 1 (got {repeats})")
+    isolate = device.type == "cpu" if isolate is None else isolate
+    threads = threads or torch.get_num_threads()
+    for case in cases:
+        log.info("benchmark: %s %s %s batch %d length %d", case.model, case.preset, case.patcher, case.batch,
+                 case.length)
+        if isolate:
+            row = measure_isolated(case, device, precision, repeats, threads, timeout_s)
+        else:
+            start = time.perf_counter()
+            row = measure(case, device, precision, repeats)
+            if time.perf_counter() - start > timeout_s:
+                row.status = "timeout"
+        yield row
+
+
+def plot(rows: list[Row], path: str) -> None:
+    """Throughput and peak memory against length, log-log, one line per model/patcher/preset/batch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io.writers import atomic_path
+
+    fig, (ax_speed, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.2))
+    series: dict[tuple, list[Row]] = {}
+    for r in rows:
+        series.setdefault((r.model, r.patcher, r.preset, r.batch), []).append(r)
+    for (model, patcher, preset, batch), rs in series.items():
+        ok = sorted((r for r in rs if r.status == "ok"), key=lambda r: r.length)
+        if not ok:
+            continue
+        label = f"{model} {patcher} ({preset}, batch {batch})" if model == "hyena-glt" else f"{model} ({preset}, batch {batch})"
+        x = [r.length for r in ok]
+        ax_speed.plot(x, [r.nt_per_s for r in ok], marker="o", label=label)
+        ax_mem.plot(x, [r.peak_mem_mb for r in ok], marker="o", label=label)
+    for ax, ylabel in ((ax_speed, "throughput (units / s)"), (ax_mem, "peak memory (MB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length (units)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_speed.legend(fontsize=7)
+    device = rows[0].device if rows else ""
+    fig.suptitle(f"hyena-glt benchmark ({device}, {torch.get_num_threads()} threads)")
+    fig.tight_layout()
+    suffix = os.path.splitext(path)[1] or ".png"
+    with atomic_path(path, suffix=suffix) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def _worker(job_text: str) -> None:
+    """Subprocess entry: time one case, print its Row as JSON on stdout."""
+    job = json.loads(job_text)
+    torch.set_num_threads(job["threads"])
+    row = measure(Case(**job["case"]), torch.device(job["device"]), job["precision"], job["repeats"])
+    sys.stdout.write(json.dumps(asdict(row)) + "\n")
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])
