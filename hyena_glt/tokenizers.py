@@ -16,7 +16,7 @@ Every tokenizer shares the same five special ids: PAD=0, CLS=1, SEP=2, MASK=3, U
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
@@ -41,12 +41,25 @@ class Tokenizer:
     # How many characters of text one unit stands for when units map 1:1 onto characters (so
     # units have genome coordinates); None for k-mers.
     chars_per_unit: int | None = 1
+    # True when encode gives UNK exactly for the characters outside ``alphabet`` (ambiguity codes
+    # read as N or X), so that encoding can check the input too: one pass over it instead of two.
+    checks_alphabet: bool = False
 
     def encode(self, seq: str) -> np.ndarray:
         raise NotImplementedError
 
     def decode(self, ids) -> str:
         raise NotImplementedError
+
+    @property
+    def compact_dtype(self) -> np.dtype:
+        """The smallest unsigned dtype that holds every id (uint8 for nucleotide and protein)."""
+        size = self.vocab_size
+        return np.dtype(np.uint8 if size <= 256 else (np.uint16 if size <= 65536 else np.uint32))
+
+    def encode_compact(self, seq: str) -> np.ndarray:
+        """``encode`` in ``compact_dtype``: an eighth of the memory for genome-sized outputs."""
+        return self.encode(seq).astype(self.compact_dtype)
 
     def to_dict(self) -> dict:
         raise NotImplementedError
@@ -108,6 +121,15 @@ class _TableTokenizer(Tokenizer):
         buffer = "".join(seqs).encode("ascii", "replace")
         return self._lut[np.frombuffer(buffer, dtype=np.uint8)], lengths
 
+    def encode_compact(self, seq: str) -> np.ndarray:
+        if self.vocab_size > 256:
+            return super().encode_compact(seq)
+        # bytes.translate is a C loop over a 256-byte table, and its result is the uint8 array
+        if not hasattr(self, "_lut_bytes"):
+            self._lut_bytes = self._lut.astype(np.uint8).tobytes()
+        raw = seq.encode("ascii", "replace").translate(self._lut_bytes)
+        return np.frombuffer(raw, dtype=np.uint8)
+
     def decode(self, ids) -> str:
         ids = _as_ids(ids, self.vocab_size)
         chars = self._chars[ids]
@@ -137,6 +159,7 @@ class NucleotideTokenizer(_TableTokenizer):
     """A C G T N (+ specials); U → T, IUPAC → N, case folded unless ``soft_mask``."""
 
     alphabet = "nucleotide"
+    checks_alphabet = True
     BASES = "ACGTN"
     _IUPAC = "RYKMSWBDHV"
 
@@ -205,6 +228,7 @@ class ProteinTokenizer(_TableTokenizer):
 
     name = "protein"
     alphabet = "protein"
+    checks_alphabet = True
     AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 
     def __init__(self):
@@ -273,6 +297,36 @@ class KmerTokenizer(Tokenizer):
 
     def to_dict(self) -> dict:
         return {"type": "kmer", "k": self.k, "stride": self.stride, "vocab_size": self.vocab_size}
+
+
+def encode_records(records: Iterable, tokenizer: Tokenizer, *, check: bool = False, source: str | None = None):
+    """(record, ids in ``tokenizer.compact_dtype``) for each record.
+
+    With ``check`` (tokenizers with ``checks_alphabet``), a character outside the tokenizer's
+    alphabet raises the same InputError that ``read_sequences(alphabet=...)`` raises (``source``
+    names the file), found from the UNK ids of the encoding itself: the input is read once.
+    """
+    from .errors import InputError
+
+    if check and not tokenizer.checks_alphabet:
+        raise UsageError(f"tokenizer '{tokenizer.name}' cannot check its input while encoding")
+    unk = tokenizer.unk_id
+    for record in records:
+        ids = tokenizer.encode_compact(record.seq)
+        if check:
+            if ids.dtype == np.uint8:
+                position = ids.tobytes().find(bytes([unk]))  # memchr, far faster than ids == unk
+            else:
+                hits = np.flatnonzero(ids == unk)
+                position = int(hits[0]) if hits.size else -1
+            if position >= 0:
+                raise InputError(
+                    f"invalid character {record.seq[position]!r} at position {position + 1} "
+                    f"(not in the {tokenizer.alphabet} alphabet)",
+                    path=source,
+                    record=record.id,
+                )
+        yield record, ids
 
 
 TOKENIZER_SPECS = ("nucleotide", "nucleotide:softmask", "kmer:K", "kmer:K:S", "byte", "protein")

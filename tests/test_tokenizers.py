@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hyena_glt.errors import UsageError
-from hyena_glt.io.sequences import read_sequences, reverse_complement
+from hyena_glt.io.sequences import SequenceRecord, read_sequences, reverse_complement
 from hyena_glt.tokenizers import (
     ByteTokenizer,
     KmerTokenizer,
@@ -150,3 +150,32 @@ def test_reverse_complement_batch_matches_string_reverse_complement(spec, alphab
     expected = tok.encode_batch([reverse_complement(s) for s in seqs])["input_ids"]
     assert torch.equal(flipped, expected)
     assert torch.equal(tok.reverse_complement_batch(flipped, batch["lengths"]), batch["input_ids"])
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_encode_compact_equals_encode(spec):
+    tok = get_tokenizer(spec)
+    text = _random("ACGTNacgtnRU-", 1000, 11) + "é"
+    compact = tok.encode_compact(text)
+    assert compact.dtype == tok.compact_dtype and compact.tolist() == tok.encode(text).tolist()
+    assert tok.compact_dtype.itemsize == (1 if tok.vocab_size <= 256 else (2 if tok.vocab_size <= 65536 else 4))
+
+
+def test_encode_records_checks_like_the_reader(tmp_path):
+    from hyena_glt.errors import InputError
+    from hyena_glt.tokenizers import encode_records
+
+    path = tmp_path / "x.fa"
+    path.write_text(">good\nACGTRYN\n>bad\nACGTAC\nGTAC*G\n")
+    with pytest.raises(InputError) as from_reader:
+        list(read_sequences(path, alphabet="nucleotide"))
+    with pytest.raises(InputError) as from_encoder:
+        list(encode_records(read_sequences(path), get_tokenizer("nucleotide"), check=True, source=str(path)))
+    assert str(from_encoder.value) == str(from_reader.value)
+    assert str(from_encoder.value).endswith("x.fa: record 'bad': invalid character '*' at position 11 (not in the nucleotide alphabet)")
+    good, _ = next(encode_records(read_sequences(path), get_tokenizer("nucleotide"), check=True))
+    assert good.id == "good"
+    with pytest.raises(InputError, match="record 'p': invalid character '1' at position 3 .not in the protein alphabet"):
+        list(encode_records([SequenceRecord("p", "MJ1")], get_tokenizer("protein"), check=True))
+    with pytest.raises(UsageError, match="cannot check its input"):
+        list(encode_records([], get_tokenizer("kmer:3"), check=True))

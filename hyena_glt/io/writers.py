@@ -109,8 +109,9 @@ def bgzip_tabix(plain_path: str | os.PathLike, dest: str | os.PathLike, preset: 
 
 
 def join_ints(values, sep: str = " ") -> str:
-    """``sep.join(map(str, values))`` for non-negative integers, vectorised: each value's digits come
-    from one fixed-width digit table, leading zeros dropped (no Python loop over values)."""
+    """``sep.join(map(str, values))`` for non-negative integers, vectorised: each value becomes a
+    fixed-width row of its digits and ``sep`` (gathered from a table of all values up to the
+    largest), and the NUL padding of shorter numbers is dropped. No Python loop over values."""
     import numpy as np
 
     values = np.asarray(values).reshape(-1)
@@ -118,35 +119,49 @@ def join_ints(values, sep: str = " ") -> str:
         return ""
     if values.min() < 0 or len(sep.encode()) != 1:
         return sep.join(map(str, values.tolist()))
-    values = values.astype(np.int64)
-    width = len(str(int(values.max())))
+    top = int(values.max())
+    width = len(str(top))
+    if width < 8 and top < 1 << 20:
+        # one row of 2, 4 or 8 bytes per value, gathered as a single integer (a 1-D take is far
+        # faster than gathering 2-D rows)
+        row = 2 if width < 2 else (4 if width < 4 else 8)
+        table = np.zeros((top + 1, row), dtype=np.uint8)
+        digits = np.arange(top + 1).astype(f"S{width}")  # left-aligned, NUL-padded
+        table[:, :width] = np.frombuffer(digits.tobytes(), dtype=np.uint8).reshape(-1, width)
+        table[np.arange(top + 1), np.char.str_len(digits)] = ord(sep)
+        flat = np.take(table.view(f"<u{row}").reshape(-1), values).view(np.uint8)
+        if row == width + 1 and values.min() >= 10 ** (width - 1):  # no padding anywhere
+            return flat[:-1].tobytes().decode("ascii")
+        return flat[flat != 0][:-1].tobytes().decode("ascii")
+    # very large values: digits by arithmetic, leading zeros (digits of powers of ten larger than
+    # the value; the last digit always stays) blanked to NUL and dropped
     powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
-    table = np.zeros((values.size, width + 1), dtype=np.uint8)
-    table[:, :width] = values[:, None] // powers % 10 + ord("0")
-    # a leading zero is a digit of a power of ten larger than the value (the last digit always stays)
-    table[:, : width - 1][values[:, None] < powers[None, :-1]] = 0
-    table[:, width] = ord(sep)
-    flat = table.reshape(-1)
+    rows = np.zeros((values.size, width + 1), dtype=np.uint8)
+    rows[:, :width] = values[:, None] // powers % 10 + ord("0")
+    rows[:, : width - 1][values[:, None] < powers[None, :-1]] = 0
+    rows[:, width] = ord(sep)
+    flat = rows.reshape(-1)
     return flat[flat != 0][:-1].tobytes().decode("ascii")
 
 
 TOKENIZED_FORMATS = ("tsv", "npz")
 
 
-def _compact_dtype(vocab_size: int):
-    import numpy as np
-
-    return np.uint8 if vocab_size <= 256 else (np.uint16 if vocab_size <= 65536 else np.int32)
-
-
 def write_tokenized(records, tokenizer, output: str | os.PathLike, fmt: str = "tsv") -> tuple[int, int]:
-    """Tokenize a record stream and write it; returns (records, units) written.
+    """Tokenize a record stream and write it (see ``write_encoded``); returns (records, units)."""
+    from ..tokenizers import encode_records
+
+    return write_encoded(encode_records(records, tokenizer), tokenizer, output, fmt)
+
+
+def write_encoded(pairs, tokenizer, output: str | os.PathLike, fmt: str = "tsv") -> tuple[int, int]:
+    """Write (record, ids) pairs (``tokenizers.encode_records``); returns (records, units) written.
 
     ``tsv``: a header ``id  length  ids``, then one line per record with its ids space-separated.
-    ``npz``: ``ids`` (all records concatenated, the smallest unsigned dtype that holds the vocabulary),
-    ``offsets`` (n+1; record i is ``ids[offsets[i]:offsets[i+1]]``), ``names``, ``tokenizer`` (the
-    JSON of ``Tokenizer.to_dict()``), and, when any record has genome coordinates, ``contigs``,
-    ``starts`` (0-based), ``ends`` (exclusive; -1 where unknown) and ``strands``.
+    ``npz``: ``ids`` (all records concatenated, in ``tokenizer.compact_dtype``), ``offsets`` (n+1;
+    record i is ``ids[offsets[i]:offsets[i+1]]``), ``names``, ``tokenizer`` (the JSON of
+    ``Tokenizer.to_dict()``), and, when any record has genome coordinates, ``contigs``, ``starts``
+    (0-based; -1 where unknown), ``ends`` (exclusive; -1 where unknown) and ``strands``.
     """
     import json
 
@@ -158,16 +173,14 @@ def write_tokenized(records, tokenizer, output: str | os.PathLike, fmt: str = "t
     if fmt == "tsv":
         with atomic_output(output) as fh:
             fh.write("id\tlength\tids\n")
-            for record in records:
-                ids = tokenizer.encode(record.seq)
+            for record, ids in pairs:
                 fh.write(f"{record.id}\t{len(ids)}\t{join_ints(ids)}\n")
                 count += 1
                 units += len(ids)
         return count, units
-    dtype = _compact_dtype(tokenizer.vocab_size)
     chunks, names, contigs, starts, ends, strands = [], [], [], [], [], []
-    for record in records:
-        chunks.append(tokenizer.encode(record.seq).astype(dtype, copy=False))
+    for record, ids in pairs:
+        chunks.append(ids)
         names.append(record.id)
         contigs.append(record.contig if record.contig is not None else record.id)
         starts.append(-1 if record.start is None else record.start)
@@ -175,7 +188,7 @@ def write_tokenized(records, tokenizer, output: str | os.PathLike, fmt: str = "t
         strands.append(record.strand)
     lengths = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
     arrays = {
-        "ids": np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype),
+        "ids": np.concatenate(chunks) if chunks else np.zeros(0, dtype=tokenizer.compact_dtype),
         "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         "names": np.array(names, dtype=str),
         "tokenizer": np.array(json.dumps(tokenizer.to_dict())),
