@@ -18,10 +18,13 @@ positions: candidate starts are a comparison, ``max`` clamping is a cummax of th
 ``min`` clamping (which makes the greedy rule sequential) follows the chain start → next start by pointer
 doubling in ⌈log2 L⌉ gather/scatter steps.
 
-Genome-length inputs are streamed: windows of ``window`` units overlap by ``context`` units and each window
-only contributes the entropies of positions that have at least ``context`` units of left context (or the
-true sequence start), so entropies, and the boundaries computed from them over the whole record, do not
-depend on where windows are cut beyond that context.
+Long inputs are streamed: windows of ``window`` units (default: the LM's training window) overlap by
+``context`` units (default: a quarter of the window) and each window only contributes the entropies of
+positions that have at least ``context`` units of left context (or the true sequence start). Boundaries
+are then computed on the stitched track of the whole record, so window cuts add no boundaries of their
+own; entropies depend on the cuts only through context beyond ``context`` units (small: Hyena filters
+keep some reach, so not bit-identical). Running the LM on inputs far longer than it was trained on is
+worse than windowing: it drifts.
 
 Saved form: ``<model_dir>/entropy_model/`` is itself a model directory (the LM), whose ``hyena_glt.json``
 metadata carries the patcher settings under ``"entropy_patcher"`` (threshold, mode, min/max, target,
@@ -39,7 +42,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from ..errors import ModelError, UsageError
+from ..errors import InputError, ModelError, UsageError
 
 log = logging.getLogger("hyena_glt")
 
@@ -48,6 +51,10 @@ ENTROPY_SUBDIR = "entropy_model"
 METADATA_KEY = "entropy_patcher"
 # H(0) has no context to condition on: we give it the entropy of a uniform choice among A/C/G/T.
 NO_CONTEXT_ENTROPY_BITS = 2.0
+# Used when neither θ nor a target is given: BLT-like compression without starving the global model.
+DEFAULT_TARGET_PATCH_LENGTH = 4.0
+# Streaming window when the LM does not say what length it was trained on (`train --task lm` default).
+DEFAULT_WINDOW = 1024
 _LN2 = math.log(2.0)
 
 
@@ -245,8 +252,8 @@ class EntropyPatcherSettings:
     mode: str = "global"
     min_patch_length: int = 1
     max_patch_length: int | None = None
-    window: int = 8192
-    context: int = 1024
+    window: int = 1024
+    context: int = 256
     batch_size: int = 8
     calibration: dict = field(default_factory=dict)
 
@@ -289,8 +296,8 @@ class EntropyPatcher:
         min_patch_length: int = 1,
         max_patch_length: int | None = None,
         *,
-        window: int = 8192,
-        context: int = 1024,
+        window: int | None = None,
+        context: int | None = None,
         batch_size: int = 8,
         tokenizer=None,
         metadata: dict | None = None,
@@ -298,6 +305,13 @@ class EntropyPatcher:
         if mode not in MODES:
             raise UsageError(f"unknown entropy patching mode '{mode}' (use {' or '.join(MODES)})")
         _check_lengths(min_patch_length, max_patch_length)
+        # The LM is only trusted on windows like those it was trained on (Hyena filters reach the whole
+        # input and a causal conv can count positions, so far longer inputs drift): default to its
+        # training window, with a quarter of it as left context for every kept position.
+        if window is None:
+            window = int((metadata or {}).get("window") or DEFAULT_WINDOW)
+        if context is None:
+            context = window // 4
         if not 0 <= context < window:
             raise UsageError(f"entropy context ({context}) must be smaller than the window ({window})")
         if getattr(entropy_model, "task", "lm") != "lm":
@@ -359,20 +373,20 @@ class EntropyPatcher:
             return torch.device("cpu")
 
     @torch.no_grad()
-    def _forward_entropy(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """One batched forward (in chunks of ``batch_size`` rows to bound memory)."""
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, per_position) -> torch.Tensor:
+        """One batched forward (in chunks of ``batch_size`` rows to bound memory); ``per_position(logits,
+        input_ids)`` turns LM logits into a (b, W) quantity."""
         self.model.eval()
         rows = max(1, self.settings.batch_size)
         parts = [
-            next_unit_entropy(self.model(input_ids[i:i + rows], attention_mask=attention_mask[i:i + rows]))
+            per_position(self.model(input_ids[i:i + rows], attention_mask=attention_mask[i:i + rows]),
+                         input_ids[i:i + rows])
             for i in range(0, input_ids.shape[0], rows)
         ]
         return torch.cat(parts, dim=0)
 
     @torch.no_grad()
-    def entropies(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) next-unit entropies in bits (0 at padding); streamed in overlapping windows when L
-        exceeds ``window``."""
+    def _streamed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, per_position) -> torch.Tensor:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         attention_mask = attention_mask.bool()
@@ -382,10 +396,9 @@ class EntropyPatcher:
         batch, length = input_ids.shape
         window, context = self.settings.window, self.settings.context
         if length <= window:
-            h = self._forward_entropy(input_ids, attention_mask)
-            return h.masked_fill(~attention_mask, 0.0)
+            return self._forward(input_ids, attention_mask, per_position).masked_fill(~attention_mask, 0.0)
         # Output blocks of `step` positions; block j's window starts `context` units before the block (or
-        # at 0), so every kept entropy saw at least `context` units of left context or the true start.
+        # at 0), so every kept value saw at least `context` units of left context or the true start.
         step = window - context
         n_blocks = math.ceil(length / step)
         block_start = torch.arange(n_blocks, device=device) * step
@@ -397,13 +410,27 @@ class EntropyPatcher:
         ids_w = input_ids[:, index].reshape(batch * n_blocks, window)
         mask_w = (attention_mask[:, index] & inside[None]).reshape(batch * n_blocks, window)
         alive = mask_w[:, 0]  # windows that start in padding carry nothing real
-        h_w = torch.zeros(batch * n_blocks, window, device=device)
+        values = torch.zeros(batch * n_blocks, window, device=device)
         if bool(alive.any()):
-            h_w[alive] = self._forward_entropy(ids_w[alive], mask_w[alive])
-        h_w = h_w.reshape(batch, n_blocks, window)
+            values[alive] = self._forward(ids_w[alive], mask_w[alive], per_position)
+        values = values.reshape(batch, n_blocks, window)
         keep = (offset[:, None] + torch.arange(step, device=device)[None, :]).clamp(max=window - 1)
-        h = h_w.gather(2, keep[None].expand(batch, -1, -1)).reshape(batch, n_blocks * step)[:, :length]
-        return h.masked_fill(~attention_mask, 0.0)
+        out = values.gather(2, keep[None].expand(batch, -1, -1)).reshape(batch, n_blocks * step)[:, :length]
+        return out.masked_fill(~attention_mask, 0.0)
+
+    def entropies(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) next-unit entropies in bits (0 at padding); streamed in overlapping windows when L
+        exceeds ``window``."""
+        return self._streamed(input_ids, attention_mask, lambda logits, ids: next_unit_entropy(logits))
+
+    def code_lengths(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) −log2 p(unit t | units < t) in bits (position 0: NO_CONTEXT_ENTROPY_BITS; 0 at padding);
+        their mean over real units is the LM's bits per unit."""
+        def per_position(logits, ids):
+            first = torch.full_like(ids[:, :1], 0, dtype=torch.float32) + NO_CONTEXT_ENTROPY_BITS
+            return torch.cat([first, next_unit_log_loss(logits, ids)], dim=1)
+
+        return self._streamed(input_ids, attention_mask, per_position)
 
     # -- boundaries ------------------------------------------------------------------------------
     def starts_from_entropy(self, entropy: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -423,26 +450,35 @@ class EntropyPatcher:
     # -- calibration -----------------------------------------------------------------------------
     def calibrate(self, data, target_patch_length: float | None = None, max_units: int = 2_000_000) -> float:
         """Set and return θ so that the mean patch length on ``data`` matches ``target_patch_length``
-        (default: the one given at construction). ``data``: an ``(input_ids, attention_mask)`` pair, or
+        (default: the one given at construction, else DEFAULT_TARGET_PATCH_LENGTH). ``data``: an ``(input_ids, attention_mask)`` pair, or
         an iterable of sequence strings (tokenized with the entropy model's tokenizer); at most
         ``max_units`` units are used."""
         target = target_patch_length if target_patch_length is not None else self.settings.target_patch_length
         if target is None:
-            raise UsageError("calibration needs a target patch length")
+            target = DEFAULT_TARGET_PATCH_LENGTH
+            log.info("entropy patcher: no threshold or target patch length given; calibrating to %.1f", target)
         if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
             input_ids, attention_mask = data
             entropy = self.entropies(input_ids, attention_mask)
         else:
             entropy, attention_mask = self._entropies_of_strings(data, max_units)
+        return self.calibrate_on_entropies(entropy, attention_mask, target)
+
+    def calibrate_on_entropies(self, entropy: torch.Tensor, attention_mask: torch.Tensor | None,
+                               target_patch_length: float) -> float:
+        """Set θ from already computed entropies (B, L); returns it."""
         s = self.settings
-        theta = calibrate_threshold(entropy, attention_mask, target, s.mode, s.min_patch_length, s.max_patch_length)
-        achieved = mean_patch_length(patch_starts(entropy, attention_mask, theta, s.mode, s.min_patch_length,
-                                                  s.max_patch_length), attention_mask)
+        theta = calibrate_threshold(entropy, attention_mask, target_patch_length, s.mode, s.min_patch_length,
+                                    s.max_patch_length)
+        achieved = mean_patch_length(
+            patch_starts(entropy, attention_mask, theta, s.mode, s.min_patch_length, s.max_patch_length),
+            attention_mask)
         s.threshold = theta
-        s.target_patch_length = float(target)
-        s.calibration = {"units": int(attention_mask.sum()), "mean_patch_length": round(achieved, 4)}
+        s.target_patch_length = float(target_patch_length)
+        units = int(attention_mask.sum()) if attention_mask is not None else entropy.numel()
+        s.calibration = {"units": units, "mean_patch_length": round(achieved, 4)}
         log.info("entropy patcher: threshold %.4f bits gives mean patch length %.2f (target %.2f) on %d units",
-                 theta, achieved, target, s.calibration["units"])
+                 theta, achieved, target_patch_length, units)
         return theta
 
     def _entropies_of_strings(self, sequences: Iterable[str], max_units: int):
@@ -459,17 +495,17 @@ class EntropyPatcher:
         if not chunks:
             raise UsageError("no sequence to calibrate the entropy threshold on")
         device = self._model_device()
-        rows, masks = [], []
-        # Similar lengths together keep padding (and wasted compute) small.
-        for start in range(0, len(chunks), 64):
-            batch = self.tokenizer.encode_batch(chunks[start:start + 64])
-            ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-            rows.append(self.entropies(ids, mask))
-            masks.append(mask)
-        width = max(r.shape[1] for r in rows)
-        entropy = torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[1])) for r in rows])
-        mask = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1])) for m in masks])
-        return entropy, mask
+        tracks = []
+        for group, rows in _batches([_Seq(c) for c in chunks], self.tokenizer, max(65536, self.settings.window), 256):
+            ids, mask = _pad_rows(rows, self.tokenizer.pad_id)
+            entropy = self.entropies(ids.to(device), mask.to(device))
+            tracks.extend(entropy[i, : len(r)] for i, r in enumerate(rows))
+        return _chunk_rows(tracks)
+
+
+@dataclass
+class _Seq:
+    seq: str
 
 
 # --------------------------------------------------------------------------------------------------
@@ -519,6 +555,8 @@ def load_entropy_patcher(directory: str | Path, map_location="cpu", **overrides)
     holding ``entropy_model/``. Stored settings are used unless overridden (None values are ignored)."""
     model, metadata, tokenizer = load_entropy_model(directory, map_location)
     stored = EntropyPatcherSettings.from_dict(metadata.get(METADATA_KEY, {})).to_dict()
+    if METADATA_KEY not in metadata:  # a fresh LM directory: window and context follow its training window
+        stored["window"] = stored["context"] = None
     calibration = stored.pop("calibration")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "target_patch_length" in overrides and "threshold" not in overrides:
@@ -539,3 +577,329 @@ def load_entropy_patcher(directory: str | Path, map_location="cpu", **overrides)
 
 def has_entropy_model(model_dir: str | Path) -> bool:
     return (Path(model_dir) / ENTROPY_SUBDIR).is_dir()
+
+
+# --------------------------------------------------------------------------------------------------
+# Patching sequence records: `hyena-glt tokenize --patcher ... -o patches.bed`
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class PatchedRecord:
+    """One record cut into patches. ``entropy`` (bits per unit) is set for entropy patchers only."""
+
+    record: "object"  # hyena_glt.io.sequences.SequenceRecord
+    patch_lengths: np.ndarray  # (P,) int64, sums to len(record.seq)
+    entropy: np.ndarray | None = None  # (L,) float32
+
+    @property
+    def contig(self) -> str:
+        return self.record.contig if self.record.contig is not None else self.record.id
+
+    @property
+    def offset(self) -> int:
+        return self.record.start or 0
+
+    @property
+    def starts(self) -> np.ndarray:
+        """0-based patch starts within the record."""
+        return np.concatenate([[0], np.cumsum(self.patch_lengths)[:-1]]).astype(np.int64)
+
+
+def make_patcher(
+    spec: str,
+    *,
+    entropy_model: str | Path | None = None,
+    threshold: float | None = None,
+    target_patch_length: float | None = None,
+    mode: str | None = None,
+    min_patch_length: int | None = None,
+    max_patch_length: int | None = None,
+    window: int | None = None,
+    context: int | None = None,
+    batch_size: int | None = None,
+    map_location="cpu",
+):
+    """The patcher for ``spec``: "entropy" loads ``entropy_model`` (an LM directory, or a model directory
+    holding ``entropy_model/``) with its stored settings unless overridden; anything else is built by
+    ``hyena_glt.model.patching.build_patcher``."""
+    spec = (spec or "none").strip()
+    if spec == "entropy":
+        if entropy_model is None:
+            raise UsageError("--patcher entropy needs --entropy-model DIR (an LM trained with `train --task lm`)")
+        return load_entropy_patcher(
+            entropy_model, map_location, threshold=threshold, target_patch_length=target_patch_length, mode=mode,
+            min_patch_length=min_patch_length, max_patch_length=max_patch_length, window=window, context=context,
+            batch_size=batch_size)
+    if entropy_model is not None:
+        raise UsageError(f"--entropy-model only applies to --patcher entropy (got --patcher {spec})")
+    from .patching import build_patcher
+
+    return build_patcher(spec)
+
+
+def _encode_checked(tokenizer, record) -> np.ndarray:
+    ids = np.asarray(tokenizer.encode(record.seq), dtype=np.int64)
+    if len(ids) != len(record.seq):
+        raise UsageError(
+            f"patching needs one unit per character, but tokenizer '{getattr(tokenizer, 'name', tokenizer)}' "
+            f"gives {len(ids)} units for {len(record.seq)} characters (use a nucleotide or byte tokenizer)")
+    return ids
+
+
+def _pad_rows(rows: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    lengths = torch.tensor([len(r) for r in rows])
+    mask = torch.arange(width)[None, :] < lengths[:, None]
+    ids[mask] = torch.from_numpy(np.concatenate(rows))
+    return ids, mask
+
+
+def _batches(records, tokenizer, max_units: int, max_rows: int):
+    """Groups of (records, id arrays) of at most ``max_units`` padded units (a longer record goes alone)."""
+    group, rows, width = [], [], 0
+    for record in records:
+        ids = _encode_checked(tokenizer, record)
+        new_width = max(width, len(ids))
+        if group and (new_width * (len(group) + 1) > max_units or len(group) >= max_rows):
+            yield group, rows
+            group, rows, new_width = [], [], len(ids)
+        group.append(record)
+        rows.append(ids)
+        width = new_width
+    if group:
+        yield group, rows
+
+
+def _chunk_rows(entropy_rows: list[torch.Tensor], chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut 1-D entropy tracks into padded (N, chunk) rows for calibration (cut points add a negligible
+    number of forced starts: one per ``chunk`` units)."""
+    pieces = [r[i:i + chunk] for r in entropy_rows for i in range(0, len(r), chunk)]  # loop over chunks
+    width = max(len(p) for p in pieces)
+    entropy = torch.stack([torch.nn.functional.pad(p, (0, width - len(p))) for p in pieces])
+    lengths = torch.tensor([len(p) for p in pieces])
+    return entropy, torch.arange(width)[None, :] < lengths[:, None]
+
+
+def patch_records(
+    records: Iterable,
+    patcher,
+    tokenizer=None,
+    *,
+    calibrate_units: int = 2_000_000,
+    default_target_patch_length: float = DEFAULT_TARGET_PATCH_LENGTH,
+    batch_units: int = 65536,
+    device: str | torch.device = "cpu",
+) -> "Iterable[PatchedRecord]":
+    """Stream records through ``patcher``; yields a PatchedRecord per record, in input order.
+
+    An EntropyPatcher with no threshold is calibrated on the first ``calibrate_units`` units of the input
+    itself (to its target patch length, else ``default_target_patch_length``) before anything is yielded.
+    ``tokenizer`` defaults to the entropy model's; it must give one unit per character so patches map to
+    sequence coordinates.
+    """
+    device = torch.device(device)
+    is_entropy = isinstance(patcher, EntropyPatcher)
+    if tokenizer is None:
+        tokenizer = getattr(patcher, "tokenizer", None)
+    if tokenizer is None:
+        from ..tokenizers import get_tokenizer
+
+        tokenizer = get_tokenizer("nucleotide")
+    if is_entropy:
+        patcher.to(device)
+        batch_units = max(batch_units, patcher.settings.window)
+    pending: list[tuple[object, torch.Tensor]] = []  # (record, entropy) awaiting calibration
+    pending_units = 0
+    needs_threshold = is_entropy and patcher.threshold is None
+
+    def calibrate_pending() -> None:
+        target = patcher.settings.target_patch_length or default_target_patch_length
+        if patcher.settings.target_patch_length is None:
+            log.info("entropy patcher: no threshold stored or given; calibrating to mean patch length %.1f "
+                     "on the input", target)
+        entropy, mask = _chunk_rows([h for _, h in pending])
+        patcher.calibrate_on_entropies(entropy, mask, target)
+
+    def finish(record, entropy: torch.Tensor) -> PatchedRecord:
+        starts = patcher.starts_from_entropy(entropy[None], None)
+        lengths = starts_to_patch_lengths(starts)[0].cpu().numpy()
+        return PatchedRecord(record, lengths[lengths > 0], entropy.cpu().numpy().astype(np.float32))
+
+    for group, rows in _batches(records, tokenizer, batch_units, 256):
+        ids, mask = _pad_rows(rows, tokenizer.pad_id)
+        ids, mask = ids.to(device), mask.to(device)
+        if not is_entropy:
+            lengths = patcher(ids, mask).cpu().numpy()
+            for record, row in zip(group, lengths):  # loop over records: output assembly
+                yield PatchedRecord(record, row[row > 0].astype(np.int64))
+            continue
+        entropy = patcher.entropies(ids, mask)
+        tracks = [entropy[i, : len(r)] for i, r in enumerate(rows)]
+        if needs_threshold:
+            pending.extend(zip(group, tracks))
+            pending_units += sum(len(r) for r in rows)
+            if pending_units < calibrate_units:
+                continue
+            calibrate_pending()
+            needs_threshold = False
+            for record, h in pending:
+                yield finish(record, h)
+            pending = []
+            continue
+        for record, h in zip(group, tracks):
+            yield finish(record, h)
+    if needs_threshold and pending:
+        calibrate_pending()
+        for record, h in pending:
+            yield finish(record, h)
+
+
+class PatchStats:
+    """Patch length histograms per contig; the summary of `tokenize --patcher`."""
+
+    COLUMNS = ("contig", "units", "patches", "mean_patch_length", "median_patch_length", "max_patch_length",
+               "compression_ratio")
+
+    def __init__(self) -> None:
+        self.histograms: dict[str, np.ndarray] = {}
+
+    def add(self, contig: str, patch_lengths: np.ndarray) -> None:
+        counts = np.bincount(np.asarray(patch_lengths, dtype=np.int64))
+        old = self.histograms.get(contig)
+        if old is None:
+            self.histograms[contig] = counts
+        else:
+            width = max(len(old), len(counts))
+            self.histograms[contig] = np.pad(old, (0, width - len(old))) + np.pad(counts, (0, width - len(counts)))
+
+    @staticmethod
+    def _row(name: str, hist: np.ndarray) -> dict:
+        sizes = np.arange(len(hist))
+        patches = int(hist.sum())
+        units = int((hist * sizes).sum())
+        if patches == 0:
+            return dict(contig=name, units=units, patches=0, mean_patch_length=0.0, median_patch_length=0.0,
+                        max_patch_length=0, compression_ratio=0.0)
+        cum = np.cumsum(hist)
+        # Median of the multiset of patch lengths (mean of the two middle values for an even count).
+        lo = int(np.searchsorted(cum, (patches - 1) // 2 + 1))
+        hi = int(np.searchsorted(cum, patches // 2 + 1))
+        return dict(contig=name, units=units, patches=patches, mean_patch_length=units / patches,
+                    median_patch_length=(lo + hi) / 2, max_patch_length=int(sizes[hist > 0].max()),
+                    compression_ratio=units / patches)
+
+    def rows(self) -> list[dict]:
+        rows = [self._row(name, hist) for name, hist in self.histograms.items()]
+        if self.histograms:
+            width = max(len(h) for h in self.histograms.values())
+            total = sum(np.pad(h, (0, width - len(h))) for h in self.histograms.values())
+        else:
+            total = np.zeros(1, dtype=np.int64)
+        rows.append(self._row("all", total))
+        return rows
+
+    def to_tsv(self) -> str:
+        lines = ["\t".join(self.COLUMNS)]
+        for row in self.rows():
+            lines.append("\t".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in self.COLUMNS))
+        return "\n".join(lines) + "\n"
+
+    def summary_lines(self, max_contigs: int = 20) -> list[str]:
+        rows = self.rows()
+        shown = rows[:-1][:max_contigs]
+        fmt = ("{contig}: {units} units, {patches} patches, mean {mean_patch_length:.2f}, median "
+               "{median_patch_length:g}, max {max_patch_length}, compression {compression_ratio:.2f}x")
+        lines = [fmt.format(**row) for row in shown]
+        if len(rows) - 1 > max_contigs:
+            lines.append(f"... {len(rows) - 1 - max_contigs} more contigs (see --stats)")
+        lines.append(fmt.format(**rows[-1]))
+        return lines
+
+
+def bed_lines(patched: PatchedRecord) -> Iterable[str]:
+    """BED6-like lines: contig, start, end, name = patch index within the record, score = entropy (bits) of
+    the patch's first unit (0 for patchers without entropies), strand."""
+    starts = patched.starts
+    ends = starts + patched.patch_lengths
+    scores = patched.entropy[starts] if patched.entropy is not None else np.zeros(len(starts), dtype=np.float32)
+    offset, contig, strand = patched.offset, patched.contig, patched.record.strand or "."
+    return (f"{contig}\t{s + offset}\t{e + offset}\t{i}\t{h:.4f}\t{strand}\n"
+            for i, (s, e, h) in enumerate(zip(starts.tolist(), ends.tolist(), scores.tolist())))
+
+
+def plot_entropy_track(patched: PatchedRecord, path: str | Path, *, start: int = 0, end: int | None = None,
+                       threshold: float | None = None, mode: str = "global") -> None:
+    """PNG: per-unit entropy over [start, end) of a record with patch starts as vertical lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io.writers import atomic_path
+
+    length = len(patched.record.seq)
+    end = length if end is None else min(end, length)
+    if not 0 <= start < end:
+        raise UsageError(f"plot region {start}-{end} is empty for record '{patched.record.id}' ({length} units)")
+    x = np.arange(start, end) + patched.offset
+    starts = patched.starts
+    starts = starts[(starts >= start) & (starts < end)] + patched.offset
+    fig, ax = plt.subplots(figsize=(min(24, 6 + (end - start) / 150), 3.2))
+    if patched.entropy is not None:
+        ax.plot(x, patched.entropy[start:end], lw=0.7, color="tab:blue", label="next-unit entropy (bits)")
+        if threshold is not None and mode == "global":
+            ax.axhline(threshold, color="tab:red", lw=0.8, ls="--", label=f"θ = {threshold:.3f}")
+    ax.vlines(starts, 0, 1, transform=ax.get_xaxis_transform(), color="0.5", lw=0.4, alpha=0.7,
+              label=f"patch starts ({len(starts)})")
+    ax.set_xlim(x[0], x[-1] + 1)
+    ax.set_xlabel(f"{patched.contig} position (0-based)")
+    ax.set_ylabel("bits")
+    ax.set_title(f"{patched.record.id}: {end - start} units in {len(starts)} patches "
+                 f"(mean {(end - start) / max(len(starts), 1):.2f})", fontsize=9)
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def write_patches(
+    records: Iterable,
+    output: str,
+    patcher,
+    tokenizer=None,
+    *,
+    stats_path: str | Path | None = None,
+    plot_path: str | Path | None = None,
+    plot_units: int = 3000,
+    device: str | torch.device = "cpu",
+    progress=None,
+) -> PatchStats:
+    """`tokenize --patcher ...`: write patches as BED to ``output`` ('-': stdout), per-contig stats as TSV to
+    ``stats_path`` and an entropy track of the first ``plot_units`` units of the first record to
+    ``plot_path``. All outputs atomic. ``progress`` optionally wraps the record stream (CLI progress bar).
+    Returns the stats (the CLI logs ``summary_lines()``)."""
+    from ..io.writers import atomic_output
+
+    stats = PatchStats()
+    first: PatchedRecord | None = None
+    stream = patch_records(records, patcher, tokenizer, device=device)
+    if progress is not None:
+        stream = progress(stream)
+    with atomic_output(output) as fh:
+        for patched in stream:
+            if first is None:
+                first = patched
+            stats.add(patched.contig, patched.patch_lengths)
+            fh.writelines(bed_lines(patched))
+    if stats_path is not None:
+        with atomic_output(stats_path) as fh:
+            fh.write(stats.to_tsv())
+    if plot_path is not None:
+        if first is None:
+            raise InputError("no sequence to plot")
+        is_entropy = isinstance(patcher, EntropyPatcher)
+        plot_entropy_track(first, plot_path, end=plot_units,
+                           threshold=patcher.threshold if is_entropy else None,
+                           mode=patcher.mode if is_entropy else "global")
+    return stats
