@@ -1,10 +1,135 @@
-"""`hyena-glt tokenize` (being built)."""
+"""`hyena-glt tokenize`: sequences → token ids (TSV or npz), or → patch intervals (BED) with --patcher."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
+
+from hyena_glt.errors import UsageError
+
+from ..common import (
+    FormatOpt,
+    InputsArg,
+    OutputOpt,
+    ReferenceOpt,
+    RegionOpt,
+    RegionsOpt,
+    output_format,
+    progress,
+)
+
+log = logging.getLogger("hyena_glt")
+
+TokenizerOpt = Annotated[
+    str,
+    typer.Option(
+        "--tokenizer", "-t",
+        help="nucleotide, nucleotide:softmask, kmer:K (non-overlapping), kmer:K:S (stride S), byte or protein.",
+    ),
+]
+WindowOpt = Annotated[Optional[int], typer.Option("--window", "-w", help="Cut records into windows of this many bases.")]
+StrideOpt = Annotated[Optional[int], typer.Option("--stride", help="Step between window starts (default: --window).")]
+LastOpt = Annotated[
+    str,
+    typer.Option("--last", help="Last partial window: shift (back to end at the record end), pad (keep it short) or drop."),
+]
+IupacOpt = Annotated[str, typer.Option("--iupac", help="Ambiguity codes (R, Y, ...): N (read as N; X for protein), keep, or error.")]
+OrientationOpt = Annotated[
+    bool, typer.Option("--stored-orientation", help="SAM/BAM/CRAM: keep reverse-strand reads as stored, not as sequenced.")
+]
+PatcherOpt = Annotated[
+    str, typer.Option("--patcher", help="none, static:K or entropy: write patch intervals as BED instead of token ids.")
+]
+EntropyModelOpt = Annotated[
+    Optional[Path], typer.Option("--entropy-model", help="Entropy LM directory (or a model directory holding entropy_model/).")
+]
+StatsOpt = Annotated[Optional[Path], typer.Option("--stats", help="With --patcher: per-contig patch statistics as TSV.")]
+PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="With --patcher: PNG of the patches (and entropy) of the first record.")]
 
 
 def register(app: typer.Typer) -> None:
     @app.command("tokenize")
-    def tokenize() -> None:
-        """(being built)"""
-        raise typer.Exit(1)
+    def tokenize(
+        inputs: InputsArg,
+        output: OutputOpt = "-",
+        fmt: FormatOpt = None,
+        tokenizer: TokenizerOpt = "nucleotide",
+        region: RegionOpt = None,
+        regions: RegionsOpt = None,
+        reference: ReferenceOpt = None,
+        window: WindowOpt = None,
+        stride: StrideOpt = None,
+        last: LastOpt = "shift",
+        iupac: IupacOpt = "N",
+        stored_orientation: OrientationOpt = False,
+        patcher: PatcherOpt = "none",
+        entropy_model: EntropyModelOpt = None,
+        stats: StatsOpt = None,
+        plot: PlotOpt = None,
+    ) -> None:
+        """Turn sequences into token ids (TSV: id, length, ids; or .npz), or, with --patcher, into
+        BED patch intervals with a per-contig summary on stderr.
+
+        Example: hyena-glt tokenize example_data/ex1.fa --region seq1:1-100 -o seq1.npz
+        """
+        from hyena_glt.io.sequences import read_many, read_sequences, sliding_windows
+        from hyena_glt.io.writers import write_encoded
+        from hyena_glt.tokenizers import encode_records, get_tokenizer
+
+        tok = get_tokenizer(tokenizer)
+        patching = patcher.strip() != "none"
+        the_patcher = None
+        if patching:
+            from hyena_glt.model import entropy
+
+            the_patcher = entropy.make_patcher(patcher.strip(), entropy_model=entropy_model)
+            # an entropy model reads units with the tokenizer it was trained with
+            tok = getattr(the_patcher, "tokenizer", None) or tok
+        fmt = output_format(output, fmt, ("tsv", "npz", "bed"), "bed" if patching else "tsv")
+        if patching and fmt != "bed":
+            raise UsageError(f"--patcher writes patch intervals as BED, not {fmt} (use -o FILE.bed)")
+        if not patching:
+            if fmt == "bed":
+                raise UsageError("BED output holds patch intervals: add --patcher static:K or --patcher entropy")
+            for name, value in (("--entropy-model", entropy_model), ("--stats", stats), ("--plot", plot)):
+                if value is not None:
+                    raise UsageError(f"{name} needs --patcher")
+        if stride is not None and window is None:
+            raise UsageError("--stride needs --window")
+
+        # Nucleotide/protein tokenizers check the alphabet while encoding (one pass over the input
+        # instead of two); the reader checks it where that cannot be done the same way.
+        encoder_checks = tok.checks_alphabet and iupac == "N" and window is None and not patching
+        read_options = dict(
+            reference=reference,
+            regions=region,
+            regions_bed=regions,
+            stored_orientation=stored_orientation,
+            alphabet=None if encoder_checks else tok.alphabet,
+            iupac=iupac,
+        )
+
+        if not patching:
+            def encoded():
+                for source in inputs:
+                    records = read_sequences(source, **read_options)
+                    if window is not None:
+                        records = sliding_windows(records, window, stride, last)
+                    yield from encode_records(records, tok, check=encoder_checks, source=source)
+
+            count, units = write_encoded(progress(encoded(), "tokenizing"), tok, output, fmt)
+            log.debug("tokenized %d records, %d units (%s)", count, units, tok.name)
+            return
+
+        records = read_many(inputs, **read_options)
+        if window is not None:
+            records = sliding_windows(records, window, stride, last)
+        summary = entropy.write_patches(
+            records, output, the_patcher, tok, stats_path=stats, plot_path=plot,
+            progress=lambda stream: progress(stream, "patching"),
+        )
+        for line in summary.summary_lines():
+            log.info("%s", line)

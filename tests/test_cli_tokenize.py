@@ -1,0 +1,210 @@
+"""`hyena-glt tokenize` end to end: exact outputs on example_data, round trips, and every bad input
+(message, exit code 2, no output file)."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pysam
+import pytest
+from typer.testing import CliRunner
+
+from hyena_glt.io.sequences import read_sequences
+from hyena_glt.io.writers import load_tokenized
+from hyena_glt.tokenizers import get_tokenizer
+from hyena_glt_cli.main import app
+
+runner = CliRunner()
+
+
+def run(*args: str, input: bytes | None = None):
+    return runner.invoke(app, ["tokenize", *map(str, args)], input=input)
+
+
+def test_stdout_tsv_exact(data_dir):
+    result = run(data_dir / "ex1.fa", "-r", "seq1:1-8", "-r", "seq2:1,581-1,584")
+    assert result.exit_code == 0, result.stderr
+    seq2_tail = pysam.FastaFile(str(data_dir / "ex1.fa")).fetch("seq2", 1580, 1584)
+    expected_tail = " ".join(map(str, get_tokenizer("nucleotide").encode(seq2_tail).tolist()))
+    assert result.stdout == f"id\tlength\tids\nseq1:1-8\t8\t6 5 6 8 5 7 8 7\nseq2:1581-1584\t4\t{expected_tail}\n"
+
+
+def test_npz_round_trip_whole_genome(tmp_path, data_dir):
+    out = tmp_path / "ce.npz"
+    result = run(data_dir / "ce.fa", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    data = load_tokenized(out)
+    records = list(read_sequences(data_dir / "ce.fa"))
+    assert data["names"].tolist() == [r.id for r in records]
+    assert data["offsets"][-1] == 1_039_800
+    assert np.diff(data["offsets"]).tolist() == [len(r.seq) for r in records]
+    assert data["tokenizer"].name == "nucleotide"
+    for i in (1, 6):
+        assert data["tokenizer"].decode(data["ids"][data["offsets"][i] : data["offsets"][i + 1]]) == records[i].seq
+
+
+def test_kmer_windows_and_format_option(tmp_path, data_dir):
+    out = tmp_path / "windows.txt"
+    result = run(
+        data_dir / "ce.fa", "-r", "CHROMOSOME_IV:1-1,000", "--window", "400", "--stride", "300", "--last", "drop",
+        "--tokenizer", "kmer:4", "--format", "tsv", "-o", out,
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert [line.split("\t")[:2] for line in lines[1:]] == [
+        ["CHROMOSOME_IV:1-400", "100"], ["CHROMOSOME_IV:301-700", "100"], ["CHROMOSOME_IV:601-1000", "100"],
+    ]
+    reference = pysam.FastaFile(str(data_dir / "ce.fa")).fetch("CHROMOSOME_IV", 300, 700)
+    ids = np.array(lines[2].split("\t")[2].split(), dtype=np.int64)
+    assert get_tokenizer("kmer:4").decode(ids) == reference
+
+
+def test_bam_and_stdin_inputs(data_dir):
+    result = run(data_dir / "ce_reads.bam", "-t", "nucleotide:softmask")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1001
+    from_stdin = run("-", input=(data_dir / "ex1.fa").read_bytes())
+    assert from_stdin.exit_code == 0, from_stdin.stderr
+    assert [line.split("\t")[:2] for line in from_stdin.stdout.splitlines()] == [
+        ["id", "length"], ["seq1", "1575"], ["seq2", "1584"],
+    ]
+
+
+def test_static_patcher_bed_stats_and_plot(tmp_path, data_dir):
+    bed, stats, plot = tmp_path / "patches.bed", tmp_path / "stats.tsv", tmp_path / "patches.png"
+    result = run(
+        data_dir / "ex1.fa", "-r", "seq1:11-20", "-r", "seq2:1-9", "--patcher", "static:4",
+        "-o", bed, "--stats", stats, "--plot", plot,
+    )
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split("\t") for line in bed.read_text().splitlines()]
+    assert [r[:4] for r in rows] == [
+        ["seq1", "10", "14", "0"], ["seq1", "14", "18", "1"], ["seq1", "18", "20", "2"],
+        ["seq2", "0", "4", "0"], ["seq2", "4", "8", "1"], ["seq2", "8", "9", "2"],
+    ]
+    assert all(float(r[4]) == 0 for r in rows)
+    table = [line.split("\t") for line in stats.read_text().splitlines()]
+    assert table[0][:3] == ["contig", "units", "patches"]
+    assert table[1][:3] == ["seq1", "10", "3"] and table[2][:3] == ["seq2", "9", "3"]
+    assert table[3][:3] == ["all", "19", "6"]
+    assert "seq1: 10 units, 3 patches" in result.stderr
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_static_patcher_on_windows_uses_genome_coordinates(data_dir):
+    result = run(data_dir / "ce.fa", "-r", "CHROMOSOME_II:101-112", "-w", "6", "--patcher", "static:4")
+    assert result.exit_code == 0, result.stderr
+    assert [line.split("\t")[:4] for line in result.stdout.splitlines()] == [
+        ["CHROMOSOME_II", "100", "104", "0"], ["CHROMOSOME_II", "104", "106", "1"],
+        ["CHROMOSOME_II", "106", "110", "0"], ["CHROMOSOME_II", "110", "112", "1"],
+    ]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["-o", "{tmp}/out.npz", "--patcher", "static:4"], "--patcher writes patch intervals as BED, not npz"),
+        (["-o", "{tmp}/out.bed"], "BED output holds patch intervals"),
+        (["-o", "{tmp}/out.tsv", "--stats", "{tmp}/s.tsv"], "--stats needs --patcher"),
+        (["-o", "{tmp}/out.bed", "--patcher", "entropy"], "--patcher entropy needs --entropy-model"),
+        (["-o", "{tmp}/out.tsv", "--tokenizer", "words"], "unknown tokenizer 'words'"),
+        (["-o", "{tmp}/out.tsv", "--window", "0"], "--window must be >= 1"),
+        (["-o", "{tmp}/out.xyz"], "cannot tell the output format of"),
+    ],
+)
+def test_usage_errors(tmp_path, data_dir, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = run(data_dir / "ex1.fa", *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("hyena-glt: error: ") and message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def _truncated_gzip(tmp: Path, data: Path) -> Path:
+    packed = gzip.compress((data / "ce_reads.fastq").read_bytes())
+    (tmp / "in" / "reads.fq.gz").write_bytes(packed[: len(packed) // 2])
+    return tmp / "in" / "reads.fq.gz"
+
+
+def _bad_quality(tmp: Path, data: Path) -> Path:
+    (tmp / "in" / "bad.fq").write_text("@r1\nACGT\n+\nIIII\n@r2\nACGTA\n+\nIIII\n")
+    return tmp / "in" / "bad.fq"
+
+
+def _bad_char(tmp: Path, data: Path) -> Path:
+    (tmp / "in" / "bad.fa").write_text(">x\nACGTAC\nGTAC*G\n")
+    return tmp / "in" / "bad.fa"
+
+
+def _empty(tmp: Path, data: Path) -> Path:
+    (tmp / "in" / "empty.fq").write_bytes(b"")
+    return tmp / "in" / "empty.fq"
+
+
+def _unknown_format(tmp: Path, data: Path) -> Path:
+    return data / "gue" / "mouse_2" / "dev.csv"
+
+
+def _cram(tmp: Path, data: Path) -> Path:
+    cram = tmp / "in" / "reads.cram"
+    pysam.view("-C", "-T", str(data / "ce.fa"), "-o", str(cram), str(data / "ce_reads.bam"), catch_stdout=False)
+    return cram
+
+
+def _bed(tmp: Path, data: Path) -> Path:
+    (tmp / "in" / "regions.bed").write_text("seq1\t0\t10\n\nseq2\t5\n")
+    return tmp / "in" / "regions.bed"
+
+
+@pytest.mark.parametrize(
+    "make,extra,message",
+    [
+        (_unknown_format, [], "dev.csv: unknown format (not FASTA, FASTQ, SAM, BAM or CRAM; starts with 'sequence,label')"),
+        (_truncated_gzip, [], "reads.fq.gz: truncated gzip file"),
+        (_bad_quality, [], "bad.fq: record 'r2': quality length 4 differs from sequence length 5"),
+        (_bad_char, [], "bad.fa: record 'x': invalid character '*' at position 11 (not in the nucleotide alphabet)"),
+        (_empty, [], "empty.fq: empty file"),
+        (_cram, [], "reads.cram: CRAM input needs its reference FASTA (--reference)"),
+    ],
+)
+def test_bad_inputs(tmp_path, data_dir, make, extra, message):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    source = make(tmp_path, data_dir)
+    result = run(source, *extra, "-o", tmp_path / "out" / "tokens.npz")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("hyena-glt: error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["-r", "seq2:1,500-1,600"], "ex1.fa: region 'seq2:1,500-1,600' is outside contig 'seq2' (length 1,584)"),
+        (["-r", "chrM"], "ex1.fa: region 'chrM': unknown contig 'chrM' (contigs: seq1, seq2)"),
+        (["--regions", "{bed}"], "regions.bed: line 3: malformed BED line"),
+    ],
+)
+def test_bad_regions(tmp_path, data_dir, extra, message):
+    (tmp_path / "in").mkdir()
+    bed = _bed(tmp_path, data_dir)
+    out = tmp_path / "tokens.tsv"
+    result = run(data_dir / "ex1.fa", *[a.format(bed=bed) for a in extra], "-o", out)
+    assert result.exit_code == 2 and message in result.stderr
+    assert not out.exists()
+
+
+def test_closed_pipe_exits_quietly(data_dir):
+    command = [str(Path(sys.executable).parent / "hyena-glt"), "tokenize", str(data_dir / "ce.fa")]
+    producer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = subprocess.run(["head", "-1"], stdin=producer.stdout, capture_output=True)
+    producer.stdout.close()
+    stderr = producer.stderr.read()
+    assert producer.wait(timeout=60) == 0
+    assert head.stdout == b"id\tlength\tids\n"
+    assert stderr == b""
