@@ -10,11 +10,6 @@ from typing import Annotated, Iterable, Iterator, Optional, TypeVar
 
 import typer
 
-try:  # typer >= 0.2x vendors its own copy of click
-    from typer import _click as click
-except ImportError:  # older typer depends on click
-    import click  # type: ignore[no-redef]
-
 from hyena_glt.errors import UsageError
 
 T = TypeVar("T")
@@ -29,14 +24,17 @@ class Settings:
     seed: int = 0
 
 
+_current = Settings()
+
+
 def settings() -> Settings:
     """The global options of the running command (defaults when called outside the CLI)."""
-    ctx = click.get_current_context(silent=True)
-    while ctx is not None:
-        if isinstance(ctx.obj, Settings):
-            return ctx.obj
-        ctx = ctx.parent
-    return Settings()
+    return _current
+
+
+def set_settings(value: Settings) -> None:
+    global _current
+    _current = value
 
 
 def configure_logging(verbose: int = 0, quiet: bool = False) -> None:

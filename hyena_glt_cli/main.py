@@ -18,13 +18,13 @@ from typer.core import TyperGroup
 from hyena_glt import __version__
 from hyena_glt.errors import HyenaGLTError
 
-from .common import Settings, click, configure_logging
+from .common import Settings, configure_logging, set_settings
 
 
 class _ErrorMappingGroup(TyperGroup):
     """Runs a subcommand and turns library errors into one-line messages and exit codes."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except HyenaGLTError as err:
@@ -35,14 +35,16 @@ class _ErrorMappingGroup(TyperGroup):
             _silence_stdout()
             ctx.exit(0)
         except KeyboardInterrupt:
-            click.echo("hyena-glt: interrupted", err=True)
+            typer.echo("hyena-glt: interrupted", err=True)
             ctx.exit(130)
-        except (typer.Exit, typer.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort):
             raise
         except MemoryError:
             _report(ctx, "out of memory (try a smaller --batch-size or --window)")
             ctx.exit(1)
         except Exception as err:  # noqa: BLE001 - the last line of defence for users
+            if hasattr(err, "show") and hasattr(err, "exit_code"):
+                raise  # click's own usage errors: click reports them
             if "out of memory" in str(err).lower():
                 _report(ctx, "out of memory (try a smaller --batch-size or --window)")
                 ctx.exit(1)
@@ -50,12 +52,12 @@ class _ErrorMappingGroup(TyperGroup):
             ctx.exit(1)
 
 
-def _report(ctx: click.Context, message: str) -> None:
+def _report(ctx: typer.Context, message: str) -> None:
     settings = ctx.obj if isinstance(ctx.obj, Settings) else None
     if settings is not None and settings.verbose:
         traceback.print_exc()
     message = " ".join(message.split())  # one line, always
-    click.echo(f"hyena-glt: error: {message}", err=True)
+    typer.echo(f"hyena-glt: error: {message}", err=True)
 
 
 def _silence_stdout() -> None:
@@ -104,6 +106,7 @@ def _global(
 
     configure_logging(verbose=verbose, quiet=quiet)
     ctx.obj = Settings(verbose=verbose, quiet=quiet, threads=None, seed=seed)
+    set_settings(ctx.obj)
     try:
         ctx.obj.threads = runtime.set_threads(threads)
     except HyenaGLTError as err:
