@@ -114,6 +114,7 @@ def test_static_patcher_on_windows_uses_genome_coordinates(data_dir):
         (["-o", "{tmp}/out.tsv", "--tokenizer", "words"], "unknown tokenizer 'words'"),
         (["-o", "{tmp}/out.tsv", "--window", "0"], "--window must be >= 1"),
         (["-o", "{tmp}/out.xyz"], "cannot tell the output format of"),
+        (["-o", "{tmp}/out.bed", "-t", "kmer:3", "--patcher", "static:4"], "--patcher needs one unit per character"),
     ],
 )
 def test_usage_errors(tmp_path, data_dir, args, message):

@@ -89,6 +89,8 @@ def register(app: typer.Typer) -> None:
             # an entropy model reads units with the tokenizer it was trained with
             tok = getattr(the_patcher, "tokenizer", None) or tok
         fmt = output_format(output, fmt, ("tsv", "npz", "bed"), "bed" if patching else "tsv")
+        if patching and tok.chars_per_unit != 1:
+            raise UsageError(f"--patcher needs one unit per character; tokenizer '{tok.name}' has k-mer units")
         if patching and fmt != "bed":
             raise UsageError(f"--patcher writes patch intervals as BED, not {fmt} (use -o FILE.bed)")
         if not patching:
