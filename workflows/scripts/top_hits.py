@@ -3,10 +3,11 @@
 
     python workflows/scripts/top_hits.py scan.bed.gz --label 1 --count 10 -o top.bed
 
-Keeps rows whose label (column 4) is ``--label`` (all rows without it), ranks them by that label's probability
-column when the BED has a ``#`` header naming it, else by the score (column 5), and writes the best
-``--count`` as BED6 (contig, start, end, name, score, strand) sorted by position. Ties keep genome order, so the
-choice is deterministic. Writes atomically.
+Ranks windows by the probability of ``--label`` (its ``p_<label>`` column, named by the ``#`` header line
+that classify writes) whatever label they were predicted as, so an input with no window predicted as that
+label still has top hits; without such a column, keeps the rows predicted as ``--label`` (column 4) and ranks
+them by score (column 5). Writes the best ``--count`` as BED6 (contig, start, end, name, score, strand),
+sorted by position; ties keep genome order, so the choice is deterministic. Writes atomically.
 """
 
 from __future__ import annotations
@@ -37,13 +38,12 @@ def read_bed(path: Path) -> tuple[list[str], list[list[str]]]:
 
 
 def top_hits(rows: list[list[str]], header: list[str], label: str | None, count: int) -> list[list[str]]:
-    if label is not None:
-        rows = [row for row in rows if len(row) > 3 and row[3] == label]
-    # A class's probability column is named after the class (or p_<class> / prob_<class>) in the header.
     names = {name: i for i, name in enumerate(header)}
-    column = next((names[n] for n in (label, f"p_{label}", f"prob_{label}", f"p({label})") if n in names), None)
+    column = names.get(f"p_{label}") if label is not None else None
     if column is None or column < 6:
-        column = 4  # the BED score
+        if label is not None:
+            rows = [row for row in rows if len(row) > 3 and row[3] == label]
+        column = 4  # the BED score: the predicted label's probability x 1000
     ranked = sorted(enumerate(rows), key=lambda item: (-float(item[1][column]), item[0]))[:count]
     best = [row for _, row in sorted(ranked, key=lambda item: item[0])]
     return [(row + [".", "0", "."])[:6] if len(row) < 6 else row[:6] for row in best]
