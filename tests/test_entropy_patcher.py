@@ -277,3 +277,33 @@ def test_starts_to_patch_lengths_empty_row():
     starts = torch.tensor([[True, False, True], [False, False, False]])
     mask = torch.tensor([[True, True, True], [False, False, False]])
     assert starts_to_patch_lengths(starts, mask).tolist() == [[2, 1], [0, 0]]
+
+
+def test_cli_tokenize_entropy_patches(tmp_path, patcher):
+    from typer.testing import CliRunner
+
+    from hyena_glt_cli.main import app
+
+    save_entropy_patcher(patcher, tmp_path / "lm", subdir=False)
+    seq, (lo, hi) = repeat_in_random(9)
+    fasta = tmp_path / "in.fa"
+    fasta.write_text(f">chrR\n{seq}\n>chrS\n{seq[:100]}\n")
+    bed, stats, png = tmp_path / "out.bed", tmp_path / "stats.tsv", tmp_path / "track.png"
+    result = CliRunner().invoke(app, ["-@", "1", "tokenize", "--patcher", "entropy", "--entropy-model",
+                                      str(tmp_path / "lm"), str(fasta), "-o", str(bed), "--stats", str(stats),
+                                      "--plot", str(png)])
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split("\t") for line in bed.read_text().splitlines()]
+    # Same patches as the library call on the same sequence, with the stored (calibrated) threshold.
+    expected = patcher(torch.as_tensor(TOKENIZER.encode(seq))[None])[0]
+    expected = expected[expected > 0].tolist()
+    assert [int(r[2]) - int(r[1]) for r in rows if r[0] == "chrR"] == expected
+    assert "all: " in result.stderr and "compression" in result.stderr
+    assert stats.read_text().splitlines()[-1].split("\t")[:3] == ["all", str(len(seq) + 100), str(len(rows))]
+    assert png.stat().st_size > 1000
+
+    missing = tmp_path / "never.bed"
+    result = CliRunner().invoke(app, ["tokenize", "--patcher", "entropy", str(fasta), "-o", str(missing)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("hyena-glt: error: --patcher entropy needs --entropy-model")
+    assert not missing.exists()
