@@ -180,7 +180,7 @@ def _sniff(head: bytes, path: str) -> tuple[str, bool]:
     first_line = text.split(b"\n", 1)[0]
     if first_line.count(b"\t") >= 10:  # a headerless SAM file
         return "sam", compressed
-    if content[:2] == b"BC" or head[:3] == b"BCF":
+    if content[:3] == b"BCF":
         raise InputError("unknown format: looks like BCF, not sequences", path=path)
     shown = first_line[:30].decode("ascii", "replace")
     raise InputError(
