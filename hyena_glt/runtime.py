@@ -11,17 +11,25 @@ import contextlib
 import os
 import random
 import re
+import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .errors import DeviceError, UsageError
 
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it: `hyena-glt tokenize` never needs torch, and
+# importing it costs seconds of start-up.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
+def resolve_device(spec: str = "auto") -> "torch.device":
+    import torch
+
     spec = (spec or "auto").strip().lower()
     if spec == "auto":
         if torch.cuda.is_available():
@@ -49,12 +57,16 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 
 def _mps_available() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
 
-def resolve_precision(spec: str, device: torch.device) -> str:
+def resolve_precision(spec: str, device: "torch.device") -> str:
     """Return one of 'fp32', 'bf16', 'fp16' for ``device``."""
+    import torch
+
     spec = (spec or "auto").strip().lower()
     if spec not in PRECISIONS:
         raise UsageError(f"unknown precision '{spec}' (use {', '.join(PRECISIONS)})")
@@ -69,18 +81,22 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     return spec
 
 
-def torch_dtype(precision: str) -> torch.dtype:
-    return _DTYPES[precision]
+def torch_dtype(precision: str) -> "torch.dtype":
+    import torch
+
+    return getattr(torch, _DTYPE_NAMES[precision])
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device: "torch.device", precision: str):
     """Autocast context for ``precision`` on ``device``; a no-op for fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
+    import torch
+
+    return torch.autocast(device_type=device.type, dtype=torch_dtype(precision))
 
 
-def needs_grad_scaler(device: torch.device, precision: str) -> bool:
+def needs_grad_scaler(device: "torch.device", precision: str) -> bool:
     return device.type == "cuda" and precision == "fp16"
 
 
@@ -99,11 +115,16 @@ def set_threads(n: int | None) -> int:
     n = default_threads() if not n else int(n)
     if n < 1:
         raise UsageError(f"--threads must be at least 1 (got {n})")
-    torch.set_num_threads(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:  # torch reads these when it is first imported
+        os.environ["OMP_NUM_THREADS"] = str(n)
+        os.environ["MKL_NUM_THREADS"] = str(n)
     return n
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+    if "torch" in sys.modules:  # code that imports torch later seeds it itself (see Trainer)
+        sys.modules["torch"].manual_seed(seed)
