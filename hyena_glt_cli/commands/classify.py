@@ -1,10 +1,114 @@
-"""`hyena-glt classify` (being built)."""
+"""`hyena-glt classify`: predict a label for every record, or scan genomes in windows into a BED.
+
+Output kind (decided once, before anything is written):
+
+1. ``--format tsv|bed``, else the ``-o`` extension: ``.tsv``/``.tsv.gz`` → one row per record;
+   ``.bed`` / ``.bed.gz`` → windows (``.bed.gz`` is bgzipped and tabix-indexed).
+2. Writing to stdout without ``--format``: BED when the first record is longer than the window and has no
+   base qualities (a genome or contig, not a read), TSV otherwise. The choice is logged.
+
+TSV: ``id length label p_<class>...`` (regression: ``id length <target>...``), a header line without
+``#``, rows in input order, each record read whole by the model. BED6+: ``contig start end label score
+strand p_<class>...``, 0-based half-open, sorted like ``sort -k1,1 -k2,2n``, preceded by one ``#``
+comment line naming the columns (IGV, bedtools and tabix skip it); score = 1000 × the label's probability.
+With ``--shard I/N`` only shard 1 writes the header line, so ``cat`` of the shards is a complete file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Annotated, Optional
 
 import typer
+
+from hyena_glt.errors import InputError, UsageError
+
+from ..common import (
+    DeviceOpt,
+    FormatOpt,
+    InputsArg,
+    ModelOpt,
+    PrecisionOpt,
+    ReferenceOpt,
+    RegionOpt,
+    RegionsOpt,
+    ShardOpt,
+    output_format,
+    parse_shard,
+    progress,
+)
+
+log = logging.getLogger("hyena_glt")
+
+FORMATS = ("tsv", "bed")
 
 
 def register(app: typer.Typer) -> None:
     @app.command("classify")
-    def classify() -> None:
-        """(being built)"""
-        raise typer.Exit(1)
+    def classify(
+        inputs: InputsArg,
+        model: ModelOpt = None,
+        output: Annotated[str, typer.Option("--output", "-o", help="Output: .tsv[.gz] (per record), .bed or "
+                                            ".bed.gz (windows; bgzipped + tabix index); '-' for stdout.")] = "-",
+        fmt: FormatOpt = None,
+        window: Annotated[Optional[int], typer.Option("--window", help="Window length (default: the model's).")] = None,
+        stride: Annotated[Optional[int], typer.Option("--stride", help="Window step (default: the window).")] = None,
+        last: Annotated[str, typer.Option("--last", help="Last partial window: shift (end at the contig end), "
+                                          "pad (keep the shorter tail) or drop.")] = "shift",
+        rc_average: Annotated[Optional[bool], typer.Option(
+            "--rc-average/--no-rc-average",
+            help="Average forward and reverse-complement predictions (default: on for DNA models).")] = None,
+        min_score: Annotated[Optional[int], typer.Option("--min-score", help="Keep rows with score >= this (0-1000).")] = None,
+        label: Annotated[Optional[list[str]], typer.Option("--label", help="Keep rows with this predicted label (repeatable).")] = None,
+        merge: Annotated[bool, typer.Option("--merge", help="BED: merge overlapping/adjacent windows with the same label.")] = False,
+        region: RegionOpt = None,
+        regions: RegionsOpt = None,
+        reference: ReferenceOpt = None,
+        shard: ShardOpt = None,
+        batch_size: Annotated[str, typer.Option("--batch-size", help="Sequences per batch, or auto (fits memory).")] = "auto",
+        device: DeviceOpt = "auto",
+        precision: PrecisionOpt = "auto",
+    ) -> None:
+        """Classify sequences (TSV, one row per record) or scan genomes in windows (BED).
+
+        Example: hyena-glt classify example_data/MT-human.fa -o promoters.bed --label promoter --merge
+        """
+        from hyena_glt.inference import Predictor, SEQUENCE_TASKS, write_predictions_bed, write_predictions_tsv
+        from hyena_glt.io.sequences import read_many
+
+        shard_index, shard_count = parse_shard(shard)
+        explicit = output_format(output, fmt, FORMATS, "") if (fmt or output != "-") else ""
+        predictor = Predictor.from_pretrained(
+            model, tasks=SEQUENCE_TASKS, device=device, precision=precision, batch_size=batch_size,
+            window=window, stride=stride, last=last, rc_average=rc_average)
+        if explicit == "tsv" and merge:
+            raise UsageError("--merge needs BED output (-o out.bed or --format bed)")
+
+        records = read_many(inputs, regions=region, regions_bed=regions, reference=reference,
+                            alphabet=predictor.alphabet)
+        first = next(records, None)
+        if first is None:
+            raise InputError("no sequences in the input", path=", ".join(inputs))
+        kind = explicit or _auto_kind(first, predictor.window)
+        records = itertools.chain([first], records)
+        options = dict(shard=(shard_index, shard_count), min_score=min_score, labels=label or None,
+                       header=shard_index == 0)
+        if kind == "bed":
+            rows = write_predictions_bed(predictor, records, output, merge=merge, **options)
+        else:
+            if merge:
+                raise UsageError("--merge needs BED output (-o out.bed or --format bed)")
+            rows = write_predictions_tsv(predictor, records, output, **options)
+        log.info("wrote %d %s row(s) to %s", rows, kind.upper(), "stdout" if output == "-" else output)
+
+
+def _auto_kind(first, window: int | None) -> str:
+    from hyena_glt.inference import looks_like_genome
+
+    if looks_like_genome(first, window):
+        log.info("writing BED windows: record '%s' (%d bp) is longer than the %d-unit window "
+                 "(use --format tsv for one row per record)", first.id, len(first.seq), window)
+        return "bed"
+    return "tsv"
+

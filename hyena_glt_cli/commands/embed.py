@@ -1,10 +1,100 @@
-"""`hyena-glt embed` (being built)."""
+"""`hyena-glt embed`: embeddings of sequences (or of genome windows) into an ``.npz``.
+
+Which rows: with ``--window N``, records longer than N are embedded window by window (each row carries its
+coordinates); ``--window 0`` embeds whole records. By default, as in ``classify``: when the first record is
+longer than the model's window and has no base qualities (a genome, not reads), records are scanned in the
+model's windows; otherwise (reads, short sequences) each record is one row. The embeddings are streamed to disk as they are computed, so a genome never
+has to fit in memory. Layout of the ``.npz`` (``np.load`` needs no pickle):
+
+* ``names`` (N,), ``contig`` (N,), ``start``/``end`` (N,) 0-based half-open (a record without
+  coordinates: its id, 0, its length), ``lengths`` (N,)
+* ``--pool mean|cls``: ``embeddings`` (N, D)
+* ``--pool none``: ``embeddings`` (sum of lengths, D), one row per unit, and ``offsets`` (N+1,): item i is
+  ``embeddings[offsets[i]:offsets[i+1]]``
+* ``metadata``: a JSON string (model, pool, layer, window, stride, dtype)
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Annotated, Optional
 
 import typer
+
+from hyena_glt.errors import InputError, UsageError
+
+from ..common import (
+    DeviceOpt,
+    InputsArg,
+    ModelOpt,
+    PrecisionOpt,
+    ReferenceOpt,
+    RegionOpt,
+    RegionsOpt,
+    output_format,
+    progress,
+)
+
+log = logging.getLogger("hyena_glt")
 
 
 def register(app: typer.Typer) -> None:
     @app.command("embed")
-    def embed() -> None:
-        """(being built)"""
-        raise typer.Exit(1)
+    def embed(
+        inputs: InputsArg,
+        output: Annotated[str, typer.Option("--output", "-o", help="Output .npz ('-' for stdout).")],
+        model: ModelOpt = None,
+        pool: Annotated[str, typer.Option("--pool", help="mean, cls, or none (one row per position).")] = "mean",
+        layer: Annotated[Optional[int], typer.Option("--layer", help="Hidden states after this block "
+                                                      "(0-based; negative from the last; default: the final states).")] = None,
+        dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16.")] = "float32",
+        window: Annotated[Optional[int], typer.Option("--window", help="Window length for long records "
+                                                       "(default: the model's; 0: whole records).")] = None,
+        stride: Annotated[Optional[int], typer.Option("--stride", help="Window step (default: the window).")] = None,
+        last: Annotated[str, typer.Option("--last", help="Last partial window: shift, pad or drop.")] = "shift",
+        region: RegionOpt = None,
+        regions: RegionsOpt = None,
+        reference: ReferenceOpt = None,
+        batch_size: Annotated[str, typer.Option("--batch-size", help="Sequences per batch, or auto.")] = "auto",
+        device: DeviceOpt = "auto",
+        precision: PrecisionOpt = "auto",
+    ) -> None:
+        """Embed sequences (pooled or per position) into an .npz.
+
+        Example: hyena-glt embed example_data/lambda_reads_1.fq -o reads.npz --pool mean
+        """
+        from hyena_glt.inference import EMBED_DTYPES, POOLS, NpzEmbeddingWriter, Predictor, looks_like_genome
+        from hyena_glt.io.sequences import read_many
+
+        output_format(output, None, ("npz",), "npz")
+        if pool not in POOLS:
+            raise UsageError(f"unknown --pool '{pool}' (use {', '.join(POOLS)})")
+        if dtype not in EMBED_DTYPES:
+            raise UsageError(f"unknown --dtype '{dtype}' (use {', '.join(EMBED_DTYPES)})")
+        whole_records = window == 0
+        predictor = Predictor.from_pretrained(
+            model, device=device, precision=precision, batch_size=batch_size,
+            window=None if whole_records else window, stride=stride, last=last, rc_average=False)
+
+        records = read_many(inputs, regions=region, regions_bed=regions, reference=reference,
+                            alphabet=predictor.alphabet)
+        first = next(records, None)
+        if first is None:
+            raise InputError("no sequences in the input", path=", ".join(inputs))
+        # Windows when asked for (--window N), else when the input looks like a genome (as classify does).
+        windowed = predictor.window is not None and not whole_records and (
+            window is not None or looks_like_genome(first, predictor.window))
+        records = itertools.chain([first], records)
+        with NpzEmbeddingWriter(predictor.embedding_dim, dtype=dtype, pool=pool) as writer:
+            for batch in predictor.embed(records, pool=pool, layer=layer, windowed=windowed):
+                writer.add(batch)
+            metadata = {
+                "model": predictor.metadata.get("model_dir"), "task": predictor.task, "pool": pool,
+                "layer": layer, "dtype": dtype, "window": predictor.window if windowed else None,
+                "stride": predictor.stride if windowed else None, "last": last if windowed else None,
+            }
+            writer.write(output, metadata)
+            log.info("wrote %d embedding(s) of dimension %d to %s", len(writer.names), predictor.embedding_dim,
+                     "stdout" if output == "-" else output)
+

@@ -1,0 +1,247 @@
+"""`hyena-glt classify`: TSV per record, BED windows, filters, merge, bgzip+tabix, shards, bad input."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pysam
+import pytest
+from typer.testing import CliRunner
+
+from hyena_glt.io.sequences import read_sequences
+from hyena_glt_cli.main import app
+
+from test_inference import CLASS_NAMES, DATA, make_model_dir
+
+runner = CliRunner()
+BED_HEADER = "#contig\tstart\tend\tlabel\tscore\tstrand\tp_background\tp_promoter"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    return str(make_model_dir(tmp_path_factory.mktemp("model") / "cls"))
+
+
+@pytest.fixture(scope="module")
+def reads_fq(tmp_path_factory) -> Path:
+    """The first 25 reads of lambda_reads_1.fq (mixed lengths)."""
+    path = tmp_path_factory.mktemp("reads") / "head.fq"
+    with open(DATA / "lambda_reads_1.fq") as fh:
+        path.write_text("".join(itertools.islice(fh, 100)))
+    return path
+
+
+def run(*args: str, input: str | None = None):
+    return runner.invoke(app, ["-q", "-@", "1", "classify", *args], input=input)
+
+
+def ok(*args: str, input: str | None = None) -> str:
+    result = run(*args, input=input)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def check_tsv(text: str, ids: list[str], lengths: list[int]) -> np.ndarray:
+    lines = text.splitlines()
+    assert lines[0] == "id\tlength\tlabel\tp_background\tp_promoter"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [r[0] for r in rows] == ids
+    assert [int(r[1]) for r in rows] == lengths
+    probs = np.array([[float(x) for x in r[3:]] for r in rows])
+    assert all(len(r) == 5 for r in rows)
+    assert [r[2] for r in rows] == [CLASS_NAMES[i] for i in probs.argmax(1)]
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=2e-4)
+    return probs
+
+
+def parse_bed(text: str) -> list[list[str]]:
+    return [line.split("\t") for line in text.splitlines() if not line.startswith("#")]
+
+
+def expected_windows(length: int, window: int, stride: int) -> list[tuple[int, int]]:
+    spans = [(s, s + window) for s in range(0, length - window + 1, stride)]
+    if spans[-1][1] < length:
+        spans.append((length - window, length))
+    return spans
+
+
+# ---------------------------------------------------------------------------------------------- TSV
+def test_tsv_per_read_from_fastq_file_and_stdin(model, reads_fq, tmp_path):
+    records = list(read_sequences(reads_fq))
+    out = tmp_path / "reads.tsv"
+    assert ok(str(reads_fq), "-m", model, "-o", str(out)) == ""
+    check_tsv(out.read_text(), [r.id for r in records], [len(r.seq) for r in records])
+    # The same reads on stdin, written to stdout: the same table (stdout auto-picks TSV for reads).
+    assert ok("-", "-m", model, input=reads_fq.read_text()) == out.read_text()
+    # Batch size changes how work is packed, never the order of rows.
+    small = ok(str(reads_fq), "-m", model, "--format", "tsv", "--batch-size", "3")
+    assert [line.split("\t")[0] for line in small.splitlines()] == [line.split("\t")[0] for line in out.read_text().splitlines()]
+
+
+def test_tsv_from_bam_reads_in_file_order(model, tmp_path):
+    out = tmp_path / "bam.tsv"
+    ok(str(DATA / "ce_reads.bam"), "-m", model, "-o", str(out))
+    with pysam.AlignmentFile(str(DATA / "ce_reads.bam")) as bam:
+        ids = [a.query_name for a in bam.fetch(until_eof=True) if not (a.is_secondary or a.is_supplementary)]
+    check_tsv(out.read_text(), ids, [100] * len(ids))
+    assert len(ids) == 1000
+
+
+def test_tsv_label_filter_and_gzip(model, reads_fq, tmp_path):
+    full = ok(str(reads_fq), "-m", model, "--format", "tsv").splitlines()
+    kept = ok(str(reads_fq), "-m", model, "--format", "tsv", "--label", "promoter").splitlines()
+    assert kept == [full[0]] + [line for line in full[1:] if line.split("\t")[2] == "promoter"]
+    out = tmp_path / "reads.tsv.gz"
+    ok(str(reads_fq), "-m", model, "-o", str(out))
+    import gzip
+
+    assert gzip.decompress(out.read_bytes()).decode().splitlines() == full
+
+
+# ---------------------------------------------------------------------------------------------- BED
+def test_bed_windows_of_a_genome_exact_coordinates(model, tmp_path):
+    text = ok(str(DATA / "ex1.fa"), "-m", model)  # stdout: ex1 records are longer than the window → BED
+    lines = text.splitlines()
+    assert lines[0] == BED_HEADER
+    rows = parse_bed(text)
+    lengths = {"seq1": 1575, "seq2": 1584}
+    expected = [(c, s, e) for c in ("seq1", "seq2") for s, e in expected_windows(lengths[c], 70, 70)]
+    assert [(r[0], int(r[1]), int(r[2])) for r in rows] == expected
+    for r in rows:
+        assert len(r) == 8 and r[5] == "."  # rc-averaged: no strand
+        probs = np.array([float(r[6]), float(r[7])])
+        assert r[3] == CLASS_NAMES[int(probs.argmax())]
+        assert abs(int(r[4]) - 1000 * probs.max()) <= 1
+        assert 0 <= int(r[1]) < int(r[2]) <= lengths[r[0]]
+    # The same windows' probabilities as classifying the window sequences one by one in TSV mode.
+    seq1 = next(read_sequences(DATA / "ex1.fa")).seq
+    fasta = tmp_path / "w.fa"
+    fasta.write_text(">w0\n" + seq1[0:70] + "\n>wlast\n" + seq1[1505:1575] + "\n")
+    tsv = [line.split("\t") for line in ok(str(fasta), "-m", model, "--format", "tsv").splitlines()[1:]]
+    assert tsv[0][3:] == rows[0][6:] and tsv[1][3:] == rows[22][6:]
+
+
+def test_bed_of_mitochondrion_with_stride_and_no_rc(model, tmp_path):
+    out = tmp_path / "mt.bed"
+    ok(str(DATA / "MT-human.fa"), "-m", model, "--stride", "35", "--no-rc-average", "-o", str(out))
+    rows = parse_bed(out.read_text())
+    spans = expected_windows(16569, 70, 35)
+    assert [(int(r[1]), int(r[2])) for r in rows] == spans
+    assert {r[0] for r in rows} == {"NC_012920.1"} or len({r[0] for r in rows}) == 1
+    assert {r[5] for r in rows} == {"+"}  # one strand read: the forward one
+
+
+def test_bed_regions_are_offset_and_output_sorted(model, tmp_path):
+    regions = tmp_path / "r.bed"
+    regions.write_text("seq2\t100\t300\nseq1\t1000\t1200\nseq1\t0\t150\n")
+    rows = parse_bed(ok(str(DATA / "ex1.fa"), "-m", model, "--regions", str(regions), "--format", "bed"))
+    got = [(r[0], int(r[1]), int(r[2])) for r in rows]
+    expected = sorted([("seq2", 100 + s, 100 + e) for s, e in expected_windows(200, 70, 70)]
+                      + [("seq1", 1000 + s, 1000 + e) for s, e in expected_windows(200, 70, 70)]
+                      + [("seq1", s, e) for s, e in expected_windows(150, 70, 70)])
+    assert got == expected
+    # --region (1-based inclusive) selects the same interval as BED 100..300.
+    one = parse_bed(ok(str(DATA / "ex1.fa"), "-m", model, "-r", "seq2:101-300", "--format", "bed"))
+    assert [r for r in rows if r[0] == "seq2"] == one
+
+
+def test_min_score_label_and_merge(model):
+    args = (str(DATA / "ex1.fa"), "-m", model, "--window", "20")
+    rows = parse_bed(ok(*args))
+    kept = parse_bed(ok(*args, "--label", "promoter", "--min-score", "500"))
+    assert kept == [r for r in rows if r[3] == "promoter" and int(r[4]) >= 500]
+    merged = parse_bed(ok(*args, "--merge"))
+    # Reference: consecutive windows with the same label, overlapping or touching, become one interval.
+    expected = []
+    for r in rows:
+        c, s, e, lab = r[0], int(r[1]), int(r[2]), r[3]
+        if expected and expected[-1][0] == c and expected[-1][3] == lab and s <= expected[-1][2]:
+            expected[-1][2] = max(expected[-1][2], e)
+        else:
+            expected.append([c, s, e, lab])
+    assert [[r[0], int(r[1]), int(r[2]), r[3]] for r in merged] == expected
+    assert len(merged) < len(rows)
+    for a, b in zip(merged, merged[1:]):  # no two mergeable neighbours remain
+        assert not (a[0] == b[0] and a[3] == b[3] and int(b[1]) <= int(a[2]))
+
+
+def test_bed_gz_is_bgzipped_and_tabix_indexed(model, tmp_path):
+    out = tmp_path / "ex1.bed.gz"
+    ok(str(DATA / "ex1.fa"), "-m", model, "-o", str(out), "--window", "50")
+    assert Path(str(out) + ".tbi").is_file()
+    with pysam.TabixFile(str(out)) as tbx:
+        assert sorted(tbx.contigs) == ["seq1", "seq2"]
+        assert list(tbx.header) == [BED_HEADER]
+        hits = [line.split("\t") for line in tbx.fetch("seq2", 120, 260)]
+    assert [(int(h[1]), int(h[2])) for h in hits] == [(100, 150), (150, 200), (200, 250), (250, 300)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ex1.bed.gz", "ex1.bed.gz.tbi"]
+
+
+def test_shards_union_equals_full_run(model, tmp_path):
+    args = [str(DATA / "lambda_virus.fa"), "-m", model, "--window", "20"]  # 2426 windows: 3 blocks
+    full = tmp_path / "full.bed"
+    ok(*args, "-o", str(full))
+    shards = []
+    for i in (1, 2, 3):
+        shard = tmp_path / f"s{i}.bed"
+        ok(*args, "--shard", f"{i}/3", "-o", str(shard))
+        shards.append(shard.read_text())
+    assert all(len(parse_bed(s)) > 300 for s in shards)  # one genome, split across all shards
+    assert shards[0].startswith("#") and not shards[1].startswith("#")  # header once: cat is a valid file
+    assert sorted("".join(shards).splitlines()) == sorted(full.read_text().splitlines())
+    # TSV shards of reads (1000 reads: 4 blocks of 256), likewise.
+    reads = [str(DATA / "ce_reads.fastq"), "-m", model, "--format", "tsv"]
+    whole = ok(*reads)
+    parts = [ok(*reads, "--shard", f"{i}/2") for i in (1, 2)]
+    assert [len(p.splitlines()) for p in parts] == [1 + 512, 488]
+    assert sorted("".join(parts).splitlines()) == sorted(whole.splitlines())
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("case", ["missing model", "corrupt model", "lm model", "shard 3/2", "empty input",
+                                  "unknown extension", "merge with shards", "unknown label"])
+def test_bad_input_one_line_exit_2_no_output(case, model, tmp_path):
+    out = tmp_path / "out.bed"
+    args = [str(DATA / "ex1.fa"), "-m", model, "-o", str(out)]
+    expect = {
+        "missing model": "model directory does not exist",
+        "corrupt model": "model.safetensors",
+        "lm model": "'lm' model",
+        "shard 3/2": "--shard 3/2",
+        "empty input": "empty file",
+        "unknown extension": "cannot tell the output format",
+        "merge with shards": "--merge cannot be combined with --shard",
+        "unknown label": "unknown --label 'exon'",
+    }[case]
+    if case == "missing model":
+        args[2] = str(tmp_path / "no_such_model")
+    elif case == "corrupt model":
+        corrupt = tmp_path / "corrupt"
+        corrupt.mkdir()
+        for name in ("config.json", "hyena_glt.json"):
+            (corrupt / name).write_text((Path(model) / name).read_text())
+        (corrupt / "model.safetensors").write_bytes(b"\0" * 100)
+        args[2] = str(corrupt)
+    elif case == "lm model":
+        args[2] = str(make_model_dir(tmp_path / "lm", task="lm"))
+    elif case == "shard 3/2":
+        args += ["--shard", "3/2"]
+    elif case == "empty input":
+        empty = tmp_path / "empty.fa"
+        empty.write_text("")
+        args[0] = str(empty)
+    elif case == "unknown extension":
+        out = tmp_path / "out.xyz"
+        args[4] = str(out)
+    elif case == "merge with shards":
+        args += ["--merge", "--shard", "1/2"]
+    elif case == "unknown label":
+        args += ["--label", "exon"]
+    result = run(*args)
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hyena-glt: error: ") and expect in lines[0]
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries left
