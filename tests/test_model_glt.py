@@ -129,23 +129,17 @@ def test_bad_tasks():
 
 def test_rc_average_logits_flips_per_unit_outputs():
     from hyena_glt.model import rc_average_logits
-
-    class Complement:  # stands in for NucleotideTokenizer: A C G T = 5 6 7 8
-        def reverse_complement_batch(self, input_ids, lengths):
-            comp = torch.tensor([0, 1, 2, 3, 4, 8, 7, 6, 5, 9])[input_ids]
-            pos = torch.arange(input_ids.shape[1])
-            src = (lengths[:, None] - 1 - pos).clamp(min=0)
-            out = comp.gather(1, src)
-            return torch.where(pos < lengths[:, None], out, input_ids)
+    from hyena_glt.tokenizers import get_tokenizer
 
     model = make("token_classification", 2, patcher="none", bidirectional=True)
     x = torch.randint(5, 9, (2, 11), generator=torch.Generator().manual_seed(3))
     mask = torch.ones_like(x, dtype=torch.bool)
     mask[1, 6:] = False
-    tok = Complement()
+    tok = get_tokenizer("nucleotide")
     with torch.no_grad():
         avg = rc_average_logits(model, x, mask, tok)
         rc = tok.reverse_complement_batch(x, mask.sum(1))
+        assert tok.decode(rc[1, :6]) == tok.decode(x[1, :6]).translate(str.maketrans("ACGT", "TGCA"))[::-1]
         want1 = (model(x[1:, :6]) + model(rc[1:, :6]).flip(1)) / 2
     assert torch.allclose(avg[1, :6], want1[0], atol=1e-5)
     seq_model = make("classification", 2, patcher="static:4", bidirectional=True)

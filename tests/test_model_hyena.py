@@ -83,11 +83,18 @@ def test_fp32_long_conv_under_bf16_autocast():
 
 def test_chunked_inference_equals_unchunked(monkeypatch):
     import hyena_glt.model.hyena as hyena
+    from hyena_glt.model.hyena import Block
 
-    op = HyenaOperator(16, filter_scale=64).eval()
-    u = torch.randn(1, 300, 16)
+    torch.manual_seed(0)
+    block = Block(16, 32, HyenaOperator(16, order=3, filter_scale=64)).eval()
+    u = torch.randn(2, 300, 16)
+    with_autograd = block(u).detach()
     with torch.no_grad():
-        whole = op(u)
-        monkeypatch.setattr(hyena, "_FFT_CHUNK_ELEMENTS", 600 * 5)  # FFT size 600: chunks of 5 channels
-        chunked = op(u)
-    assert torch.allclose(whole, chunked, atol=1e-6)
+        whole = block(u)
+        assert torch.allclose(whole, with_autograd, atol=1e-6)  # the no-grad path equals the autograd one
+        monkeypatch.setattr(hyena, "_FFT_CHUNK_ELEMENTS", 2 * 600 * 5)  # FFT size 600: chunks of 5 channels
+        monkeypatch.setattr(hyena, "_GROUP_ELEMENTS", 2 * 300 * 4 * 6)  # channel groups of 6 (16 = 6 + 6 + 4)
+        monkeypatch.setattr(hyena, "_MLP_ROWS", 2 * 70)  # MLP rows in chunks of 70 positions
+        chunked = block(u)
+    assert torch.allclose(whole, chunked, atol=1e-5)
+    assert not torch.equal(u, chunked)  # the input itself was not updated in place

@@ -99,3 +99,24 @@ def test_extra_tensor_is_a_mismatch(saved):
     save_file(state, str(path / "model.safetensors"))
     with pytest.raises(ModelError, match="unexpected extra.weight"):
         from_pretrained(path)
+
+
+def test_entropy_patched_model_round_trip(tmp_path):
+    from hyena_glt.model.entropy import EntropyPatcher
+
+    torch.manual_seed(2)
+    lm = HyenaGLTForTask(HyenaGLTConfig(**CONFIG), "lm").eval()
+    model = HyenaGLTForTask(HyenaGLTConfig(**CONFIG, patcher="entropy", bidirectional=True), "classification", 2).eval()
+    x = torch.randint(5, 9, (2, 40))
+    with pytest.raises(Exception, match="no entropy patcher is attached"):
+        model(x)
+    model.backbone.patcher = EntropyPatcher(lm, threshold=1.9, min_patch_length=3, max_patch_length=8)
+    save_pretrained(model, tmp_path / "m", META)
+    assert (tmp_path / "m" / "entropy_model" / "model.safetensors").is_file()
+    loaded, meta = from_pretrained(tmp_path / "m")
+    assert meta["patcher"] == "entropy"
+    assert loaded.backbone.patcher.threshold == 1.9 and loaded.backbone.patcher.max_patch_length == 8
+    with torch.no_grad():
+        lengths = model.backbone.patcher(x, torch.ones_like(x, dtype=torch.bool))
+        assert lengths.shape[1] <= 14 and lengths.max() <= 8  # real patches, not units
+        assert torch.equal(model(x), loaded(x))

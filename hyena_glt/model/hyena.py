@@ -22,6 +22,10 @@ import torch.nn.functional as F
 # Long convolutions run in channel chunks of at most this many FFT elements when no gradient is needed,
 # which bounds peak memory for megabase inputs without slowing shorter ones.
 _FFT_CHUNK_ELEMENTS = 1 << 24
+# Likewise the Hyena operator handles channel groups of at most this many projected elements at a time.
+_GROUP_ELEMENTS = 1 << 26
+# and blocks run their MLP over at most this many (batch x position) rows at a time.
+_MLP_ROWS = 1 << 16
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,6 +61,20 @@ def direct_conv(v: torch.Tensor, h: torch.Tensor, h_back: torch.Tensor | None = 
     if h_back is not None:
         taps = taps + h_back[:, (-lag).clamp(min=0)] * (lag < 0)
     return torch.einsum("bcs,cts->bct", v.double(), taps.double()).to(v.dtype)
+
+
+def causal_depthwise_conv(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Causal depthwise conv over L as k shifted multiply-adds (on CPU much faster than a grouped conv1d):
+    out[c, t] = bias[c] + Σ_j weight[c, k-1-j]·z[c, t-j]. z (B, C, L), weight (C, k)."""
+    k = weight.shape[1]
+    out = torch.addcmul(bias.to(z.dtype)[:, None], z, weight[:, k - 1:].to(z.dtype))
+    for j in range(1, min(k, z.shape[-1])):
+        w = weight[:, k - 1 - j, None].to(z.dtype)
+        if torch.is_grad_enabled() and (z.requires_grad or w.requires_grad):
+            out = out + F.pad(z[..., :-j] * w, (j, 0))
+        else:
+            out[..., j:].addcmul_(z[..., :-j], w)
+    return out
 
 
 class Sin(nn.Module):
@@ -134,7 +152,7 @@ class HyenaOperator(nn.Module):
         self.d, self.order, self.bidirectional = d, order, bidirectional
         width = (order + 1) * d
         self.in_proj = nn.Linear(d, width)
-        self.short_conv = nn.Conv1d(width, width, short_conv, groups=width)  # weights only; see _short_conv
+        self.short_conv = nn.Conv1d(width, width, short_conv, groups=width)  # weights only; see causal_depthwise_conv
         self.filter = ImplicitFilter((order - 1) * d, filter_dim, filter_layers, filter_bands, filter_scale,
                                      filter_freq, bidirectional)
         self.out_proj = nn.Linear(d, d)
@@ -144,37 +162,35 @@ class HyenaOperator(nn.Module):
         """u (B, L, D) → (B, L, D). ``mask`` (B, L) bool marks real units; padding is zeroed before every
         long convolution so it cannot reach real units (it only could in the bidirectional case)."""
         batch, length, _ = u.shape
-        # Work channels-first (B, C, L) so FFTs run over contiguous rows; the projections read and write
-        # the transposed layout directly (baddbmm), which saves two full transposing copies per layer.
-        w_in = self.in_proj.weight.to(u.dtype)
-        z = torch.baddbmm(self.in_proj.bias.to(u.dtype)[None, :, None], w_in[None].expand(batch, -1, -1),
-                          u.transpose(1, 2))
-        z = self._short_conv(z)
-        *xs, v = z.split(self.d, dim=1)
+        order, d = self.order, self.d
         n = fast_fft_size(2 * length - 1)  # linear (not circular) convolution of L taps over L inputs
-        k_f = self.filter.spectrum(length, n, u.device).view(self.order - 1, self.d, -1)
-        skip = self.filter.skip.view(self.order - 1, self.d)
-        keep = None if mask is None or not self.bidirectional else mask[:, None, :].to(v.dtype)
-        for i in range(self.order - 1):
-            v = v * xs[self.order - 1 - i]
-            if keep is not None:
-                v = v * keep
-            v = self.dropout(self._long_conv(v, k_f[i], n, skip[i])).to(u.dtype)
-        y = v.mul_(xs[0]) if not v.requires_grad else v * xs[0]
-        w_out = self.out_proj.weight.to(u.dtype)
-        return torch.baddbmm(self.out_proj.bias.to(u.dtype), y.transpose(1, 2), w_out.t()[None].expand(batch, -1, -1))
-
-    def _short_conv(self, z: torch.Tensor) -> torch.Tensor:
-        """Causal depthwise conv over L as k shifted multiply-adds (faster on CPU than a grouped conv1d):
-        out[t] = bias + Σ_j w[k-1-j]·z[t-j]."""
-        w = self.short_conv.weight.to(z.dtype)[:, 0]  # (C, k)
-        k = w.shape[1]
-        out = torch.addcmul(self.short_conv.bias.to(z.dtype)[:, None], z, w[:, k - 1:])
-        for j in range(1, min(k, z.shape[-1])):
-            if out.requires_grad or z.requires_grad:
-                out = out + F.pad(z[..., :-j] * w[:, k - 1 - j, None], (j, 0))
+        k_f = self.filter.spectrum(length, n, u.device).view(order - 1, d, -1)
+        skip = self.filter.skip.view(order - 1, d)
+        keep = None if mask is None or not self.bidirectional else mask[:, None, :].to(u.dtype)
+        w_in, b_in = self.in_proj.weight.view(order + 1, d, -1), self.in_proj.bias.view(order + 1, d)
+        w_conv, b_conv = self.short_conv.weight.view(order + 1, d, -1), self.short_conv.bias.view(order + 1, d)
+        # Channels-first (B, C, L): FFTs run over contiguous rows, and baddbmm reads/writes the transposed
+        # layout directly (no transposing copies). Without autograd, megabase inputs go through in groups of
+        # channels (projection → convs → output accumulation), which bounds memory; otherwise one group.
+        group = d if torch.is_grad_enabled() else max(1, _GROUP_ELEMENTS // (batch * length * (order + 1)))
+        out = None
+        for c in range(0, d, group):
+            g = slice(c, c + group)
+            z = torch.baddbmm(b_in[:, g].reshape(-1, 1), w_in[:, g].reshape(-1, w_in.shape[-1]).expand(batch, -1, -1),
+                              u.transpose(1, 2))
+            z = causal_depthwise_conv(z, w_conv[:, g].reshape(z.shape[1], -1), b_conv[:, g].reshape(-1))
+            *xs, v = z.split(z.shape[1] // (order + 1), dim=1)
+            for i in range(order - 1):
+                v = v * xs[order - 1 - i]
+                if keep is not None:
+                    v = v * keep
+                v = self.dropout(self._long_conv(v, k_f[i, g], n, skip[i, g])).to(z.dtype)
+            y = (v.mul_(xs[0]) if not v.requires_grad else v * xs[0]).transpose(1, 2)
+            w_out = self.out_proj.weight[:, g].t()[None].expand(batch, -1, -1)
+            if out is None:
+                out = torch.baddbmm(self.out_proj.bias, y, w_out)
             else:
-                out[..., j:].addcmul_(z[..., :-j], w[:, k - 1 - j, None])
+                out.baddbmm_(y.to(out.dtype), w_out.to(out.dtype))
         return out
 
     @staticmethod
@@ -240,7 +256,15 @@ class Block(nn.Module):
         self.mlp = MLP(d, hidden, dropout) if hidden else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.dropout(self.mixer(self.norm1(x), mask))
+        h = self.dropout(self.mixer(self.norm1(x), mask))
+        if not torch.is_grad_enabled():  # inference: update in place, and run the MLP over row chunks
+            x = h.add_(x)  # h is a fresh tensor, so this leaves the caller's x alone
+            if self.mlp is not None:
+                for s in range(0, x.shape[1], _MLP_ROWS // x.shape[0] or 1):
+                    part = x[:, s:s + _MLP_ROWS // x.shape[0] or 1]
+                    part += self.mlp(self.norm2(part))
+            return x
+        x = x + h
         if self.mlp is not None:
             x = x + self.mlp(self.norm2(x))
         return x

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..common import DeviceOpt, OutputOpt, PrecisionOpt
+from ..common import DeviceOpt, OutputOpt, PrecisionOpt, progress, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -46,10 +46,9 @@ def register(app: typer.Typer) -> None:
         cases = bench.plan(bench.parse_lengths(lengths), bench.parse_ints(batch_sizes, "--batch-sizes"),
                            [p.strip() for p in presets.split(",")], [p.strip() for p in patchers.split(",")],
                            attention, task)
-        import torch
-
-        # Each configuration is logged as it starts (stderr); threads as set by the global -@.
-        rows = list(bench.run(cases, dev, prec, repeats, torch.get_num_threads(), timeout, isolate))
+        # Each configuration is also logged as it starts (stderr); threads as set by the global -@.
+        rows = list(progress(bench.run(cases, dev, prec, repeats, settings().threads, timeout, isolate),
+                             "benchmark", total=len(cases)))
         with atomic_output(output) as fh:
             fh.write("\t".join(bench.COLUMNS) + "\n")
             for row in rows:
