@@ -148,7 +148,7 @@ def test_train_script_one_node_is_standalone_and_splits_cpus_between_gpus(tmp_pa
     assert "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1" in argv
     cli = argv[argv.index("hyena_glt_cli") - 1:]
     assert cli == ["-m", "hyena_glt_cli", "-@", "8", "train", "train.csv", "--task", "classification",
-                   "-o", str(tmp_path / "model")]
+                   "-o", str(tmp_path / "model"), "--resume"]
 
 
 def test_train_script_several_nodes_meet_at_a_rendezvous_on_the_first(tmp_path):
@@ -164,3 +164,69 @@ def test_train_script_several_nodes_meet_at_a_rendezvous_on_the_first(tmp_path):
 def test_train_script_without_gpus_runs_one_worker_with_all_cpus(tmp_path):
     argv = dry_run_train(tmp_path, tmp_path / "model", SLURM_CPUS_PER_TASK="6")
     assert "--nproc-per-node=1" in argv and argv[argv.index("-@") + 1] == "6"
+
+
+def launcher_bin(tmp_path: Path) -> Path:
+    """`srun` that runs its command here (dropping srun's own options) after noting its pid, and `scontrol`
+    that records a requeue: enough SLURM for the batch script's own logic to run for real."""
+    bindir = tmp_path / "launcher"
+    bindir.mkdir()
+    srun = bindir / "srun"
+    srun.write_text('#!/usr/bin/env bash\nwhile [[ $1 == --* ]]; do shift; done\n'
+                    f'echo $$ > {tmp_path}/srun.pid\nexec "$@"\n')
+    scontrol = bindir / "scontrol"
+    scontrol.write_text(f'#!/usr/bin/env bash\necho "$@" >> {tmp_path}/scontrol.calls\n')
+    for tool in (srun, scontrol):
+        tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    return bindir
+
+
+@pytest.mark.slow
+def test_train_script_checkpoints_on_usr1_requeues_and_resumes_to_the_end(tmp_path, data_dir):
+    """The pre-emption path for real, on CPU: torchrun (1 worker) trains, USR1 arrives as SLURM would send it,
+    the worker checkpoints, the script requeues the job; the requeued run resumes and finishes the model."""
+    import json
+    import signal
+    import time
+
+    outdir = tmp_path / "model"
+    env = slurm_env(HYENA_GLT=str(VENV_BIN / "hyena-glt"), SLURM_JOB_ID="777", SLURM_CPUS_PER_TASK="1",
+                    NPROC_PER_NODE="1", MASTER_PORT="29733")
+    env["PATH"] = f"{launcher_bin(tmp_path)}{os.pathsep}{env['PATH']}"
+    train = data_dir / "gue" / "mouse_2" / "train.csv"
+    command = ["bash", str(SLURM / "train_torchrun.sbatch"), str(outdir), str(train),
+               "--max-steps", "24", "--batch-size", "16", "--checkpoint-every", "2"]
+
+    first = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    last_state = outdir / "checkpoints" / "last" / "trainer_state.pt"
+    deadline = time.monotonic() + 300
+    while not last_state.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert last_state.exists(), "no checkpoint before the deadline"
+    os.kill(int((tmp_path / "srun.pid").read_text()), signal.SIGUSR1)  # the job step: torchrun's agent
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr[-3000:]
+    assert "received SIGUSR1" in stderr and "after writing a checkpoint; requeueing job 777" in stderr
+    assert (tmp_path / "scontrol.calls").read_text() == "requeue 777\n"
+    assert not (outdir / "hyena_glt.json").exists()
+    interrupted_at = json.loads((outdir / "checkpoints" / "last" / "hyena_glt.json").read_text())
+
+    env["SLURM_RESTART_COUNT"] = "1"
+    second = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "finished" in second.stderr
+    meta = json.loads((outdir / "hyena_glt.json").read_text())
+    assert 0 < interrupted_at["training"]["steps"] < 24 and meta["training"]["steps"] == 24
+    assert (tmp_path / "scontrol.calls").read_text() == "requeue 777\n"  # no second requeue
+
+
+def test_train_script_does_not_requeue_a_run_that_fails_before_any_checkpoint(tmp_path, data_dir):
+    env = slurm_env(HYENA_GLT=str(VENV_BIN / "hyena-glt"), SLURM_JOB_ID="778", SLURM_CPUS_PER_TASK="1",
+                    NPROC_PER_NODE="1", MASTER_PORT="29734")
+    env["PATH"] = f"{launcher_bin(tmp_path)}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(["bash", str(SLURM / "train_torchrun.sbatch"), str(tmp_path / "model"),
+                           str(data_dir / "gue" / "mouse_2" / "train.csv"), "--task", "no-such-task"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "hyena-glt: error:" in proc.stderr and "failed with status" in proc.stderr
+    assert not (tmp_path / "scontrol.calls").exists()
