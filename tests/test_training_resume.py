@@ -91,6 +91,9 @@ def test_kill9_then_resume_matches_uninterrupted(gue_small, uninterrupted, tmp_p
     assert resumed.exit_code == 0, resumed.stderr
     assert "resuming from" in resumed.stderr
     metrics, weights = final(out)
+    # the model records the run's own command line (from the killed process), not the --resume one
+    command = json.loads((out / "hyena_glt.json").read_text())["training"]["command"]
+    assert command == "hyena-glt " + " ".join(train_args(gue_small, out))
     assert metrics == uninterrupted[0][0]
     assert weights == uninterrupted[0][1]  # bit for bit
 
@@ -138,6 +141,7 @@ def test_ddp_two_gloo_processes(gue_small, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     meta = json.loads((out / "hyena_glt.json").read_text())
     assert meta["training"]["world_size"] == 2
+    assert meta["training"]["command"] == "hyena-glt " + " ".join(args)
     # 128 sequences over 2 ranks x 32 per batch = 2 steps per epoch; max-steps 6 = 3 epochs
     log = (out / "train_log.tsv").read_text().splitlines()
     assert [row.split("\t")[1] for row in log[1:]] == ["2", "4", "6"]

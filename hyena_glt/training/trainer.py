@@ -40,6 +40,8 @@ log = logging.getLogger("hyena_glt")
 LOG_FILE = "train_log.tsv"
 CHECKPOINTS = "checkpoints"
 DNA_TOKENIZERS = ("nucleotide",)
+RESERVED_METADATA = {"task", "num_outputs", "tokenizer", "patcher", "window", "rc_average", "metrics", "training",
+                     "package_version", "class_names", "target_names"}
 
 
 class TrainingInterrupted(HyenaGLTError):
@@ -236,6 +238,7 @@ class Trainer:
         data_files: dict[str, list[str]] | None = None,
         command: str = "",
         resume: bool = False,
+        extra_metadata: dict | None = None,
     ):
         from ..model import HyenaGLTForTask, build_patcher
         from ..config import HyenaGLTConfig
@@ -245,6 +248,10 @@ class Trainer:
         self.options = options
         self.output_dir = Path(output_dir)
         self.command = command
+        self.extra_metadata = dict(extra_metadata or {})
+        clash = sorted(set(self.extra_metadata) & RESERVED_METADATA)
+        if clash:
+            raise UsageError(f"--meta cannot set {', '.join(clash)} (written by training itself)")
         self.resume = resume
         self.device = runtime.resolve_device(options.device)
         self.precision = runtime.resolve_precision(options.precision, self.device)
@@ -634,6 +641,7 @@ class Trainer:
             },
             "package_version": __version__,
         }
+        meta.update(self.extra_metadata)
         if self.class_names is not None:
             meta["class_names"] = list(self.class_names)
         if self.target_names is not None:
@@ -657,6 +665,7 @@ class Trainer:
             rng = {"ranks": parts}
         return {
             "format": 1,
+            "command": self.command,
             "options": json.dumps(self.options.to_json(), sort_keys=True),
             "data": json.dumps(self.data_info, sort_keys=True),
             "world_size": self.dist.world,
@@ -736,6 +745,7 @@ class Trainer:
         self.stopped_early = bool(state["stopped_early"])
         self.history = json.loads(state["history"])
         self.elapsed_before = float(state["elapsed_s"])
+        self.command = state.get("command") or self.command  # the run's original command, not the --resume one
         log.info("resuming from %s: step %d, epoch %d (+%d batches)", folder, self.global_step, self.epoch + 1,
                  self.micro_in_epoch)
 

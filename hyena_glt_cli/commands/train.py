@@ -80,6 +80,7 @@ def register(app: typer.Typer) -> None:
         eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (default: each epoch).")] = None,
         checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Write the resumable checkpoint every N steps (also each epoch and every 10 minutes).")] = None,
         keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints/--no-keep-checkpoints", help="Keep OUT/checkpoints after a successful run.")] = True,
+        meta: Annotated[Optional[list[str]], typer.Option("--meta", help="Extra KEY=JSON recorded in the model's hyena_glt.json (e.g. a benchmark reference).")] = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue the run in -o from its last checkpoint (same command otherwise).")] = False,
         device: DeviceOpt = "auto",
         precision: PrecisionOpt = "auto",
@@ -114,6 +115,12 @@ def register(app: typer.Typer) -> None:
             keep_checkpoints=keep_checkpoints, device=device, precision=precision, seed=seed,
         )
         options.check()
+        extra_metadata = {}
+        for key, text in _parse_pairs(meta or [], "--meta"):
+            try:
+                extra_metadata[key] = json.loads(text)
+            except json.JSONDecodeError:
+                extra_metadata[key] = text
 
         # --- read and check every input before anything is written -----------------------------------
         read = dict(fmt=data_format, sequence_column=sequence_column, label_columns=label_column,
@@ -158,7 +165,7 @@ def register(app: typer.Typer) -> None:
 
         result = run_training(
             options, train_data, val_data, output, test_data=test_data, data_files=data_files,
-            command=_command_line(), resume=resume,
+            command=_command_line(), resume=resume, extra_metadata=extra_metadata,
         )
         import logging
 

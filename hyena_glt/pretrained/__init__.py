@@ -1,0 +1,32 @@
+"""Models bundled with the package.
+
+``promoter-tiny``: a human core-promoter detector (promoter vs non-promoter, 70 nt windows) trained on GUE
+``prom_core_all`` by ``make default-model``; its test metrics, next to DNABERT-2's published MCC on the same
+split, are in its ``hyena_glt.json`` under ``metrics`` and ``benchmark``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ModelError
+
+DEFAULT_MODEL = "promoter-tiny"
+
+
+def model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """The folder of bundled model ``name`` (ModelError when it is not installed)."""
+    folder = Path(__file__).resolve().parent / name
+    if not (folder / "hyena_glt.json").is_file():
+        available = sorted(p.name for p in Path(__file__).resolve().parent.iterdir() if (p / "hyena_glt.json").is_file())
+        raise ModelError(
+            f"no bundled model '{name}' (available: {', '.join(available) or 'none'}; "
+            f"build the default one with `make default-model`)",
+            path=str(folder),
+        )
+    return folder
+
+
+def default_model_dir() -> Path:
+    """The bundled default model, used by `classify`/`embed`/`interpret` when no --model is given."""
+    return model_dir(DEFAULT_MODEL)
