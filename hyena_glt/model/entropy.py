@@ -254,7 +254,7 @@ class EntropyPatcherSettings:
     max_patch_length: int | None = None
     window: int = 1024
     context: int = 256
-    batch_size: int = 8
+    batch_size: int = 32
     calibration: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -298,7 +298,7 @@ class EntropyPatcher:
         *,
         window: int | None = None,
         context: int | None = None,
-        batch_size: int = 8,
+        batch_size: int = 32,
         tokenizer=None,
         metadata: dict | None = None,
     ):
