@@ -19,11 +19,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Long convolutions run in channel chunks of at most this many FFT elements when no gradient is needed,
-# which bounds peak memory for megabase inputs without slowing shorter ones.
-_FFT_CHUNK_ELEMENTS = 1 << 24
-# Likewise the Hyena operator handles channel groups of at most this many projected elements at a time.
+# Memory bounds for inference on megabase inputs (none of them applies when autograd is recording):
+# the Hyena operator runs channel groups of at most this many projected elements at a time,
 _GROUP_ELEMENTS = 1 << 26
+# filter spectra bigger than this are not kept whole (nor cached) but transformed per channel group,
+_SPECTRUM_CACHE_BYTES = 1 << 28
+# filter taps are generated over this many lags at a time,
+_TAP_ROWS = 1 << 16
 # and blocks run their MLP over at most this many (batch x position) rows at a time.
 _MLP_ROWS = 1 << 16
 
@@ -108,36 +110,57 @@ class ImplicitFilter(nn.Module):
         self._cache: dict = {}
 
     def taps(self, length: int, device: torch.device) -> torch.Tensor:
-        """(channels·(1|2), length) filter taps at lags 0..length-1 (backward filter stacked second)."""
-        t = torch.arange(length, device=device, dtype=torch.float32)[:, None] / self.scale
-        bands = torch.arange(1, self.bands + 1, device=device, dtype=torch.float32)
-        phase = 2 * math.pi * t * bands
-        z = torch.cat([t, torch.sin(phase), torch.cos(phase)], dim=-1)
-        h = self.mlp(z) * (torch.exp(-t * self.decay) + self.shift)
-        return h.t()
+        """(channels·(1|2), length) taps at lags 0..length-1 (backward filter stacked second). Without
+        autograd they are computed over chunks of lags, which bounds memory for megabase lengths."""
+        step = length if torch.is_grad_enabled() else _TAP_ROWS
+        out = None
+        for start in range(0, length, step):
+            t = torch.arange(start, min(start + step, length), device=device, dtype=torch.float32)[:, None] / self.scale
+            phase = 2 * math.pi * t * torch.arange(1, self.bands + 1, device=device, dtype=torch.float32)
+            h = self.mlp(torch.cat([t, torch.sin(phase), torch.cos(phase)], dim=-1))
+            h = h * (torch.exp(-t * self.decay) + self.shift)
+            if step >= length:
+                return h.t()
+            out = h.new_empty(h.shape[1], length) if out is None else out
+            out[:, start:start + h.shape[0]] = h.t()
+        return out
+
+    def spectra(self, length: int, n: int, device: torch.device):
+        """A function channels (slice) → rfft of those channels' filters at FFT size n, (c, n//2+1) complex64.
+
+        The whole spectrum is computed once per forward, and cached in eval mode without autograd (keyed on
+        the parameters' storage and version, so weight updates invalidate it). Spectra too big to keep
+        (megabase lengths) are transformed per channel group from taps computed once per forward instead.
+        """
+        with torch.autocast(device_type=device.type, enabled=False):
+            if not torch.is_grad_enabled() and self.channels * (n // 2 + 1) * 8 > _SPECTRUM_CACHE_BYTES:
+                h = self.taps(length, device)
+                return lambda rows: self._rfft(h, rows, n)
+            use_cache = not (self.training or torch.is_grad_enabled())
+            key = (length, n, device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+            k_f = self._cache.get(key) if use_cache else None
+            if k_f is None:
+                k_f = self._rfft(self.taps(length, device), slice(0, self.channels), n)
+                if use_cache:
+                    if len(self._cache) >= 4:
+                        self._cache.clear()
+                    self._cache[key] = k_f
+        return lambda rows: k_f[rows]
+
+    def _rfft(self, h: torch.Tensor, rows: slice, n: int) -> torch.Tensor:
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            fwd = h[rows]
+            if not self.bidirectional:
+                return torch.fft.rfft(fwd, n=n)
+            back = h[self.channels:][rows]
+            # Negative lags -1..-(L-1) wrap around to the end of the circular buffer.
+            length = h.shape[1]
+            gap = h.new_zeros(fwd.shape[0], n - 2 * length + 1)
+            return torch.fft.rfft(torch.cat([fwd, gap, back[:, 1:].flip(-1)], dim=-1), n=n)
 
     def spectrum(self, length: int, n: int, device: torch.device) -> torch.Tensor:
-        """rfft of the filter at FFT size n: (channels, n//2+1) complex64. Cached when no grad is needed
-        in eval mode (keyed on the parameters' storage and version, so weight updates invalidate it)."""
-        use_cache = not (self.training or torch.is_grad_enabled())
-        if use_cache:
-            key = (length, n, device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
-            hit = self._cache.get(key)
-            if hit is not None:
-                return hit
-        with torch.autocast(device_type=device.type, enabled=False):
-            h = self.taps(length, device)
-            if self.bidirectional:
-                fwd, back = h[: self.channels], h[self.channels:]
-                # Negative lags -1..-(L-1) wrap to the end of the circular buffer.
-                gap = h.new_zeros(self.channels, n - 2 * length + 1)
-                h = torch.cat([fwd, gap, back[:, 1:].flip(-1)], dim=-1)
-            k_f = torch.fft.rfft(h, n=n)
-        if use_cache:
-            if len(self._cache) >= 4:
-                self._cache.clear()
-            self._cache[key] = k_f
-        return k_f
+        """The whole (channels, n//2+1) spectrum."""
+        return self.spectra(length, n, device)(slice(0, self.channels))
 
     def train(self, mode: bool = True):
         self._cache.clear()
@@ -164,7 +187,7 @@ class HyenaOperator(nn.Module):
         batch, length, _ = u.shape
         order, d = self.order, self.d
         n = fast_fft_size(2 * length - 1)  # linear (not circular) convolution of L taps over L inputs
-        k_f = self.filter.spectrum(length, n, u.device).view(order - 1, d, -1)
+        spectra = self.filter.spectra(length, n, u.device)
         skip = self.filter.skip.view(order - 1, d)
         keep = None if mask is None or not self.bidirectional else mask[:, None, :].to(u.dtype)
         w_in, b_in = self.in_proj.weight.view(order + 1, d, -1), self.in_proj.bias.view(order + 1, d)
@@ -184,7 +207,9 @@ class HyenaOperator(nn.Module):
                 v = v * xs[order - 1 - i]
                 if keep is not None:
                     v = v * keep
-                v = self.dropout(self._long_conv(v, k_f[i, g], n, skip[i, g])).to(z.dtype)
+                k_f = spectra(slice(i * d + c, i * d + min(c + group, d)))
+                with torch.autocast(device_type=u.device.type, enabled=False):
+                    v = self.dropout(fft_conv(v, k_f, n, skip[i, g])).to(z.dtype)
             y = (v.mul_(xs[0]) if not v.requires_grad else v * xs[0]).transpose(1, 2)
             w_out = self.out_proj.weight[:, g].t()[None].expand(batch, -1, -1)
             if out is None:
@@ -192,18 +217,6 @@ class HyenaOperator(nn.Module):
             else:
                 out.baddbmm_(y.to(out.dtype), w_out.to(out.dtype))
         return out
-
-    @staticmethod
-    def _long_conv(v: torch.Tensor, k_f: torch.Tensor, n: int, skip: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=v.device.type, enabled=False):
-            batch, channels, length = v.shape
-            chunk = max(1, _FFT_CHUNK_ELEMENTS // (n * batch))
-            if torch.is_grad_enabled() or chunk >= channels:
-                return fft_conv(v, k_f, n, skip)
-            out = torch.empty(batch, channels, length, device=v.device, dtype=torch.float32)
-            for c in range(0, channels, chunk):  # bounds memory for megabase inputs
-                out[:, c:c + chunk] = fft_conv(v[:, c:c + chunk], k_f[c:c + chunk], n, skip[c:c + chunk])
-            return out
 
 
 class Attention(nn.Module):
