@@ -245,3 +245,22 @@ def test_bad_input_one_line_exit_2_no_output(case, model, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("hyena-glt: error: ") and expect in lines[0]
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries left
+
+
+# ---------------------------------------------------------------------------------------------- other tasks
+def test_regression_and_multilabel_tables(tmp_path, reads_fq):
+    regression = str(make_model_dir(tmp_path / "reg", task="regression"))
+    lines = ok(str(reads_fq), "-m", regression, "--format", "tsv").splitlines()
+    assert lines[0] == "id\tlength\tgc\tsignal" and len(lines) == 26
+    assert all(len(line.split("\t")) == 4 for line in lines[1:])
+    bed = ok(str(DATA / "ex1.fa"), "-m", regression, "--window", "500").splitlines()
+    assert bed[0] == "#contig\tstart\tend\tlabel\tscore\tstrand\tgc\tsignal"
+    assert [line.split("\t")[3:6] for line in bed[1:]] == [[".", "0", "."]] * 8
+    assert "need a classification model" in run(str(reads_fq), "-m", regression, "--min-score", "5").stderr
+
+    multilabel = str(make_model_dir(tmp_path / "ml", task="multilabel"))
+    rows = [line.split("\t") for line in ok(str(reads_fq), "-m", multilabel, "--format", "tsv").splitlines()]
+    assert rows[0] == ["id", "length", "label", "p_a", "p_b", "p_c"]
+    for row in rows[1:]:
+        on = [name for name, p in zip("abc", row[3:]) if float(p) >= 0.5]
+        assert row[2] == (",".join(on) or ".")

@@ -72,6 +72,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Classify sequences (TSV, one row per record) or scan genomes in windows (BED).
 
+        Output kind: --format, else the -o extension (.tsv/.tsv.gz: one row per record, read whole;
+        .bed/.bed.gz: windows, sorted, 0-based; .bed.gz is bgzipped + tabix-indexed). On stdout: BED when
+        the first record is longer than the window and has no base qualities (a genome), else TSV.
+
         Example: hyena-glt classify example_data/MT-human.fa -o promoters.bed --label promoter --merge
         """
         from hyena_glt.inference import Predictor, SEQUENCE_TASKS, write_predictions_bed, write_predictions_tsv
@@ -91,7 +95,7 @@ def register(app: typer.Typer) -> None:
         if first is None:
             raise InputError("no sequences in the input", path=", ".join(inputs))
         kind = explicit or _auto_kind(first, predictor.window)
-        records = itertools.chain([first], records)
+        records = progress(itertools.chain([first], records), "classifying")
         options = dict(shard=(shard_index, shard_count), min_score=min_score, labels=label or None,
                        header=shard_index == 0)
         if kind == "bed":

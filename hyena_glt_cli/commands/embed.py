@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         # Windows when asked for (--window N), else when the input looks like a genome (as classify does).
         windowed = predictor.window is not None and not whole_records and (
             window is not None or looks_like_genome(first, predictor.window))
-        records = itertools.chain([first], records)
+        records = progress(itertools.chain([first], records), "embedding")
         with NpzEmbeddingWriter(predictor.embedding_dim, dtype=dtype, pool=pool) as writer:
             for batch in predictor.embed(records, pool=pool, layer=layer, windowed=windowed):
                 writer.add(batch)
