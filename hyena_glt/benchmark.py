@@ -271,7 +271,9 @@ def plot(rows: list[Row], path: str) -> None:
         x = [r.length for r in ok]
         ax_speed.plot(x, [r.nt_per_s for r in ok], marker="o", label=label)
         ax_mem.plot(x, [r.peak_mem_mb for r in ok], marker="o", label=label)
-    for ax, ylabel in ((ax_speed, "throughput (units / s)"), (ax_mem, "peak memory (MB)")):
+    cuda = bool(rows) and rows[0].device.startswith("cuda")
+    mem_label = "peak memory (MB, CUDA allocated)" if cuda else "peak memory (MB, process peak RSS)"
+    for ax, ylabel in ((ax_speed, "throughput (units / s)"), (ax_mem, mem_label)):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("sequence length (units)")

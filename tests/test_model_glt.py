@@ -47,7 +47,7 @@ CASES = [
     ("classification", 3, dict(patcher="none", bidirectional=True, attn_layers=[1])),
     ("multilabel", 2, dict(patcher="static:3", bidirectional=True)),
     ("regression", 2, dict(patcher="static:4", bidirectional=True, pooling="attention")),
-    ("token_classification", 4, dict(patcher="static:2")),
+    ("token_classification", 4, dict(patcher="static:2", local_d_inner=16, local_layers=2)),
 ]
 
 
