@@ -658,7 +658,9 @@ class NpzEmbeddingWriter:
         if dtype not in EMBED_DTYPES:
             raise UsageError(f"unknown --dtype '{dtype}' (use {', '.join(EMBED_DTYPES)})")
         self.dim, self.dtype, self.pool = dim, np.dtype(dtype), pool
-        self._tmp = tempfile.TemporaryDirectory(prefix="hyena-glt-embed.", dir=tmp_dir)
+        if tmp_dir is not None and not Path(tmp_dir).is_dir():
+            raise UsageError(f"cannot write into {tmp_dir}: folder does not exist")
+        self._tmp = tempfile.TemporaryDirectory(prefix=".hyena-glt-embed.", dir=tmp_dir)
         self._raw_path = Path(self._tmp.name) / "embeddings.raw"
         self._raw = open(self._raw_path, "wb")
         self.rows = 0
@@ -791,6 +793,7 @@ def write_predictions_bed(predictor: Predictor, records: Iterable[SequenceRecord
 
     names, task = predictor.output_names, predictor.task
     check_filters(task, names, min_score, labels, merge, shard)
+    check_destination(dest)  # now, not after the scan
     rows = SortedRows()
     try:
         for batch in predictor.predict(records, windowed=True, shard=shard):
@@ -822,6 +825,15 @@ def write_predictions_bed(predictor: Predictor, records: Iterable[SequenceRecord
     finally:
         rows.close()
     return written
+
+
+def check_destination(dest: str | os.PathLike) -> None:
+    """UsageError now if ``dest`` could not be written later because its folder does not exist."""
+    if str(dest) == "-":
+        return
+    folder = Path(dest).parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {dest}: folder {folder} does not exist")
 
 
 def _filter_batch(batch: PredictionBatch, task: str, names: Sequence[str], min_score: int | None,

@@ -201,7 +201,7 @@ def test_shards_union_equals_full_run(model, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("case", ["missing model", "corrupt model", "lm model", "shard 3/2", "empty input",
-                                  "unknown extension", "merge with shards", "unknown label"])
+                                  "unknown extension", "merge with shards", "unknown label", "no such folder"])
 def test_bad_input_one_line_exit_2_no_output(case, model, tmp_path):
     out = tmp_path / "out.bed"
     args = [str(DATA / "ex1.fa"), "-m", model, "-o", str(out)]
@@ -214,6 +214,7 @@ def test_bad_input_one_line_exit_2_no_output(case, model, tmp_path):
         "unknown extension": "cannot tell the output format",
         "merge with shards": "--merge cannot be combined with --shard",
         "unknown label": "unknown --label 'exon'",
+        "no such folder": "does not exist",
     }[case]
     if case == "missing model":
         args[2] = str(tmp_path / "no_such_model")
@@ -239,6 +240,9 @@ def test_bad_input_one_line_exit_2_no_output(case, model, tmp_path):
         args += ["--merge", "--shard", "1/2"]
     elif case == "unknown label":
         args += ["--label", "exon"]
+    elif case == "no such folder":
+        out = tmp_path / "missing" / "out.bed"
+        args[4] = str(out)
     result = run(*args)
     assert result.exit_code == 2, result.stderr
     lines = result.stderr.strip().splitlines()

@@ -99,13 +99,14 @@ def test_genome_is_windowed_by_default_whole_with_window_0(model, tmp_path):
     assert z["names"].tolist() == [next(read_sequences(DATA / "MT-human.fa")).id] and z["end"].tolist() == [16569]
 
 
-@pytest.mark.parametrize("case", ["not npz", "missing model", "empty input", "bad pool", "bad dtype", "bad layer"])
+@pytest.mark.parametrize("case", ["not npz", "missing model", "empty input", "bad pool", "bad dtype", "bad layer",
+                                  "no such folder"])
 def test_bad_input_one_line_exit_2_no_output(case, model, reads_fq, tmp_path):
     out = tmp_path / "out.npz"
     args = [str(reads_fq), "-o", str(out), "-m", model]
     expect = {"not npz": "cannot tell the output format", "missing model": "model directory does not exist",
               "empty input": "empty file", "bad pool": "unknown --pool 'max'", "bad dtype": "unknown --dtype",
-              "bad layer": "layer 9"}[case]
+              "bad layer": "layer 9", "no such folder": "does not exist"}[case]
     if case == "not npz":
         out = tmp_path / "out.txt"
         args[2] = str(out)
@@ -120,6 +121,9 @@ def test_bad_input_one_line_exit_2_no_output(case, model, reads_fq, tmp_path):
         args += ["--dtype", "int8"]
     elif case == "bad layer":
         args += ["--layer", "9"]
+    elif case == "no such folder":
+        out = tmp_path / "missing" / "out.npz"
+        args[2] = str(out)
     result = runner.invoke(app, ["-q", "embed", *args])
     assert result.exit_code == 2, result.stderr
     lines = result.stderr.strip().splitlines()

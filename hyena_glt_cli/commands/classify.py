@@ -78,11 +78,13 @@ def register(app: typer.Typer) -> None:
 
         Example: hyena-glt classify example_data/MT-human.fa -o promoters.bed --label promoter --merge
         """
-        from hyena_glt.inference import Predictor, SEQUENCE_TASKS, write_predictions_bed, write_predictions_tsv
+        from hyena_glt.inference import (SEQUENCE_TASKS, Predictor, check_destination, write_predictions_bed,
+                                         write_predictions_tsv)
         from hyena_glt.io.sequences import read_many
 
         shard_index, shard_count = parse_shard(shard)
         explicit = output_format(output, fmt, FORMATS, "") if (fmt or output != "-") else ""
+        check_destination(output)
         predictor = Predictor.from_pretrained(
             model, tasks=SEQUENCE_TASKS, device=device, precision=precision, batch_size=batch_size,
             window=window, stride=stride, last=last, rc_average=rc_average)

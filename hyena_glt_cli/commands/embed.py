@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -64,10 +65,12 @@ def register(app: typer.Typer) -> None:
 
         Example: hyena-glt embed example_data/lambda_reads_1.fq -o reads.npz --pool mean
         """
-        from hyena_glt.inference import EMBED_DTYPES, POOLS, NpzEmbeddingWriter, Predictor, looks_like_genome
+        from hyena_glt.inference import (EMBED_DTYPES, POOLS, NpzEmbeddingWriter, Predictor, check_destination,
+                                         looks_like_genome)
         from hyena_glt.io.sequences import read_many
 
         output_format(output, None, ("npz",), "npz")
+        check_destination(output)
         if pool not in POOLS:
             raise UsageError(f"unknown --pool '{pool}' (use {', '.join(POOLS)})")
         if dtype not in EMBED_DTYPES:
@@ -86,7 +89,9 @@ def register(app: typer.Typer) -> None:
         windowed = predictor.window is not None and not whole_records and (
             window is not None or looks_like_genome(first, predictor.window))
         records = progress(itertools.chain([first], records), "embedding")
-        with NpzEmbeddingWriter(predictor.embedding_dim, dtype=dtype, pool=pool) as writer:
+        # Rows are staged beside the output (same file system, where the user has room), not in /tmp.
+        staging = None if output == "-" else str(Path(output).resolve().parent)
+        with NpzEmbeddingWriter(predictor.embedding_dim, dtype=dtype, pool=pool, tmp_dir=staging) as writer:
             for batch in predictor.embed(records, pool=pool, layer=layer, windowed=windowed):
                 writer.add(batch)
             metadata = {
