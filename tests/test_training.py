@@ -175,3 +175,12 @@ def test_classification_gue_metadata(data_dir, tmp_path):
     assert meta["metrics"]["test"] == result.metrics["test"]
     assert len(meta["training"]["data"]["train"]["sha256"][0]) == 64
     assert meta["training"]["data"]["val"]["n_sequences"] == 64
+
+
+def test_bf16_autocast_training_step(data_dir, tmp_path):
+    trainer = _trainer(data_dir, tmp_path, precision="bf16", max_steps=2, batch_size=32, rc_augment=True)
+    assert trainer.precision == "bf16" and not trainer.scaler.is_enabled()  # a grad scaler is for fp16 only
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    result = trainer.fit()
+    assert result.steps == 2 and math.isfinite(result.metrics["train_loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
