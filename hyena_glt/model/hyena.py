@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 # Memory bounds for inference on megabase inputs (none of them applies when autograd is recording):
 # the Hyena operator runs channel groups of at most this many projected elements at a time,
-_GROUP_ELEMENTS = 1 << 26
+_GROUP_ELEMENTS = 1 << 25
 # filter spectra bigger than this are not kept whole (nor cached) but transformed per channel group,
 _SPECTRUM_CACHE_BYTES = 1 << 28
 # filter taps are generated over this many lags at a time,
