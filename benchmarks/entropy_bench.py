@@ -7,6 +7,8 @@ boundary computation; `entropy_ms` is that share, `model_ms` the patched model's
     .venv/bin/python benchmarks/entropy_bench.py LM_DIR [--lengths 8k,16k,32k,64k,128k] [--preset tiny]
         [--target 4] [--repeats 3] [--threads 1] [-o rows.tsv]
 
+    .venv/bin/python benchmarks/entropy_bench.py LM_DIR --train-steps example_data/gue/mouse_2/train.csv
+
 The backbone's benchmark (`hyena-glt benchmark`) times static patchers only; this adds the entropy rows.
 """
 
@@ -38,7 +40,11 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("-o", "--output", default="-")
+    ap.add_argument("--train-steps", metavar="CSV", help="instead: time training steps (forward + backward "
+                    "+ AdamW, batch 64) of none/static:4/entropy on the sequences of this CSV (e.g. GUE train)")
     args = ap.parse_args(argv)
+    if args.train_steps:
+        return train_step_rows(args)
 
     import torch
 
@@ -89,6 +95,52 @@ def main(argv: list[str]) -> None:
         sys.stdout.write(text)
     else:
         Path(args.output).write_text(text)
+
+
+def train_step_rows(args) -> None:
+    """Per-step training cost at the same width/depth, interleaved in one process so that machine load
+    hits all three alike: the fair way to compare training time on a shared CPU."""
+    import csv
+
+    import torch
+
+    from hyena_glt.config import HyenaGLTConfig
+    from hyena_glt.model import HyenaGLTForTask
+    from hyena_glt.model.entropy import load_entropy_patcher
+
+    torch.set_num_threads(args.threads)
+    with open(args.train_steps) as fh:
+        rows = list(csv.DictReader(fh))
+    seqs = [r["sequence"] for r in rows]
+    labels = torch.tensor([int(r["label"]) for r in rows])
+    patcher = load_entropy_patcher(args.lm_dir, target_patch_length=args.target)
+    tokenizer = patcher.tokenizer
+    patcher.calibrate(seqs)
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randperm(len(seqs), generator=gen)[:64] for _ in range(args.repeats + 1)]
+    encoded = [tokenizer.encode_batch([seqs[i] for i in b.tolist()]) for b in batches]
+    setups = {}
+    for spec in ("none", "static:4", "entropy"):
+        torch.manual_seed(0)
+        config = HyenaGLTConfig.preset(args.preset, vocab_size=tokenizer.vocab_size, patcher=spec, bidirectional=True)
+        model = HyenaGLTForTask(config, "classification", 2).train()
+        setups[spec] = (model, torch.optim.AdamW(model.parameters(), lr=1e-3), [])
+    for i, (batch, enc) in enumerate(zip(batches, encoded)):
+        for spec, (model, opt, times) in setups.items():  # interleaved: same load for all three
+            start = time.perf_counter()
+            ids, mask = enc["input_ids"], enc["attention_mask"]
+            lengths = patcher(ids, mask) if spec == "entropy" else None
+            loss = model.loss(model(ids, mask, patch_lengths=lengths), labels[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i:  # the first step is the warm-up
+                times.append((time.perf_counter() - start) * 1000)
+    print("patcher\tpreset\tbatch\tlength\tstep_ms_median\trelative_to_none")
+    base = statistics.median(setups["none"][2])
+    for spec, (_, _, times) in setups.items():
+        med = statistics.median(times)
+        print(f"{spec}\t{args.preset}\t64\t{encoded[0]['input_ids'].shape[1]}\t{med:.1f}\t{med / base:.2f}")
 
 
 def _fmt(value) -> str:
