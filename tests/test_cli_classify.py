@@ -268,3 +268,12 @@ def test_regression_and_multilabel_tables(tmp_path, reads_fq):
     for row in rows[1:]:
         on = [name for name, p in zip("abc", row[3:]) if float(p) >= 0.5]
         assert row[2] == (",".join(on) or ".")
+
+
+@pytest.mark.parametrize("last, tail", [("shift", [(1470, 1540), (1505, 1575)]),
+                                        ("pad", [(1470, 1540), (1540, 1575)]),
+                                        ("drop", [(1400, 1470), (1470, 1540)])])
+def test_last_window_policy_never_passes_the_contig_end(model, last, tail):
+    rows = parse_bed(ok(str(DATA / "ex1.fa"), "-m", model, "-r", "seq1:1-1575", "--format", "bed", "--last", last))
+    assert [(int(r[1]), int(r[2])) for r in rows][-2:] == tail
+    assert max(int(r[2]) for r in rows) <= 1575
