@@ -1,10 +1,159 @@
-"""`hyena-glt interpret` (being built)."""
+"""`hyena-glt interpret`: per-base attributions (saliency, integrated gradients, DeepLIFT/DeepSHAP, ISM),
+sequence logos, and variant effects from a VCF."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
+
+from hyena_glt.errors import UsageError
+
+from ..common import (DeviceOpt, FormatOpt, ModelOpt, PrecisionOpt, RegionOpt, RegionsOpt, output_format,
+                      progress, settings)
+
+log = logging.getLogger("hyena_glt")
+
+ATTRIBUTION_FORMATS = ("npz", "bedgraph", "tsv")
+VARIANT_FORMATS = ("tsv", "vcf")
+
+
+def _parse_span(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """``101-200`` (1-based, inclusive) -> (100, 200)."""
+    if text is None:
+        return None
+    try:
+        a, b = (int(x.replace(",", "")) for x in text.split("-"))
+    except ValueError:
+        raise UsageError(f"--ism-window must look like START-END, 1-based inclusive, e.g. 101-200 (got '{text}')") from None
+    if not 1 <= a <= b:
+        raise UsageError(f"--ism-window {text}: need 1 <= START <= END")
+    return a - 1, b
 
 
 def register(app: typer.Typer) -> None:
     @app.command("interpret")
-    def interpret() -> None:
-        """(being built)"""
-        raise typer.Exit(1)
+    def interpret(
+        inputs: Annotated[Optional[list[str]], typer.Argument(help="Sequences to explain (FASTA/FASTQ/BAM, indexed FASTA with --region); '-' for stdin.")] = None,
+        output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output: .npz (tfmodisco-lite), .bedgraph, .tsv; with --variants .tsv or .vcf.gz.")] = None,
+        model: ModelOpt = None,
+        method: Annotated[str, typer.Option("--method", help="saliency, integrated-gradients, deeplift, deepshap or ism.")] = "saliency",
+        target: Annotated[Optional[str], typer.Option("--target", help="Class/output name or index, or 'predicted' (default: the positive class of a 2-class model).")] = None,
+        baseline: Annotated[str, typer.Option("--baseline", help="IG/DeepLIFT baseline: uniform, shuffle (dinucleotide) or zeros.")] = "uniform",
+        steps: Annotated[int, typer.Option("--steps", help="Integrated-gradients steps.")] = 50,
+        n_baselines: Annotated[int, typer.Option("--baselines", help="Shuffled baselines to average (--baseline shuffle, deepshap).")] = 1,
+        ism_window: Annotated[Optional[str], typer.Option("--ism-window", help="Mutate only bases START-END of each record (1-based, inclusive).")] = None,
+        rc_average: Annotated[Optional[bool], typer.Option("--rc-average/--no-rc-average", help="Average with the reverse complement (default: as the model was trained).")] = None,
+        variants: Annotated[Optional[Path], typer.Option("--variants", help="VCF/BCF of variants to score (needs --reference).")] = None,
+        reference: Annotated[Optional[Path], typer.Option("--reference", help="Indexed reference FASTA for --variants.")] = None,
+        skip_mismatch: Annotated[bool, typer.Option("--skip-mismatch", help="Skip variants whose REF differs from the reference (count on stderr).")] = False,
+        max_indel: Annotated[Optional[int], typer.Option("--max-indel", help="Longest indel to score (default: a quarter of the window).")] = None,
+        window: Annotated[Optional[int], typer.Option("--window", help="Cut inputs into windows of this length / variant window (default for variants: the model's).")] = None,
+        stride: Annotated[Optional[int], typer.Option("--stride", help="Step between windows (default: --window).")] = None,
+        region: RegionOpt = None,
+        regions: RegionsOpt = None,
+        plot: Annotated[Optional[Path], typer.Option("--plot", help="Folder for PNG logos of the top records (all records with --region).")] = None,
+        top: Annotated[int, typer.Option("--top", help="How many top-scoring records --plot draws.")] = 5,
+        plot_width: Annotated[int, typer.Option("--plot-width", help="Bases per logo (centred on the strongest attributions).")] = 200,
+        fmt: FormatOpt = None,
+        batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Sequences per forward pass (IG: interpolation steps per pass).")] = 32,
+        device: DeviceOpt = "auto",
+        precision: PrecisionOpt = "auto",
+    ) -> None:
+        """Explain predictions: per-base attributions, logos, variant effects.
+
+        Example: hyena-glt interpret promoters.fa --method integrated-gradients -o attr.npz --plot logos/
+
+        Variants: hyena-glt interpret --variants calls.vcf.gz --reference genome.fa -o effects.tsv
+        """
+        from hyena_glt import interpret as lib
+
+        if batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+        if variants is not None:
+            if inputs:
+                raise UsageError("give either sequence inputs or --variants, not both")
+            if reference is None:
+                raise UsageError("--variants needs --reference (the genome the VCF was called against)")
+            if output is None and plot is None:
+                raise UsageError("--variants needs -o effects.tsv or effects.vcf.gz")
+            kind = output_format(output, fmt, VARIANT_FORMATS, "tsv")
+            if kind == "vcf" and (output == "-" or not output.endswith(".gz")):
+                raise UsageError("VCF output is bgzipped and tabix-indexed: name it *.vcf.gz")
+            _, metadata, scorer = lib.load_scorer(model, device=device, precision=precision, rc_average=rc_average)
+            names = lib.output_names(metadata, scorer.num_outputs)
+            width = window or metadata.get("window") or 1000
+            scan = lib.scan_variants(variants, reference, scorer, window=int(width), batch_size=batch_size,
+                                     skip_mismatch=skip_mismatch, max_indel=max_indel)
+            if scan.skipped_mismatch:
+                log.warning("skipped %d variant allele(s) whose REF does not match the reference", scan.skipped_mismatch)
+            if scan.skipped_unsupported:
+                log.warning("skipped %d symbolic allele(s) or indel(s) longer than --max-indel", scan.skipped_unsupported)
+            from hyena_glt.interpret import variants as vmod
+
+            if kind == "vcf":
+                vmod.write_effects_vcf(output, scan, scorer.task, names, Path(str(model or "default")).name)
+            else:
+                vmod.write_effects_tsv(output, scan, scorer.task, names)
+            log.info("scored %d variant allele(s)", len(scan.effects))
+            return
+
+        if not inputs:
+            raise UsageError("give sequences to explain (or --variants VCF --reference FASTA)")
+        if output is None and plot is None:
+            raise UsageError("nothing to write: give -o OUT (.npz, .bedgraph, .tsv) and/or --plot DIR")
+        if method not in lib.METHODS:
+            raise UsageError(f"unknown --method '{method}' (use one of: {', '.join(lib.METHODS)})")
+        if baseline not in lib.BASELINES:
+            raise UsageError(f"unknown --baseline '{baseline}' (use one of: {', '.join(lib.BASELINES)})")
+        if steps < 1 or n_baselines < 1 or top < 1 or plot_width < 1:
+            raise UsageError("--steps, --baselines, --top and --plot-width must be at least 1")
+        kind = output_format(output, fmt, ATTRIBUTION_FORMATS, "tsv") if output is not None else None
+        span = _parse_span(ism_window)
+        model_obj, metadata, scorer = lib.load_scorer(model, device=device, precision=precision, rc_average=rc_average)
+        names = lib.output_names(metadata, scorer.num_outputs)
+        chosen = lib.resolve_target(metadata, scorer.num_outputs, target)
+
+        from hyena_glt.io.sequences import read_many, sliding_windows
+
+        records = read_many(inputs, regions=region, regions_bed=regions, alphabet="dna")
+        if window is not None:
+            records = sliding_windows(records, window, stride)
+        results = lib.attribute_records(
+            scorer, progress(records, "interpret"), method, chosen, class_names=names, batch_size=batch_size,
+            ism_window=span, seed=settings().seed, baseline=baseline, steps=steps, n_baselines=n_baselines)
+
+        kept, best, count = [], [], 0
+        for count, rec in enumerate(results, 1):
+            if kind is not None:
+                kept.append(rec)
+            if plot is not None:
+                item = (rec.score, -count, rec)
+                if region or regions:
+                    best.append(item)
+                elif len(best) < top:
+                    heapq.heappush(best, item)
+                else:
+                    heapq.heappushpop(best, item)
+            if rec.delta is not None and abs(rec.delta) > 0.05 * (1 + abs(rec.score)):
+                log.warning("record '%s': attributions miss f(x) - f(baseline) by %.3g; raise --steps", rec.name, rec.delta)
+        if count == 0:
+            raise UsageError("no sequences in the input")
+
+        from hyena_glt.interpret import outputs, plots
+
+        if kind == "npz":
+            outputs.write_npz(output, kept, method)
+        elif kind == "bedgraph":
+            outputs.write_bedgraph(output, kept, f"hyena-glt {method} {chosen.name}")
+        elif kind == "tsv":
+            outputs.write_tsv(output, kept)
+        if plot is not None:
+            chosen_records = [item[2] for item in sorted(best, key=lambda t: (-t[0], -t[1]))] if not (region or regions) \
+                else [item[2] for item in best]
+            written = plots.plot_records(chosen_records, plot, model=model_obj, scorer=scorer, width=plot_width)
+            log.info("wrote %d logo(s) to %s", len(written), plot)
+        log.info("explained %d record(s) with %s", count, method)

@@ -1,0 +1,62 @@
+"""Attributions over a stream of SequenceRecords: same-length records are batched together, each record
+comes back with its genome coordinates, one-hot, attributions and per-base importance."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..errors import InputError
+from .attribution import attribute
+from .scoring import ScoreModel, Target
+
+
+@dataclass
+class RecordAttribution:
+    name: str
+    contig: str          # the record's contig, or its id when it has no coordinates
+    start: int           # 0-based genome coordinate of the first base (0 without coordinates)
+    strand: str
+    seq: str
+    target: int
+    target_name: str
+    score: float
+    one_hot: np.ndarray       # (4, L)
+    attributions: np.ndarray  # (4, L)
+    importance: np.ndarray    # (L,)
+    delta: float | None = None
+
+
+def _same_length_batches(records: Iterable, batch_size: int) -> Iterator[list]:
+    """Runs of consecutive records of one length, at most ``batch_size`` long (no padding needed)."""
+    for _, run in itertools.groupby(records, key=lambda r: len(r.seq)):
+        run = iter(run)
+        while batch := list(itertools.islice(run, batch_size)):
+            yield batch
+
+
+def attribute_records(scorer: ScoreModel, records: Iterable, method: str, target: Target, *, class_names: list[str],
+                      batch_size: int = 16, ism_window: tuple[int, int] | None = None, seed: int = 0,
+                      **method_options) -> Iterator[RecordAttribution]:
+    rng = np.random.default_rng(seed)
+    for batch in _same_length_batches(records, batch_size):
+        for rec in batch:
+            if len(rec.seq) == 0:
+                raise InputError("empty sequence", record=rec.id)
+        window = None
+        if ism_window is not None:
+            length = len(batch[0].seq)
+            window = (ism_window[0], min(ism_window[1], length))
+        result = attribute(scorer, [r.seq for r in batch], method, target, batch_size=batch_size,
+                           ism_window=window, rng=rng, **method_options)
+        for i, rec in enumerate(batch):
+            has_coords = rec.contig is not None and rec.start is not None
+            yield RecordAttribution(
+                name=rec.id, contig=rec.contig if has_coords else rec.id, start=rec.start if has_coords else 0,
+                strand=rec.strand or ".", seq=rec.seq, target=int(result.targets[i]),
+                target_name=class_names[int(result.targets[i])], score=float(result.scores[i]),
+                one_hot=result.one_hot[i], attributions=result.attributions[i], importance=result.importance[i],
+                delta=None if result.delta is None else float(result.delta[i]))

@@ -1,0 +1,171 @@
+"""`hyena-glt interpret` end to end: output formats, logos, variant effects (.tsv, .vcf.gz + tabix), and bad
+input (one-line error, exit 2, no output file)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pysam
+import pytest
+from typer.testing import CliRunner
+
+from hyena_glt_cli.main import app
+from test_interpret import LENGTH, MOTIF, _planted, trained_motif_model, write_vcf
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return trained_motif_model(tmp_path_factory)
+
+
+@pytest.fixture()
+def fasta(tmp_path):
+    """Three records: two with the motif (one strongly placed), one without."""
+    seqs, _ = _planted(np.random.default_rng(21), 2, True)
+    background, _ = _planted(np.random.default_rng(22), 1, False)
+    path = tmp_path / "seqs.fa"
+    path.write_text(f">with_motif_1\n{seqs[0]}\n>with_motif_2\n{seqs[1]}\n>background\n{background[0]}\n")
+    return path
+
+
+@pytest.fixture()
+def genome(tmp_path):
+    """An indexed FASTA, contig chrT (120 bp) with MOTIF at 0-based 50..58."""
+    rng = np.random.default_rng(5)
+    s = list(rng.choice(list("ACGT"), 120))
+    s[50:50 + len(MOTIF)] = MOTIF
+    path = tmp_path / "genome.fa"
+    path.write_text(">chrT\n" + "".join(s) + "\n")
+    pysam.faidx(str(path))
+    return path, "".join(s)
+
+
+def invoke(*args):
+    return runner.invoke(app, ["-@", "1", *map(str, args)])
+
+
+def test_npz_in_tfmodisco_layout(tmp_path, model_dir, fasta):
+    out = tmp_path / "attr.npz"
+    result = invoke("interpret", fasta, "--model", model_dir, "--method", "ism", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    data = np.load(out)
+    assert data["one_hot"].shape == (3, 4, LENGTH) and data["attributions"].shape == (3, 4, LENGTH)
+    assert list(data["names"]) == ["with_motif_1", "with_motif_2", "background"]
+    assert data["coordinates"].tolist()[0] == ["with_motif_1", "0", str(LENGTH), "."]
+    np.testing.assert_array_equal(data["one_hot"].sum(1), np.ones((3, LENGTH)))  # pure ACGT records
+    np.testing.assert_allclose(data["importance"], (data["attributions"] * data["one_hot"]).sum(1), atol=1e-6)
+    assert data["scores"][0] > 0 > data["scores"][2]  # log-odds of "motif": planted vs background
+
+
+def test_bedgraph_of_a_region_is_in_genome_coordinates_and_sorted(tmp_path, model_dir, genome):
+    path, seq = genome
+    out = tmp_path / "attr.bedgraph"
+    result = invoke("interpret", path, "--region", "chrT:31-70", "--region", "chrT:1-40", "--model", model_dir,
+                    "--method", "ism", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("track type=bedGraph")
+    rows = [line.split("\t") for line in lines[1:]]
+    starts = [int(r[1]) for r in rows]
+    assert starts == list(range(70)) and all(r[0] == "chrT" and int(r[2]) == int(r[1]) + 1 for r in rows)
+    values = np.array([float(r[3]) for r in rows])
+    assert np.abs(values[50:57]).min() > np.abs(values[30:50]).max()  # the motif stands out
+
+
+def test_tsv_rows_per_position_and_window_option(tmp_path, model_dir, genome):
+    path, seq = genome
+    out = tmp_path / "attr.tsv"
+    result = invoke("interpret", path, "--model", model_dir, "--method", "integrated-gradients", "--steps", "8",
+                    "--window", LENGTH, "--stride", LENGTH, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0].split("\t")[:7] == ["record", "contig", "position", "strand", "base", "target", "importance"]
+    rows = [line.split("\t") for line in lines[1:]]
+    assert len(rows) == 120  # three windows of 40
+    assert [r[1] for r in rows] == ["chrT"] * 120 and [int(r[2]) for r in rows] == list(range(1, 121))
+    assert "".join(r[4] for r in rows) == seq and {r[5] for r in rows} == {"motif"}
+
+
+def test_plot_writes_logos_of_the_top_records(tmp_path, model_dir, fasta):
+    logos = tmp_path / "logos"
+    result = invoke("interpret", fasta, "--model", model_dir, "--method", "saliency", "--plot", logos, "--top", "2")
+    assert result.exit_code == 0, result.stderr
+    pngs = sorted(p.name for p in logos.iterdir())
+    assert len(pngs) == 2 and all(p.endswith(".png") for p in pngs)
+    assert "background" not in " ".join(pngs)  # the top two by score are the motif records
+    assert (logos / pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_variant_effects_tsv_and_vcf(tmp_path, model_dir, genome):
+    path, seq = genome
+    rows = [("chrT", 10, seq[9], "ACGT"[("ACGT".index(seq[9]) + 2) % 4]), ("chrT", 51, "G", "C"),
+            ("chrT", 52, "ATAAC", "A"), ("chrT", 53, "T", "A,C")]
+    vcf = write_vcf(tmp_path / "calls.vcf.gz", {"chrT": 120}, rows)
+    tsv = tmp_path / "effects.tsv"
+    result = invoke("interpret", "--variants", vcf, "--reference", path, "--model", model_dir, "-o", tsv)
+    assert result.exit_code == 0, result.stderr
+    lines = [line.split("\t") for line in tsv.read_text().splitlines()]
+    assert lines[0] == ["chrom", "pos", "id", "ref", "alt", "ref_background", "alt_background", "diff_background",
+                        "log_odds_ratio_background", "ref_motif", "alt_motif", "diff_motif", "log_odds_ratio_motif"]
+    assert [(r[1], r[4]) for r in lines[1:]] == [("10", rows[0][3]), ("51", "C"), ("52", "A"), ("53", "A"), ("53", "C")]
+    destroy = dict(zip(lines[0], lines[3]))  # the deletion of the motif's core
+    assert float(destroy["diff_motif"]) < -0.5 and float(destroy["log_odds_ratio_motif"]) < -2
+    assert float(destroy["diff_background"]) == pytest.approx(-float(destroy["diff_motif"]), abs=1e-4)
+
+    out = tmp_path / "effects.vcf.gz"
+    result = invoke("interpret", "--variants", vcf, "--reference", path, "--model", model_dir, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "effects.vcf.gz.tbi").exists()
+    with pysam.VariantFile(str(out)) as back:
+        assert "HG_LOR_motif" in back.header.info
+        records = list(back.fetch("chrT", 40, 60))  # the tabix index works
+    assert [(r.pos, r.alts) for r in records] == [(51, ("C",)), (52, ("A",)), (53, ("A",)), (53, ("C",))]
+    assert records[1].info["HG_DIFF_motif"][0] == pytest.approx(float(destroy["diff_motif"]), abs=1e-5)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("contig", "contig 'chrZ' is not in the reference"),
+    ("beyond", "beyond the end of contig 'chrT' (120 bp)"),
+    ("mismatch", "record 'chrT:51 A>C': REF 'A' does not match the reference ('G')"),
+    ("malformed", "malformed VCF"),
+])
+def test_bad_vcf_is_one_line_exit_2_and_no_output(tmp_path, model_dir, genome, case, message):
+    path, _ = genome
+    if case == "malformed":
+        vcf = tmp_path / "calls.vcf"
+        vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=chrT,length=120>\n"
+                       "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nchrT\tnot_a_number\t.\tG\tC\t.\t.\t.\n")
+    else:
+        row = {"contig": ("chrZ", 5, "A", "C"), "beyond": ("chrT", 121, "A", "C"), "mismatch": ("chrT", 51, "A", "C")}[case]
+        vcf = write_vcf(tmp_path / "calls.vcf.gz", {"chrT": 200, "chrZ": 50}, [row])
+    out = tmp_path / "effects.tsv"
+    result = invoke("interpret", "--variants", vcf, "--reference", path, "--model", model_dir, "-o", out)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("hyena-glt: error: ")
+    assert message in result.stderr
+    assert not out.exists() and list(tmp_path.glob(".effects*")) == []
+
+
+def test_skip_mismatch_counts_on_stderr(tmp_path, model_dir, genome):
+    path, _ = genome
+    vcf = write_vcf(tmp_path / "calls.vcf.gz", {"chrT": 120}, [("chrT", 51, "A", "C"), ("chrT", 51, "G", "T")])
+    out = tmp_path / "effects.tsv"
+    result = invoke("interpret", "--variants", vcf, "--reference", path, "--model", model_dir, "--skip-mismatch", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert "skipped 1 variant allele(s) whose REF does not match" in result.stderr
+    assert len(out.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "gradcam"], "unknown --method 'gradcam'"),
+    (["--target", "enhancer"], "unknown --target 'enhancer'"),
+    (["--baseline", "gc"], "unknown --baseline 'gc'"),
+    (["--method", "deepshap"], "deepshap"),
+])
+def test_bad_options_are_one_line_exit_2_and_no_output(tmp_path, model_dir, fasta, args, message):
+    out = tmp_path / "attr.npz"
+    result = invoke("interpret", fasta, "--model", model_dir, *args, "-o", out)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert not out.exists()

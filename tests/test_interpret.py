@@ -1,0 +1,270 @@
+"""hyena_glt.interpret: a tiny model trained here to find a planted motif, then every attribution method must
+point at the motif; IG completeness; ISM against a slow per-variant reference; RC symmetry; variant effects."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pysam
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from hyena_glt.errors import InputError, UsageError
+from hyena_glt.interpret import (Target, attribute, dinucleotide_shuffle, load_scorer, make_baselines,
+                                 resolve_target, scan_variants)
+from hyena_glt.interpret.scoring import one_hot
+from hyena_glt.interpret.variants import log_odds_ratio
+
+MOTIF = "GATAACGT"
+LENGTH = 40
+
+
+def _planted(rng: np.random.Generator, n: int, with_motif: bool | str):
+    """``n`` random sequences of LENGTH; with MOTIF at a random place (``True``), with MOTIF carrying one random
+    substitution (``"decoy"``: a near miss the model must call background), or without (``False``)."""
+    seqs, starts = [], []
+    for _ in range(n):
+        s = list(rng.choice(list("ACGT"), LENGTH))
+        start = -1
+        if with_motif:
+            start = int(rng.integers(0, LENGTH - len(MOTIF) + 1))
+            motif = list(MOTIF)
+            if with_motif == "decoy":
+                j = rng.integers(len(motif))
+                motif[j] = "ACGT"[("ACGT".index(motif[j]) + rng.integers(1, 4)) % 4]
+            s[start:start + len(MOTIF)] = motif
+        seqs.append("".join(s))
+        starts.append(start)
+    return seqs, starts
+
+
+_TRAINED: dict[str, object] = {}
+
+
+def trained_motif_model(tmp_path_factory):
+    """A tiny bidirectional Hyena-GLT trained for a few seconds to tell sequences with MOTIF from random ones and
+    near misses,
+    saved as a model directory. Trained once per test session (test_cli_interpret.py reuses it)."""
+    if "dir" in _TRAINED:
+        return _TRAINED["dir"]
+    from hyena_glt.config import HyenaGLTConfig
+    from hyena_glt.model import HyenaGLTForTask, save_pretrained
+    from hyena_glt.tokenizers import get_tokenizer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the CI box has 2 cores shared with other jobs
+    try:
+        torch.manual_seed(0)
+        rng = np.random.default_rng(0)
+        tok = get_tokenizer("nucleotide")
+        config = HyenaGLTConfig.preset("tiny", vocab_size=tok.vocab_size, d_model=32, d_inner=64, n_layers=2,
+                                       filter_dim=16, ngram_buckets=0, bidirectional=True)
+        model = HyenaGLTForTask(config, "classification", 2)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(150):
+            # Half the negatives are near misses, so the model must read every base of the motif.
+            pos, _ = _planted(rng, 32, True)
+            neg = _planted(rng, 16, "decoy")[0] + _planted(rng, 16, False)[0]
+            batch = tok.encode_batch(pos + neg)
+            loss = torch.nn.functional.cross_entropy(model(batch["input_ids"], batch["attention_mask"]),
+                                                     torch.tensor([1] * 32 + [0] * 32))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        pos, _ = _planted(rng, 100, True)
+        neg, _ = _planted(rng, 100, False)
+        with torch.no_grad():
+            pred = model(tok.encode_batch(pos + neg)["input_ids"]).argmax(1).numpy()
+    finally:
+        torch.set_num_threads(threads)
+    accuracy = float((pred == np.array([1] * 100 + [0] * 100)).mean())
+    assert accuracy > 0.95, f"the motif model did not learn (accuracy {accuracy:.2f})"
+    directory = tmp_path_factory.mktemp("motif_model")
+    metadata = {"task": "classification", "num_outputs": 2, "class_names": ["background", "motif"],
+                "tokenizer": tok.to_dict(), "patcher": "none", "window": LENGTH, "rc_average": False,
+                "metrics": {"accuracy": accuracy}, "training": {"command": "tests/test_interpret.py"}}
+    save_pretrained(model, directory, metadata)
+    _TRAINED["dir"] = directory
+    return directory
+
+
+@pytest.fixture(scope="module")
+def motif_model(tmp_path_factory):
+    return trained_motif_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def scorer(motif_model):
+    return load_scorer(motif_model, device="cpu", precision="fp32")[2]
+
+
+@pytest.fixture(scope="module")
+def positives():
+    return _planted(np.random.default_rng(7), 12, True)
+
+
+def _motif_auroc(per_position: np.ndarray, starts: list[int]) -> float:
+    """AUROC of per-position |attribution| for motif positions against background positions."""
+    labels = np.zeros_like(per_position, dtype=bool)
+    for i, s in enumerate(starts):
+        labels[i, s:s + len(MOTIF)] = True
+    return roc_auc_score(labels.ravel(), np.abs(per_position).ravel())
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated-gradients", "ism"])
+def test_every_method_points_at_the_motif(scorer, positives, method):
+    seqs, starts = positives
+    result = attribute(scorer, seqs, method, Target(1, "motif"), steps=50, batch_size=256)
+    assert result.attributions.shape == (len(seqs), 4, LENGTH)
+    assert result.importance.shape == (len(seqs), LENGTH)
+    assert (result.scores > 0).all()  # the model calls every planted sequence a motif
+    # |attribution| of a position: the L1 norm of its four channels (saliency and ISM: hypothetical
+    # contributions of every base; IG: each channel's share of f(x) - f(baseline)).
+    assert _motif_auroc(np.abs(result.attributions).sum(1), starts) > 0.9
+
+
+def test_one_hot_path_reproduces_the_model(scorer, positives):
+    """At an exact one-hot the spliced embedding equals the looked-up one: scores match the plain forward."""
+    seqs, _ = positives
+    ids = scorer.encode(seqs)
+    targets = torch.ones(len(seqs), dtype=torch.long)
+    x = torch.from_numpy(one_hot(seqs))
+    via_one_hot = scorer(x, ids, targets).detach()
+    via_ids = scorer.score_ids(ids, targets, batch_size=64)
+    logits = scorer.model(ids, torch.ones_like(ids, dtype=torch.bool)).detach()
+    assert torch.allclose(via_one_hot, via_ids, atol=1e-5)
+    assert torch.allclose(via_ids, logits[:, 1] - logits[:, 0], atol=1e-5)  # two-class log-odds
+
+
+@pytest.mark.parametrize("baseline", ["uniform", "shuffle"])
+def test_integrated_gradients_completeness(scorer, positives, baseline):
+    """Attributions sum to f(x) - f(baseline). (The zeros baseline converges far more slowly: at an all-zero
+    embedding the first LayerNorm's gradient blows up, so it needs many more --steps; the CLI warns.)"""
+    seqs, _ = positives
+    seqs = seqs[:4]
+    result = attribute(scorer, seqs, "integrated-gradients", Target(1, "motif"), baseline=baseline, steps=256,
+                       batch_size=512, rng=np.random.default_rng(3))
+    ids = scorer.encode(seqs)
+    targets = torch.ones(len(seqs), dtype=torch.long)
+    base = make_baselines(seqs, baseline, 1, np.random.default_rng(3))[0]
+    with torch.no_grad():
+        gap = (scorer(torch.from_numpy(one_hot(seqs)), ids, targets) - scorer(base, ids, targets)).numpy()
+    np.testing.assert_allclose(result.attributions.sum(axis=(1, 2)), gap, rtol=0.03, atol=0.02)
+    np.testing.assert_allclose(result.delta, result.attributions.sum(axis=(1, 2)) - gap, atol=1e-3)
+    assert np.abs(gap).max() > 0.5  # a non-trivial check: the baseline really scores differently
+
+
+def test_ism_equals_slow_per_variant_reference(scorer):
+    seq = "ACGTTGCAGATAACGTTTGACCA"
+    result = attribute(scorer, [seq], "ism", Target(1, "motif"), batch_size=7, ism_window=(3, 15))
+    ids = scorer.encode([seq])
+    ref = float(scorer.score_ids(ids, torch.ones(1, dtype=torch.long), 1)[0])
+    expected = np.zeros((4, len(seq)))
+    for i in range(3, 15):
+        for b, base in enumerate("ACGT"):
+            if base != seq[i]:
+                mutant = seq[:i] + base + seq[i + 1:]
+                expected[b, i] = float(scorer.score_ids(scorer.encode([mutant]), torch.ones(1, dtype=torch.long), 1)[0]) - ref
+    expected[:, 3:15] -= expected[:, 3:15].mean(0, keepdims=True)
+    np.testing.assert_allclose(result.attributions[0], expected, atol=1e-5)
+    assert np.abs(result.attributions[0][:, :3]).max() == 0 and np.abs(result.attributions[0][:, 15:]).max() == 0
+    np.testing.assert_allclose(result.importance[0], (expected * one_hot([seq])[0]).sum(0), atol=1e-5)
+
+
+def test_reverse_complement_averaging_is_strand_symmetric(motif_model, positives):
+    """With RC averaging the score of a sequence and of its reverse complement agree, and saliency of the
+    reverse complement is the reverse complement of the saliency."""
+    from hyena_glt.io.sequences import reverse_complement
+
+    scorer = load_scorer(motif_model, device="cpu", precision="fp32", rc_average=True)[2]
+    seq = positives[0][0]
+    fwd = attribute(scorer, [seq], "saliency", Target(1, "motif"))
+    rev = attribute(scorer, [reverse_complement(seq)], "saliency", Target(1, "motif"))
+    assert fwd.scores[0] == pytest.approx(rev.scores[0], abs=1e-5)
+    np.testing.assert_allclose(rev.attributions[0], fwd.attributions[0][::-1, ::-1], atol=1e-5)
+
+
+def test_deeplift_refuses_hyena_layers_clearly(scorer, positives):
+    with pytest.raises(UsageError, match="deeplift.*(integrated-gradients|ism)"):
+        attribute(scorer, positives[0][:2], "deeplift", Target(1, "motif"))
+
+
+def test_unknown_method_and_target(scorer, motif_model):
+    with pytest.raises(UsageError, match="unknown --method 'gradcam'"):
+        attribute(scorer, ["ACGT"], "gradcam", Target(1, "motif"))
+    meta = {"task": "classification", "class_names": ["background", "motif"]}
+    assert resolve_target(meta, 2, None) == Target(1, "motif")
+    assert resolve_target(meta, 2, "background") == Target(0, "background")
+    assert resolve_target(meta, 2, "1") == Target(1, "motif")
+    with pytest.raises(UsageError, match="unknown --target 'enhancer'.*background, motif"):
+        resolve_target(meta, 2, "enhancer")
+
+
+def test_dinucleotide_shuffle_keeps_dinucleotide_counts():
+    rng = np.random.default_rng(0)
+    seq = "".join(rng.choice(list("ACGTN"), 300))
+    counts = lambda s: collections.Counter(s[i:i + 2] for i in range(len(s) - 1))  # noqa: E731
+    shuffles = {dinucleotide_shuffle(seq, rng) for _ in range(5)}
+    assert len(shuffles) == 5 and seq not in shuffles
+    for s in shuffles:
+        assert counts(s) == counts(seq) and s[0] == seq[0] and s[-1] == seq[-1]
+
+
+# ---------------------------------------------------------------------------------------------- variants
+def _reference_with_motif(tmp_path):
+    """chrM: 200 random bases with MOTIF at 0-based 96..104; the motif's first base is 1-based 97."""
+    rng = np.random.default_rng(11)
+    s = list(rng.choice(list("ACGT"), 200))
+    s[96:96 + len(MOTIF)] = MOTIF
+    seq = "".join(s)
+    fasta = tmp_path / "ref.fa"
+    fasta.write_text(">chrM\n" + "\n".join(seq[i:i + 60] for i in range(0, len(seq), 60)) + "\n")
+    pysam.faidx(str(fasta))
+    return fasta, seq
+
+
+def write_vcf(path, contigs: dict[str, int], rows: list[tuple[str, int, str, str]]):
+    """A bgzipped, tabix-indexed VCF made with pysam; rows are (contig, 1-based pos, REF, ALT[,ALT])."""
+    header = pysam.VariantHeader()
+    for name, length in contigs.items():
+        header.contigs.add(name, length=length)
+    plain = path.with_suffix("")
+    with pysam.VariantFile(str(plain), "w", header=header) as out:
+        for i, (contig, pos, ref, alt) in enumerate(rows):
+            out.write(out.new_record(contig=contig, start=pos - 1, alleles=(ref, *alt.split(",")), id=f"v{i}"))
+    pysam.tabix_index(str(plain), preset="vcf", force=True)
+    return path
+
+
+def test_variant_that_destroys_the_motif_lowers_the_score(tmp_path, scorer):
+    fasta, seq = _reference_with_motif(tmp_path)
+    rows = [("chrM", 20, seq[19], "ACGT"[("ACGT".index(seq[19]) + 1) % 4]),  # far from the motif
+            ("chrM", 97, "G", "C"),                 # the motif's first base
+            ("chrM", 98, "ATAAC", "A"),             # deletes the motif's core TAAC
+            ("chrM", 99, "T", "A,G")]               # multi-allelic inside the motif: two rows
+    vcf = write_vcf(tmp_path / "calls.vcf.gz", {"chrM": 200}, rows)
+    scan = scan_variants(vcf, fasta, scorer, window=LENGTH)
+    assert [(e.pos, e.ref, e.alt) for e in scan.effects] == [
+        (20, seq[19], rows[0][3]), (97, "G", "C"), (98, "ATAAC", "A"), (99, "T", "A"), (99, "T", "G")]
+    motif = 1
+    far, snv, deletion, multi_a, multi_g = scan.effects
+    assert deletion.ref_values[motif] > 0.9 and deletion.alt_values[motif] < 0.5  # destroyed: called background
+    for effect in (snv, multi_a, multi_g):  # every substitution in the motif lowers the motif log-odds
+        assert effect.diff[motif] < 0
+        assert log_odds_ratio(effect.ref_values, effect.alt_values)[motif] < -0.5
+    assert abs(far.diff[motif]) < 0.2  # a window without the motif scores background either way
+    np.testing.assert_allclose(deletion.ref_values.sum(), 1.0, atol=1e-5)
+
+
+def test_variant_errors_name_the_variant(tmp_path, scorer, data_dir):
+    ex1 = pysam.FastaFile(str(data_dir / "ex1.fa"))
+    base = ex1.fetch("seq1", 99, 100)
+    wrong = "ACGT"[("ACGT".index(base) + 1) % 4]
+    vcf = write_vcf(tmp_path / "mismatch.vcf.gz", {"seq1": 1575}, [("seq1", 100, wrong, base)])
+    with pytest.raises(InputError, match=f"seq1:100 {wrong}>{base}.*does not match the reference"):
+        scan_variants(vcf, data_dir / "ex1.fa", scorer, window=LENGTH)
+    scan = scan_variants(vcf, data_dir / "ex1.fa", scorer, window=LENGTH, skip_mismatch=True)
+    assert scan.effects == [] and scan.skipped_mismatch == 1
