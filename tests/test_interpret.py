@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from hyena_glt.errors import InputError, UsageError
 from hyena_glt.interpret import (Target, attribute, dinucleotide_shuffle, load_scorer, make_baselines,
                                  resolve_target, scan_variants)
-from hyena_glt.interpret.scoring import one_hot
+from hyena_glt.interpret.scoring import ScoreModel, one_hot
 from hyena_glt.interpret.variants import log_odds_ratio
 
 MOTIF = "GATAACGT"
@@ -268,3 +268,34 @@ def test_variant_errors_name_the_variant(tmp_path, scorer, data_dir):
         scan_variants(vcf, data_dir / "ex1.fa", scorer, window=LENGTH)
     scan = scan_variants(vcf, data_dir / "ex1.fa", scorer, window=LENGTH, skip_mismatch=True)
     assert scan.effects == [] and scan.skipped_mismatch == 1
+
+
+def test_patched_model_one_hot_path_and_logo_boundaries(tmp_path):
+    """A static:4 patched model: the spliced one-hot path still reproduces the model, and the logo marks where
+    its patches start."""
+    from hyena_glt.config import HyenaGLTConfig
+    from hyena_glt.interpret.plots import patch_starts, plot_logo
+    from hyena_glt.interpret.records import RecordAttribution
+    from hyena_glt.model import HyenaGLTForTask
+    from hyena_glt.tokenizers import get_tokenizer
+
+    torch.manual_seed(1)
+    tok = get_tokenizer("nucleotide")
+    config = HyenaGLTConfig.preset("tiny", vocab_size=tok.vocab_size, d_model=16, d_inner=32, filter_dim=8,
+                                   ngram_buckets=64, patcher="static:4")
+    model = HyenaGLTForTask(config, "classification", 2).eval()
+    scorer = ScoreModel(model, {"task": "classification"}, tok)
+    seqs = _planted(np.random.default_rng(1), 3, True)[0]
+    ids = scorer.encode(seqs)
+    targets = torch.zeros(3, dtype=torch.long)
+    with torch.no_grad():
+        assert torch.allclose(scorer(torch.from_numpy(one_hot(seqs)), ids, targets), scorer.score_ids(ids, targets, 8), atol=1e-5)
+    starts = patch_starts(model, ids[0])
+    np.testing.assert_array_equal(starts, np.arange(4, LENGTH, 4))
+    result = attribute(scorer, seqs[:1], "saliency", Target(0, "background"))
+    rec = RecordAttribution("r1", "r1", 0, ".", seqs[0], 0, "background", float(result.scores[0]), result.one_hot[0],
+                            result.attributions[0], result.importance[0])
+    fig = plot_logo(rec, tmp_path / "r1.png", boundaries=starts)
+    assert (tmp_path / "r1.png").read_bytes()[:4] == b"\x89PNG"
+    dashed = [line for line in fig.axes[0].lines if line.get_linestyle() == "--"]
+    assert sorted(round(line.get_xdata()[0] - 0.5) for line in dashed) == list(range(4, LENGTH, 4))
