@@ -169,3 +169,12 @@ def test_bad_options_are_one_line_exit_2_and_no_output(tmp_path, model_dir, fast
     assert result.exit_code == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr
     assert not out.exists()
+
+
+def test_ism_window_to_stdout(model_dir, fasta):
+    result = invoke("interpret", fasta, "--model", model_dir, "--method", "ism", "--ism-window", "5-12", "-o", "-")
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()[1:]]
+    assert len(rows) == 3 * LENGTH
+    inside = [float(r[6]) != 0 for r in rows[:LENGTH]]
+    assert inside == [4 <= i < 12 for i in range(LENGTH)]  # only bases 5..12 (1-based) were mutated

@@ -220,9 +220,13 @@ def ism(scorer: ScoreModel, ids: torch.Tensor, targets: torch.Tensor, x: torch.T
         alt = (ref_base[row, positions].unsqueeze(1) + torch.arange(1, 4, device=ids.device)) % 4  # (P, 3)
         pos = positions.repeat_interleave(3)
         alt = alt.reshape(-1)
-        mutants = ids[row].expand(pos.numel(), length).clone()
-        mutants[torch.arange(pos.numel(), device=ids.device), pos] = scorer.acgt_ids[alt]
-        scores = scorer.score_ids(mutants, targets[row].expand(pos.numel()), batch_size)
+        scores = torch.empty(pos.numel(), device=ids.device)
+        for s in range(0, pos.numel(), batch_size):  # mutants are built a batch at a time: memory stays bounded
+            p, a = pos[s:s + batch_size], alt[s:s + batch_size]
+            mutants = ids[row].expand(p.numel(), length).clone()
+            mutants[torch.arange(p.numel(), device=ids.device), p] = scorer.acgt_ids[a]
+            with torch.no_grad():
+                scores[s:s + batch_size] = scorer.score_logits(scorer.logits(mutants), targets[row].expand(p.numel()))
         out[row, alt, pos] = scores - ref_scores[row]
     centred = out - out.mean(1, keepdim=True)
     inside = torch.zeros(length, dtype=torch.bool, device=ids.device)

@@ -112,6 +112,8 @@ def register(app: typer.Typer) -> None:
         if steps < 1 or n_baselines < 1 or top < 1 or plot_width < 1:
             raise UsageError("--steps, --baselines, --top and --plot-width must be at least 1")
         kind = output_format(output, fmt, ATTRIBUTION_FORMATS, "tsv") if output is not None else None
+        if kind == "npz" and output == "-":
+            raise UsageError("npz output needs a file name (-o attributions.npz)")
         span = _parse_span(ism_window)
         model_obj, metadata, scorer = lib.load_scorer(model, device=device, precision=precision, rc_average=rc_average)
         names = lib.output_names(metadata, scorer.num_outputs)
