@@ -51,8 +51,11 @@ def fft_conv(v: torch.Tensor, k_f: torch.Tensor, n: int, skip: torch.Tensor) -> 
     """y = (v ⊛ h)[:L] + skip·v over the last dim, in fp32. v (B, C, L); k_f = rfft(h, n) (C, n//2+1)."""
     length = v.shape[-1]
     v32 = v.float()
-    y = torch.fft.irfft(torch.fft.rfft(v32, n=n) * k_f, n=n)[..., :length]
-    return torch.addcmul(y, v32, skip[:, None])
+    spectrum = torch.fft.rfft(v32, n=n)
+    if torch.is_grad_enabled():
+        return torch.addcmul(torch.fft.irfft(spectrum * k_f, n=n)[..., :length], v32, skip[:, None])
+    # Inference: reuse the buffers (the result is a view of the first L samples of the irfft output).
+    return torch.fft.irfft(spectrum.mul_(k_f), n=n)[..., :length].addcmul_(v32, skip[:, None])
 
 
 def direct_conv(v: torch.Tensor, h: torch.Tensor, h_back: torch.Tensor | None = None) -> torch.Tensor:
