@@ -144,7 +144,7 @@ def test_integrated_gradients_completeness(scorer, positives, baseline):
     """Attributions sum to f(x) - f(baseline). (The zeros baseline converges far more slowly: at an all-zero
     embedding the first LayerNorm's gradient blows up, so it needs many more --steps; the CLI warns.)"""
     seqs, _ = positives
-    seqs = seqs[:4]
+    seqs = seqs[:2]
     result = attribute(scorer, seqs, "integrated-gradients", Target(1, "motif"), baseline=baseline, steps=256,
                        batch_size=512, rng=np.random.default_rng(3))
     ids = scorer.encode(seqs)
