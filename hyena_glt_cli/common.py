@@ -116,4 +116,4 @@ RegionsOpt = Annotated[Optional[Path], typer.Option("--regions", help="BED file 
 ReferenceOpt = Annotated[Optional[Path], typer.Option("--reference", help="Reference FASTA (for CRAM input).")]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Process part I of N of the input (I/N, 1-based) for array jobs.")]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory (default: the bundled model).")]
-InputsArg = Annotated[list[str], typer.Argument(metavar="INPUT...", help="Input files (FASTA/FASTQ, gz/bgzf, SAM/BAM/CRAM); '-' for stdin.")]
+InputsArg = Annotated[list[str], typer.Argument(metavar="INPUT", help="Input files (FASTA/FASTQ, gz/bgzf, SAM/BAM/CRAM); '-' for stdin.")]
