@@ -68,6 +68,11 @@ def register(app: typer.Typer) -> None:
         Example: hyena-glt interpret promoters.fa --method integrated-gradients -o attr.npz --plot logos/
 
         Variants: hyena-glt interpret --variants calls.vcf.gz --reference genome.fa -o effects.tsv
+
+        Gradient methods differentiate through the unit (base) embedding; hashed n-gram embeddings and patch
+        boundaries are discrete and held at their values for the real sequence. ISM and variant scoring rerun
+        the whole model. Scores: log-odds of the target class (classification), logit (multi-label), output
+        (regression).
         """
         from hyena_glt import interpret as lib
 
