@@ -37,12 +37,15 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from ..errors import InputError, ModelError, UsageError
+
+if TYPE_CHECKING:  # reading sequences pulls in pysam; the patcher itself does not need it
+    from ..io.sequences import SequenceRecord
 
 log = logging.getLogger("hyena_glt")
 
@@ -586,7 +589,7 @@ def has_entropy_model(model_dir: str | Path) -> bool:
 class PatchedRecord:
     """One record cut into patches. ``entropy`` (bits per unit) is set for entropy patchers only."""
 
-    record: "object"  # hyena_glt.io.sequences.SequenceRecord
+    record: SequenceRecord
     patch_lengths: np.ndarray  # (P,) int64, sums to len(record.seq)
     entropy: np.ndarray | None = None  # (L,) float32
 
@@ -689,7 +692,7 @@ def patch_records(
     default_target_patch_length: float = DEFAULT_TARGET_PATCH_LENGTH,
     batch_units: int = 65536,
     device: str | torch.device = "cpu",
-) -> "Iterable[PatchedRecord]":
+) -> Iterator[PatchedRecord]:
     """Stream records through ``patcher``; yields a PatchedRecord per record, in input order.
 
     An EntropyPatcher with no threshold is calibrated on the first ``calibrate_units`` units of the input
