@@ -93,7 +93,7 @@ def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional):
     with torch.no_grad():
         whole = block(u)
         assert torch.allclose(whole, with_autograd, atol=1e-6)  # the no-grad path equals the autograd one
-        monkeypatch.setattr(hyena, "_SPECTRUM_CACHE_BYTES", 1000)  # spectra per channel group, not kept whole
+        monkeypatch.setattr(hyena, "_FILTER_CACHE_BYTES", 1000)  # spectra per channel group, not kept whole
         monkeypatch.setattr(hyena, "_TAP_ROWS", 64)  # filter taps in chunks of 64 lags
         monkeypatch.setattr(hyena, "_GROUP_ELEMENTS", 2 * 300 * 4 * 6)  # channel groups of 6 (16 = 6 + 6 + 4)
         monkeypatch.setattr(hyena, "_MLP_ROWS", 2 * 70)  # MLP rows in chunks of 70 positions

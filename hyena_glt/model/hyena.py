@@ -22,8 +22,9 @@ import torch.nn.functional as F
 # Memory bounds for inference on megabase inputs (none of them applies when autograd is recording):
 # the Hyena operator runs channel groups of at most this many projected elements at a time,
 _GROUP_ELEMENTS = 1 << 25
-# filter spectra bigger than this are not kept whole (nor cached) but transformed per channel group,
-_SPECTRUM_CACHE_BYTES = 1 << 28
+# a filter's spectrum bigger than this is not kept whole but transformed per channel group (and only
+# what fits this is cached),
+_FILTER_CACHE_BYTES = 1 << 28
 # filter taps are generated over this many lags at a time,
 _TAP_ROWS = 1 << 16
 # and blocks run their MLP over at most this many (batch x position) rows at a time.
@@ -116,39 +117,44 @@ class ImplicitFilter(nn.Module):
         """(channels·(1|2), length) taps at lags 0..length-1 (backward filter stacked second). Without
         autograd they are computed over chunks of lags, which bounds memory for megabase lengths."""
         step = length if torch.is_grad_enabled() else _TAP_ROWS
+        body, last = self.mlp[:-1], self.mlp[-1]
         out = None
         for start in range(0, length, step):
-            t = torch.arange(start, min(start + step, length), device=device, dtype=torch.float32)[:, None] / self.scale
-            phase = 2 * math.pi * t * torch.arange(1, self.bands + 1, device=device, dtype=torch.float32)
-            h = self.mlp(torch.cat([t, torch.sin(phase), torch.cos(phase)], dim=-1))
-            h = h * (torch.exp(-t * self.decay) + self.shift)
+            t = torch.arange(start, min(start + step, length), device=device, dtype=torch.float32) / self.scale
+            phase = 2 * math.pi * t[:, None] * torch.arange(1, self.bands + 1, device=device, dtype=torch.float32)
+            hidden = body(torch.cat([t[:, None], torch.sin(phase), torch.cos(phase)], dim=-1))
+            h = torch.mm(last.weight, hidden.t())  # (channels, lags): the layout the FFT wants, no transpose
+            # Decay window; the exponent is clamped so far lags never produce slow subnormal floats.
+            window = torch.exp((-self.decay[:, None] * t[None, :]).clamp_(min=-80.0)) + self.shift
             if step >= length:
-                return h.t()
-            out = h.new_empty(h.shape[1], length) if out is None else out
-            out[:, start:start + h.shape[0]] = h.t()
+                return h * window
+            out = h.new_empty(h.shape[0], length) if out is None else out
+            torch.mul(h, window, out=out[:, start:start + h.shape[1]])
         return out
 
     def spectra(self, length: int, n: int, device: torch.device):
         """A function channels (slice) → rfft of those channels' filters at FFT size n, (c, n//2+1) complex64.
 
-        The whole spectrum is computed once per forward, and cached in eval mode without autograd (keyed on
-        the parameters' storage and version, so weight updates invalidate it). Spectra too big to keep
-        (megabase lengths) are transformed per channel group from taps computed once per forward instead.
+        Computed once per forward, and cached in eval mode without autograd (keyed on the parameters'
+        storage and version, so weight updates invalidate it): the whole spectrum when it fits the cache
+        budget; else, for megabase lengths, the taps (when they fit), transformed per channel group.
         """
         with torch.autocast(device_type=device.type, enabled=False):
-            if not torch.is_grad_enabled() and self.channels * (n // 2 + 1) * 8 > _SPECTRUM_CACHE_BYTES:
-                h = self.taps(length, device)
-                return lambda rows: self._rfft(h, rows, n)
             use_cache = not (self.training or torch.is_grad_enabled())
-            key = (length, n, device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
-            k_f = self._cache.get(key) if use_cache else None
-            if k_f is None:
-                k_f = self._rfft(self.taps(length, device), slice(0, self.channels), n)
-                if use_cache:
+            whole = torch.is_grad_enabled() or self.channels * (n // 2 + 1) * 8 <= _FILTER_CACHE_BYTES
+            key = (length, n, whole, device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+            cached = self._cache.get(key) if use_cache else None
+            if cached is None:
+                cached = self.taps(length, device)
+                if whole:
+                    cached = self._rfft(cached, slice(0, self.channels), n)
+                if use_cache and cached.numel() * cached.element_size() <= _FILTER_CACHE_BYTES:
                     if len(self._cache) >= 4:
                         self._cache.clear()
-                    self._cache[key] = k_f
-        return lambda rows: k_f[rows]
+                    self._cache[key] = cached
+        if whole:
+            return lambda rows: cached[rows]
+        return lambda rows: self._rfft(cached, rows, n)
 
     def _rfft(self, h: torch.Tensor, rows: slice, n: int) -> torch.Tensor:
         with torch.autocast(device_type=h.device.type, enabled=False):
