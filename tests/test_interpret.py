@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from hyena_glt.errors import InputError, UsageError
 from hyena_glt.interpret import (Target, attribute, dinucleotide_shuffle, load_scorer, make_baselines,
                                  resolve_target, scan_variants)
+from hyena_glt.interpret.attribution import unit_path_share
 from hyena_glt.interpret.scoring import ScoreModel, one_hot
 from hyena_glt.interpret.variants import log_odds_ratio
 
@@ -137,6 +138,9 @@ def test_one_hot_path_reproduces_the_model(scorer, positives):
     logits = scorer.model(ids, torch.ones_like(ids, dtype=torch.bool)).detach()
     assert torch.allclose(via_one_hot, via_ids, atol=1e-5)
     assert torch.allclose(via_ids, logits[:, 1] - logits[:, 0], atol=1e-5)  # two-class log-odds
+    # No n-gram embeddings here: the one-hot path carries the whole signal (replacing every base by the
+    # uniform mixture moves the motif log-odds by several units).
+    assert not scorer.has_ngrams and unit_path_share(scorer, x, ids, targets, via_ids) > 2.0
 
 
 @pytest.mark.parametrize("baseline", ["uniform", "shuffle"])
@@ -285,6 +289,7 @@ def test_patched_model_one_hot_path_and_logo_boundaries(tmp_path):
                                    ngram_buckets=64, patcher="static:4")
     model = HyenaGLTForTask(config, "classification", 2).eval()
     scorer = ScoreModel(model, {"task": "classification"}, tok)
+    assert scorer.has_ngrams
     seqs = _planted(np.random.default_rng(1), 3, True)[0]
     ids = scorer.encode(seqs)
     targets = torch.zeros(3, dtype=torch.long)

@@ -119,6 +119,8 @@ def attribute(scorer: ScoreModel, seqs: list[str], method: str, target, *, basel
     with torch.no_grad():
         scores = scorer.score_ids(ids, targets, batch_size)
     delta = None
+    if method != "ism":
+        _warn_if_unit_path_is_weak(scorer, x, ids, targets, scores)
     if method == "saliency":
         attr = _saliency(scorer, x, ids, targets)
     elif method == "integrated-gradients":
@@ -133,6 +135,29 @@ def attribute(scorer: ScoreModel, seqs: list[str], method: str, target, *, basel
     importance = attr_np.sum(1) if method in ("integrated-gradients", "deeplift", "deepshap") else (attr_np * x_np).sum(1)
     return Attributions(x_np, attr_np, importance, scores.cpu().numpy(), targets.cpu().numpy(),
                         None if delta is None else delta.detach().cpu().numpy())
+
+
+def unit_path_share(scorer: ScoreModel, x: torch.Tensor, ids: torch.Tensor, targets: torch.Tensor,
+                    scores: torch.Tensor) -> float:
+    """How far the differentiable path alone moves the score: mean |f(x) - f(uniform one-hot)| over the batch,
+    with everything the path holds constant (n-gram embeddings, patches) left at the real sequence's values."""
+    uniform = torch.full_like(x, 0.25) * (x.sum(1, keepdim=True) > 0)
+    with torch.no_grad():
+        return float((scores - scorer(uniform, ids, targets)).abs().mean())
+
+
+def _warn_if_unit_path_is_weak(scorer, x, ids, targets, scores) -> None:
+    """Models with hashed n-gram embeddings can carry most of their signal there, out of reach of gradients.
+    Say so once per scorer when the unit-embedding path moves the score by under 5 % of the scores' size."""
+    if getattr(scorer, "_warned_unit_path", False) or not scorer.has_ngrams:
+        return
+    share = unit_path_share(scorer, x, ids, targets, scores)
+    size = float(scores.abs().mean()) + 1e-3
+    if share < 0.05 * max(size, 1.0):
+        scorer._warned_unit_path = True
+        log.warning("gradient methods see only the base-embedding path of this model, which moves the score by "
+                    "%.3g on average (the n-gram embeddings held constant carry the rest); --method ism sees every "
+                    "path", share)
 
 
 def _saliency(scorer: ScoreModel, x, ids, targets) -> torch.Tensor:

@@ -135,6 +135,8 @@ class ScoreModel(nn.Module):
         complement[self.acgt_ids] = self.acgt_ids.flip(0)
         self.register_buffer("complement_ids", complement, persistent=False)
         self.embedding = _find_unit_embedding(model)
+        # Hashed n-gram embeddings (BLT) are summed onto the unit embedding; gradients cannot reach them.
+        self.has_ngrams = bool(getattr(getattr(model, "config", None), "ngram_buckets", 0))
         self._one_hot: torch.Tensor | None = None  # what the embedding hook splices in during a forward
         self.embedding.register_forward_hook(self._splice_one_hot)
         self.to(self.device)
