@@ -100,3 +100,30 @@ def test_help_shows_an_example():
     result = CliRunner().invoke(app, ["train", "--help"])
     assert result.exit_code == 0
     assert "Example: hyena-glt train" in result.stdout
+
+
+def test_lm_then_entropy_patched_classifier(rows, data_dir, tmp_path):
+    """`--task lm` makes an entropy model; `--patcher entropy` calibrates it to the target mean patch
+    length on the training sequences and ships it inside the classifier's folder."""
+    lm = tmp_path / "lm"
+    result = invoke("train", "--task", "lm", str(data_dir / "lambda_virus.fa"), "--window", "256", *TINY,
+                    "--max-steps", "2", "--batch-size", "16", "-o", str(lm))
+    assert result.exit_code == 0, result.stderr
+    train = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows[:128]])
+    out = tmp_path / "patched"
+    result = invoke("train", str(train), *TINY, "--patcher", "entropy", "--entropy-model", str(lm),
+                    "--target-patch-length", "4", "--max-steps", "1", "--batch-size", "64", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    model, meta = from_pretrained(out)
+    assert meta["patcher"] == "entropy" and model.config.patcher == "entropy"
+    settings = json.loads((out / "entropy_model" / "hyena_glt.json").read_text())["entropy_patcher"]
+    assert settings["target_patch_length"] == 4.0 and settings["threshold"] is not None
+    assert settings["calibration"]["mean_patch_length"] == pytest.approx(4.0, abs=0.5)
+    ids = torch.tensor([[5, 6, 7, 8] * 10])
+    assert int(model.backbone.patcher(ids, torch.ones_like(ids, dtype=torch.bool)).sum()) == 40
+
+
+def test_entropy_patcher_needs_a_model(rows, tmp_path):
+    train = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows])
+    out = tmp_path / "m"
+    assert_bad(invoke("train", str(train), "--patcher", "entropy", "-o", str(out)), out, "--entropy-model")
