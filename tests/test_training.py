@@ -184,3 +184,18 @@ def test_bf16_autocast_training_step(data_dir, tmp_path):
     result = trainer.fit()
     assert result.steps == 2 and math.isfinite(result.metrics["train_loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+
+
+def test_eval_every_with_early_stopping(data_dir, tmp_path):
+    rows = gue(data_dir, n=160)
+    train, val = gc_data(rows[:128]), gc_data(rows[128:])
+    options = TrainOptions(task="regression", config_overrides=SMALL, epochs=5, batch_size=32,
+                           eval_every=2, patience=2, device="cpu", select_metric="loss")
+    trainer = Trainer(options, train, val, tmp_path / "es")
+    # frozen weights: nothing improves after the first evaluation, so patience 2 stops after the third
+    trainer.optimizer.step = lambda *args, **kwargs: None
+    result = trainer.fit()
+    log = (tmp_path / "es" / "train_log.tsv").read_text().splitlines()
+    steps = [int(line.split("\t")[1]) for line in log[1:]]
+    assert steps == [2, 4, 6] and result.stopped_early and result.steps == 6
+    assert json.loads((tmp_path / "es" / "hyena_glt.json").read_text())["training"]["stopped_early"] is True

@@ -478,8 +478,9 @@ class Trainer:
                 if self.finished:  # early stop at a mid-epoch evaluation
                     self._save_last(start_time)
                     break
-                # end of the epoch (or of max_steps)
-                self._evaluate_and_record(start_time)
+                # end of the epoch (or of max_steps); --eval-every may just have evaluated this very step
+                if not self.history or self.history[-1]["step"] != self.global_step:
+                    self._evaluate_and_record(start_time)
                 self.epoch += 1
                 self.micro_in_epoch = 0
                 self.epoch_loss_sum = self.epoch_loss_count = 0.0
