@@ -186,6 +186,7 @@ def test_bf16_autocast_training_step(data_dir, tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_eval_every_with_early_stopping(data_dir, tmp_path):
     rows = gue(data_dir, n=160)
     train, val = gc_data(rows[:128]), gc_data(rows[128:])
