@@ -200,3 +200,17 @@ def test_eval_every_with_early_stopping(data_dir, tmp_path):
     steps = [int(line.split("\t")[1]) for line in log[1:]]
     assert steps == [2, 4, 6] and result.stopped_early and result.steps == 6
     assert json.loads((tmp_path / "es" / "hyena_glt.json").read_text())["training"]["stopped_early"] is True
+
+
+def test_multilabel_run(data_dir, tmp_path):
+    rows = gue(data_dir, n=160)
+    seqs = [r["sequence"] for r in rows]
+    # two properties of real promoter-region sequences: GC-rich, and carrying a TATA box-like motif
+    flags = np.array([[sum(c in "GC" for c in s) / 70 > 0.55, "TATA" in s] for s in seqs], dtype=np.float32)
+    data = LabelledData([f"s{i}" for i in range(160)], seqs, flags, "multilabel", class_names=["gc_rich", "tata"])
+    options = TrainOptions(task="multilabel", config_overrides=SMALL, max_steps=3, batch_size=32, device="cpu")
+    result = Trainer(options, data.subset(range(128)), data.subset(range(128, 160)), tmp_path / "ml").fit()
+    assert set(result.metrics["val"]) == {"loss", "accuracy", "mcc", "macro_f1", "auroc", "auprc"}
+    model, meta = from_pretrained(tmp_path / "ml")
+    assert meta["class_names"] == ["gc_rich", "tata"] and model.num_outputs == 2
+    assert meta["training"]["select_metric"] == "macro_f1"
