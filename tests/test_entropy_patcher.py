@@ -302,7 +302,20 @@ def test_cli_tokenize_entropy_patches(tmp_path, patcher):
     assert stats.read_text().splitlines()[-1].split("\t")[:3] == ["all", str(len(seq) + 100), str(len(rows))]
     assert png.stat().st_size > 1000
 
+    # --threshold overrides the stored one: a threshold above every entropy leaves only max-length cuts.
+    capped = tmp_path / "capped.bed"
+    result = CliRunner().invoke(app, ["-@", "1", "tokenize", "--patcher", "entropy", "--entropy-model",
+                                      str(tmp_path / "lm"), str(fasta), "-o", str(capped), "--threshold", "99",
+                                      "--max-patch-length", "16"])
+    assert result.exit_code == 0, result.stderr
+    lengths = [int(r[2]) - int(r[1]) for r in (line.split("\t") for line in capped.read_text().splitlines())
+               if r[0] == "chrR"]
+    assert lengths == [16] * (len(seq) // 16) + ([len(seq) % 16] if len(seq) % 16 else [])
+
     missing = tmp_path / "never.bed"
+    result = CliRunner().invoke(app, ["tokenize", "--patcher", "static:4", "--threshold", "1", str(fasta),
+                                      "-o", str(missing)])
+    assert result.exit_code == 2 and "need --patcher entropy" in result.stderr
     result = CliRunner().invoke(app, ["tokenize", "--patcher", "entropy", str(fasta), "-o", str(missing)])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines()[-1].startswith("hyena-glt: error: --patcher entropy needs --entropy-model")

@@ -48,6 +48,11 @@ EntropyModelOpt = Annotated[
 ]
 StatsOpt = Annotated[Optional[Path], typer.Option("--stats", help="With --patcher: per-contig patch statistics as TSV.")]
 PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="With --patcher: PNG of the patches (and entropy) of the first record.")]
+ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", help="Entropy patcher: boundary threshold θ in bits (default: the LM's stored one).")]
+TargetOpt = Annotated[Optional[float], typer.Option("--target-patch-length", help="Entropy patcher: calibrate θ on the input for this mean patch length.")]
+ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="Entropy patcher: global (H > θ) or monotonic (H(t) − H(t−1) > θ).")]
+MinPatchOpt = Annotated[Optional[int], typer.Option("--min-patch-length", help="Entropy patcher: shortest patch.")]
+MaxPatchOpt = Annotated[Optional[int], typer.Option("--max-patch-length", help="Entropy patcher: longest patch.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +74,11 @@ def register(app: typer.Typer) -> None:
         entropy_model: EntropyModelOpt = None,
         stats: StatsOpt = None,
         plot: PlotOpt = None,
+        threshold: ThresholdOpt = None,
+        target_patch_length: TargetOpt = None,
+        mode: ModeOpt = None,
+        min_patch_length: MinPatchOpt = None,
+        max_patch_length: MaxPatchOpt = None,
     ) -> None:
         """Turn sequences into token ids (TSV: id, length, ids; or .npz), or, with --patcher, into
         BED patch intervals with a per-contig summary on stderr.
@@ -85,7 +95,11 @@ def register(app: typer.Typer) -> None:
         if patching:
             from hyena_glt.model import entropy
 
-            the_patcher = entropy.make_patcher(patcher.strip(), entropy_model=entropy_model)
+            entropy_options = dict(threshold=threshold, target_patch_length=target_patch_length, mode=mode,
+                                   min_patch_length=min_patch_length, max_patch_length=max_patch_length)
+            if patcher.strip() != "entropy" and any(v is not None for v in entropy_options.values()):
+                raise UsageError("--threshold/--target-patch-length/--mode/--min/--max-patch-length need --patcher entropy")
+            the_patcher = entropy.make_patcher(patcher.strip(), entropy_model=entropy_model, **entropy_options)
             # an entropy model reads units with the tokenizer it was trained with
             tok = getattr(the_patcher, "tokenizer", None) or tok
         fmt = output_format(output, fmt, ("tsv", "npz", "bed"), "bed" if patching else "tsv")
@@ -96,7 +110,10 @@ def register(app: typer.Typer) -> None:
         if not patching:
             if fmt == "bed":
                 raise UsageError("BED output holds patch intervals: add --patcher static:K or --patcher entropy")
-            for name, value in (("--entropy-model", entropy_model), ("--stats", stats), ("--plot", plot)):
+            for name, value in (("--entropy-model", entropy_model), ("--stats", stats), ("--plot", plot),
+                                ("--threshold", threshold), ("--target-patch-length", target_patch_length),
+                                ("--mode", mode), ("--min-patch-length", min_patch_length),
+                                ("--max-patch-length", max_patch_length)):
                 if value is not None:
                     raise UsageError(f"{name} needs --patcher")
         if stride is not None and window is None:
