@@ -230,3 +230,40 @@ def test_train_script_does_not_requeue_a_run_that_fails_before_any_checkpoint(tm
     assert proc.returncode != 0
     assert "hyena-glt: error:" in proc.stderr and "failed with status" in proc.stderr
     assert not (tmp_path / "scontrol.calls").exists()
+
+
+@pytest.mark.slow
+def test_array_tasks_run_outside_slurm_and_their_shards_merge_into_the_full_scan(tmp_path, data_dir):
+    """The array script's body for each task id (bash, no sbatch), then the merge script: the indexed BED is
+    the sorted full scan. The 154 kb genome has 2,207 windows of the default model's 70 nt, three blocks of
+    classify's sharding, so each of the three tasks gets work."""
+    genome = data_dir / "arabidopsis_chloroplast.fa"
+    hyena_glt = str(VENV_BIN / "hyena-glt")
+    for task in (5, 6, 7):  # --array=5-7: shard = the task's position in the array
+        env = slurm_env(HYENA_GLT=hyena_glt, SLURM_ARRAY_TASK_ID=str(task), SLURM_ARRAY_TASK_MIN="5",
+                        SLURM_ARRAY_TASK_COUNT="3", SLURM_CPUS_PER_TASK="1")
+        proc = subprocess.run(["bash", str(SLURM / "classify_array.sbatch"), str(genome), str(tmp_path / "scan")],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"shard {task - 4}/3" in proc.stderr and "with 1 threads" in proc.stderr
+    shards = sorted((tmp_path / "scan").iterdir())
+    assert [p.name for p in shards] == [f"shard_{i}_of_3.bed" for i in (1, 2, 3)]
+    assert all(len(p.read_text().splitlines()) > 100 for p in shards)
+
+    # A finished shard is not recomputed when the array is resubmitted.
+    before = shards[0].stat().st_mtime_ns
+    env = slurm_env(HYENA_GLT=hyena_glt, SLURM_ARRAY_TASK_ID="1", SLURM_ARRAY_TASK_COUNT="3")
+    proc = subprocess.run(["bash", str(SLURM / "classify_array.sbatch"), str(genome), str(tmp_path / "scan")],
+                          env=env, capture_output=True, text=True, check=True)
+    assert "already done" in proc.stderr and shards[0].stat().st_mtime_ns == before
+
+    merged = tmp_path / "scan.bed.gz"
+    env = slurm_env(PYTHON=sys.executable, HYENA_GLT_WORKFLOWS=str(REPO / "workflows"))
+    subprocess.run(["bash", str(SLURM / "merge_shards.sbatch"), str(tmp_path / "scan"), str(merged), str(genome)],
+                   env=env, check=True, capture_output=True)
+    full = tmp_path / "full.bed"
+    subprocess.run([hyena_glt, "-q", "classify", str(genome), "-o", str(full)], check=True)
+    with gzip.open(merged, "rt") as handle:
+        assert handle.read() == full.read_text()  # one contig: reference order = sorted order
+    with pysam.TabixFile(str(merged)) as tabix:
+        assert len(list(tabix.fetch("NC_000932.1", 0, 70))) == 1
