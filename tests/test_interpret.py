@@ -304,3 +304,56 @@ def test_patched_model_one_hot_path_and_logo_boundaries(tmp_path):
     assert (tmp_path / "r1.png").read_bytes()[:4] == b"\x89PNG"
     dashed = [line for line in fig.axes[0].lines if line.get_linestyle() == "--"]
     assert sorted(round(line.get_xdata()[0] - 0.5) for line in dashed) == list(range(4, LENGTH, 4))
+
+
+@pytest.mark.parametrize("rc_average", [False, True])
+def test_saliency_with_ngram_embeddings_matches_finite_differences(rc_average):
+    """With hashed n-gram embeddings, saliency is each substitution's first-order effect at the embedding layer.
+    Reference: a central finite difference of the whole model along e(mutant) - e(sequence), one batch."""
+    from hyena_glt.config import HyenaGLTConfig
+    from hyena_glt.model import HyenaGLTForTask
+    from hyena_glt.tokenizers import get_tokenizer
+
+    torch.manual_seed(2)
+    tok = get_tokenizer("nucleotide")
+    config = HyenaGLTConfig.preset("tiny", vocab_size=tok.vocab_size, d_model=16, d_inner=32, filter_dim=8,
+                                   ngram_buckets=64, ngram_sizes=[3, 5], bidirectional=True)
+    model = HyenaGLTForTask(config, "classification", 2).eval()
+    with torch.no_grad():  # large n-gram tables, so the n-gram path matters
+        model.backbone.embed.ngrams.weight.mul_(20)
+    scorer = ScoreModel(model, {"task": "classification"}, tok, rc_average=rc_average)
+    seq = "ACGTTGCAGATAACGTTTGACCAGGCAT"
+    length = len(seq)
+    result = attribute(scorer, [seq], "saliency", Target(1, "1"))
+
+    ids = scorer.encode([seq])
+    mutants = [seq[:p] + b + seq[p + 1:] for b in "ACGT" for p in range(length)]  # row b * L + p
+    mut_ids = scorer.encode(mutants)
+    embed = scorer.full_embedding
+    with torch.no_grad():
+        shift_fwd = embed(mut_ids) - embed(ids)
+        rc = scorer.complement_ids
+        shift_rc = embed(rc[mut_ids].flip(-1)) - embed(rc[ids].flip(-1))
+    eps = 1e-3
+
+    def scores_with(sign: float) -> torch.Tensor:
+        calls = []
+
+        def nudge(module, args, out):
+            calls.append(1)
+            return out + sign * eps * (shift_fwd if len(calls) == 1 else shift_rc)
+
+        handle = embed.register_forward_hook(nudge)
+        try:
+            return scorer.score_ids(ids.expand(len(mutants), -1), torch.ones(len(mutants), dtype=torch.long), len(mutants))
+        finally:
+            handle.remove()
+
+    finite = ((scores_with(1.0) - scores_with(-1.0)) / (2 * eps)).view(4, length).numpy()
+    finite -= finite.mean(0, keepdims=True)
+    np.testing.assert_allclose(result.attributions[0], finite, atol=2e-3 * np.abs(finite).max())
+    # ... and the n-grams matter: the base-embedding gradient alone gives something else.
+    x = torch.from_numpy(one_hot([seq])).requires_grad_(True)
+    scorer(x, ids, torch.ones(1, dtype=torch.long)).sum().backward()
+    unit_only = (x.grad - x.grad.mean(1, keepdim=True))[0].numpy()
+    assert np.abs(result.attributions[0] - unit_only).max() > 0.3 * np.abs(finite).max() > 0.003

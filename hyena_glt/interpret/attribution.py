@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import UsageError
 from .scoring import ScoreModel, base_indices, one_hot
@@ -119,7 +120,7 @@ def attribute(scorer: ScoreModel, seqs: list[str], method: str, target, *, basel
     with torch.no_grad():
         scores = scorer.score_ids(ids, targets, batch_size)
     delta = None
-    if method != "ism":
+    if method in ("integrated-gradients", "deeplift", "deepshap"):
         _warn_if_unit_path_is_weak(scorer, x, ids, targets, scores)
     if method == "saliency":
         attr = _saliency(scorer, x, ids, targets)
@@ -155,20 +156,68 @@ def _warn_if_unit_path_is_weak(scorer, x, ids, targets, scores) -> None:
     size = float(scores.abs().mean()) + 1e-3
     if share < 0.05 * max(size, 1.0):
         scorer._warned_unit_path = True
-        log.warning("gradient methods see only the base-embedding path of this model, which moves the score by "
-                    "%.3g on average (the n-gram embeddings held constant carry the rest); --method ism sees every "
-                    "path", share)
+        log.warning("integrated gradients/DeepLIFT see only the base-embedding path of this model, which moves "
+                    "the score by %.3g on average (the n-gram embeddings held constant carry the rest); saliency "
+                    "and ism see the n-grams too", share)
 
 
 def _saliency(scorer: ScoreModel, x, ids, targets) -> torch.Tensor:
-    """Gradient x input with the gradient's mean over the four bases removed first (Majdandzic et al. 2023,
-    "Correcting gradient-based interpretations of deep neural networks for genomics"): a one-hot input lives on
-    the simplex, and the gradient component along (1,1,1,1) points off it and adds the same noise to every
-    position. Integrated gradients from the uniform baseline gets this centring for free."""
-    from captum.attr import Saliency
+    """Gradient x input, as hypothetical contributions of all four bases, centred over the bases at each position
+    (Majdandzic et al. 2023: a one-hot input lives on the simplex; the gradient along (1,1,1,1) points off it).
 
-    grad = Saliency(scorer).attribute(x.clone().requires_grad_(True), additional_forward_args=(ids, targets), abs=False)
-    return grad - grad.mean(1, keepdim=True)  # hypothetical contributions; x the observed base for gradient x input
+    Without n-gram embeddings this is ``grad - mean(grad)`` over the one-hot channels. With them, each
+    substitution's first-order effect is taken at the embedding layer, n-grams included:
+    ``sum_i <df/de_i, e_i(mutant) - e_i(sequence)>`` over the positions whose unit or n-gram embedding the
+    substitution changes (see :func:`embedding_substitution_effects`). Integrated gradients from the uniform
+    baseline gets the centring for free but sees the base-embedding path only."""
+    embed = scorer.full_embedding
+    if not scorer.has_ngrams or embed is None:
+        from captum.attr import Saliency
+
+        grad = Saliency(scorer).attribute(x.clone().requires_grad_(True), additional_forward_args=(ids, targets), abs=False)
+        return grad - grad.mean(1, keepdim=True)
+    outputs: list[torch.Tensor] = []
+
+    def keep(module, args, out):
+        out.retain_grad()
+        outputs.append(out)
+
+    handle = embed.register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            scorer(x.clone().requires_grad_(True), ids, targets).sum().backward()
+    finally:
+        handle.remove()
+    effects = embedding_substitution_effects(embed, ids, outputs[0].grad.float(), scorer.acgt_ids)
+    if scorer.rc_average:  # the reverse strand's effects, moved back onto forward bases and positions
+        rc_ids = scorer.complement_ids[ids].flip(-1)
+        effects = effects + embedding_substitution_effects(embed, rc_ids, outputs[1].grad.float(), scorer.acgt_ids).flip(1).flip(2)
+    is_base = (x.sum(1, keepdim=True) > 0).to(effects.dtype)
+    return (effects - effects.mean(1, keepdim=True)) * is_base
+
+
+@torch.no_grad()
+def embedding_substitution_effects(embed, ids: torch.Tensor, grad: torch.Tensor, acgt_ids: torch.Tensor,
+                                   chunk: int = 4096) -> torch.Tensor:
+    """(N, 4, L) first-order score change of substituting base b at position p, through the embedding layer:
+    ``sum_{i=p}^{p+K-1} <grad_i, embed(mutant)_i - embed(ids)_i>``, K the longest n-gram. Each substitution only
+    changes the embeddings of K positions, so every (p, b) is computed on a window of 2K-1 ids around p
+    (left context for the n-grams; ids before the sequence start count as 0, as the model hashes them),
+    windows batched ``chunk`` at a time: cost O(4 L K D), no loop over positions."""
+    k = max(getattr(embed, "ngram_sizes", None) or [1])
+    n, length = ids.shape
+    pad = k - 1
+    windows = F.pad(ids, (pad, pad), value=0).unfold(1, 2 * k - 1, 1).reshape(n * length, 2 * k - 1)
+    grad_windows = F.pad(grad, (0, 0, 0, pad)).unfold(1, k, 1).permute(0, 1, 3, 2).reshape(n * length, k, -1)
+    out = torch.zeros(n * length, 4, device=ids.device)
+    for start in range(0, n * length, chunk):
+        win, g = windows[start:start + chunk], grad_windows[start:start + chunk]
+        ref = embed(win)[:, pad:]
+        for b in range(4):
+            mutant = win.clone()
+            mutant[:, pad] = acgt_ids[b]
+            out[start:start + chunk, b] = ((embed(mutant)[:, pad:] - ref) * g).sum((1, 2))
+    return out.view(n, length, 4).permute(0, 2, 1)
 
 
 def _integrated_gradients(scorer, x, ids, targets, seqs, baseline, steps, n_baselines, batch_size, rng):

@@ -137,6 +137,9 @@ class ScoreModel(nn.Module):
         self.embedding = _find_unit_embedding(model)
         # Hashed n-gram embeddings (BLT) are summed onto the unit embedding; gradients cannot reach them.
         self.has_ngrams = bool(getattr(getattr(model, "config", None), "ngram_buckets", 0))
+        # The whole input embedding (units + n-grams): saliency takes substitution effects at its output.
+        embed = getattr(getattr(model, "backbone", model), "embed", None)
+        self.full_embedding = embed if isinstance(embed, nn.Module) and embed is not self.embedding else None
         self._one_hot: torch.Tensor | None = None  # what the embedding hook splices in during a forward
         self.embedding.register_forward_hook(self._splice_one_hot)
         self.to(self.device)
