@@ -7,9 +7,10 @@
 * :func:`scan_variants` — ref/alt scores of VCF variants centred in model windows.
 * writers for tfmodisco-lite ``.npz``, ``.bedgraph``, ``.tsv``, effect ``.tsv``/``.vcf.gz``, and logo PNGs.
 
-Gradient methods differentiate through the unit embedding only; hashed n-gram embeddings and patch
-boundaries are discrete functions of the token ids and are held at their values for the real sequence
-(see :mod:`hyena_glt.interpret.scoring`). ISM and variant scoring re-run the whole model, patcher included.
+Integrated gradients and DeepLIFT differentiate through the unit embedding only; hashed n-gram embeddings
+and patch boundaries are discrete functions of the token ids and are held at their values for the real
+sequence (see :mod:`hyena_glt.interpret.scoring`). Saliency takes first-order substitution effects at the
+embedding layer, n-grams included. ISM and variant scoring re-run the whole model, patcher included.
 """
 
 from __future__ import annotations

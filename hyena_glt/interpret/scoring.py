@@ -6,8 +6,10 @@ positions (a forward hook on the embedding module). The embedding of an exact on
 embedding, so scores are unchanged; in between (integrated-gradients paths, uniform baselines) the input is a
 mixture of the four base embeddings. Everything the model derives from the ids *discretely* stays fixed at the
 values of the real sequence while we differentiate: hashed n-gram embeddings, patch boundaries (static or
-entropy patching), N and padding positions. Gradient attributions therefore cover the unit-embedding path only;
-in-silico mutagenesis (:func:`hyena_glt.interpret.attribution.ism`) changes the ids and so sees every path.
+entropy patching), N and padding positions. Integrated gradients and DeepLIFT therefore cover the
+unit-embedding path only. Saliency takes each substitution's first-order effect at the embedding layer, so it
+sees the n-gram embeddings too (:func:`hyena_glt.interpret.attribution.embedding_substitution_effects`);
+in-silico mutagenesis changes the ids and sees every path, patch boundaries included.
 
 The score of a sequence is, for classification, the log-odds of the target class
 ``log p_c - log(1 - p_c)`` (for two classes this is ``logit_c - logit_other``); for multi-label models the

@@ -69,9 +69,10 @@ def register(app: typer.Typer) -> None:
 
         Variants: hyena-glt interpret --variants calls.vcf.gz --reference genome.fa -o effects.tsv
 
-        Gradient methods differentiate through the unit (base) embedding; hashed n-gram embeddings and patch
-        boundaries are discrete and held at their values for the real sequence. ISM and variant scoring rerun
-        the whole model. Scores: log-odds of the target class (classification), logit (multi-label), output
+        Integrated gradients and DeepLIFT differentiate through the base embedding; hashed n-gram embeddings
+        and patch boundaries are discrete and held at their values for the real sequence. Saliency takes
+        first-order substitution effects at the embedding layer (n-grams included). ISM and variant scoring
+        rerun the whole model. Scores: log-odds of the target class (classification), logit (multi-label), output
         (regression).
         """
         from hyena_glt import interpret as lib
