@@ -21,10 +21,10 @@ import torch.nn.functional as F
 
 # Memory bounds for inference on megabase inputs (none of them applies when autograd is recording):
 # the Hyena operator runs channel groups of at most this many projected elements at a time,
-_GROUP_ELEMENTS = 1 << 25
+_GROUP_ELEMENTS = 1 << 24
 # a filter's spectrum bigger than this is not kept whole but transformed per channel group (and only
 # what fits this is cached),
-_FILTER_CACHE_BYTES = 1 << 28
+_FILTER_CACHE_BYTES = 1 << 29
 # filter taps are generated over this many lags at a time,
 _TAP_ROWS = 1 << 16
 # and blocks run their MLP over at most this many (batch x position) rows at a time.
