@@ -85,11 +85,11 @@ def register(app: typer.Typer) -> None:
         shard_index, shard_count = parse_shard(shard)
         explicit = output_format(output, fmt, FORMATS, "") if (fmt or output != "-") else ""
         check_destination(output)
+        if explicit == "tsv" and merge:
+            raise UsageError("--merge needs BED output (-o out.bed or --format bed)")
         predictor = Predictor.from_pretrained(
             model, tasks=SEQUENCE_TASKS, device=device, precision=precision, batch_size=batch_size,
             window=window, stride=stride, last=last, rc_average=rc_average)
-        if explicit == "tsv" and merge:
-            raise UsageError("--merge needs BED output (-o out.bed or --format bed)")
 
         records = read_many(inputs, regions=region, regions_bed=regions, reference=reference,
                             alphabet=predictor.alphabet)
