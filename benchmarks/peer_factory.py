@@ -47,3 +47,6 @@ def factory(config_name: str, max_len: int) -> nn.Module:
 def factory_static4(config_name: str, max_len: int) -> nn.Module:
     """Static patches of 4 units, with the local decoder back to per-unit states."""
     return build(config_name, "static:4")
+
+
+make_model = factory  # the name the README's bench_peer example uses
