@@ -523,15 +523,10 @@ def bed_rows(batch: PredictionBatch, task: str, names: Sequence[str], rc_average
              min_score: int | None = None, labels: Sequence[str] | None = None) -> Iterator[BedRow]:
     """BED rows of a batch of windows, after the --min-score / --label filters. Strand: '.' when the
     prediction averages both strands, else the record's strand ('+' when unknown)."""
+    batch = _filter_batch(batch, task, names, min_score, labels)
     row_labels, scores = predicted_labels(batch.values, task, names)
-    keep = np.ones(len(batch.records), dtype=bool)
-    if min_score is not None:
-        keep &= scores >= min_score
-    if labels:
-        keep &= _has_label(row_labels, labels)
     values = batch.values.astype(np.float64)
-    for i in np.flatnonzero(keep):
-        record = batch.records[i]
+    for i, record in enumerate(batch.records):
         contig, start, end = record_coordinates(record)
         strand = "." if rc_averaged else (record.strand if record.strand in ("+", "-") else "+")
         yield BedRow(contig, int(start), int(end), row_labels[i], int(scores[i]), strand,
