@@ -12,7 +12,8 @@ A template is Markdown with directives in HTML comments, each on its own line:
     <!-- run volatile max=20 exit=2: COMMAND -->
         options: `volatile` (the output differs run to run, e.g. timings: --check only requires the command to
         succeed), `max=N` (show the first N output lines), `exit=N` (the exit status the example must have;
-        default 0), `stdout` (leave stderr out), `nopipefail` (judge a pipeline by its last command only: for
+        default 0), `stdout` (leave stderr out: needed for pipelines, where one command's log on stderr and the
+        next one's output on stdout interleave differently from run to run), `nopipefail` (judge a pipeline by its last command only: for
         `sort | head`, where sort may be stopped by SIGPIPE; the output is still compared)
     <!-- hidden: COMMAND -->
         run for its effect (e.g. to make a file a later example reads); shown nowhere
