@@ -8,7 +8,7 @@
 A template is Markdown with directives in HTML comments, each on its own line:
 
     <!-- run: hyena-glt classify example_data/MT-human.fa | head -3 -->
-        a console block: the command, then its output (stdout and stderr, in order)
+        a console block: the command, then its output (stdout, then stderr)
     <!-- run volatile max=20 exit=2: COMMAND -->
         options: `volatile` (the output differs run to run, e.g. timings: --check only requires the command to
         succeed), `max=N` (show the first N output lines), `exit=N` (the exit status the example must have;
@@ -147,7 +147,8 @@ class Runner:
         self.env.pop("VIRTUAL_ENV", None)
 
     def run(self, directive: Directive, page: str) -> str:
-        stderr = subprocess.DEVNULL if directive.stdout_only else subprocess.STDOUT
+        # stderr is captured apart and shown after stdout: two streams interleave differently from run to run.
+        stderr = subprocess.DEVNULL if directive.stdout_only else subprocess.PIPE
         try:
             proc = subprocess.run(
                 ["bash", "-o" if directive.pipefail else "+o", "pipefail", "-c", directive.command],
@@ -156,7 +157,8 @@ class Runner:
             )
         except subprocess.TimeoutExpired:
             raise DocsError(f"{page}: timed out after {TIMEOUT_S} s: {directive.command}") from None
-        output = proc.stdout.replace(str(self.workdir.resolve()) + "/", "").replace(str(self.workdir.resolve()), ".")
+        output = proc.stdout + (proc.stderr or "")
+        output = output.replace(str(self.workdir.resolve()) + "/", "").replace(str(self.workdir.resolve()), ".")
         output = output.replace(str(self.workdir) + "/", "").replace(str(self.workdir), ".")
         output = output.replace(str(REPO), "/path/to/hyena-glt")  # the checkout's location varies
         if proc.returncode != directive.exit_code:
