@@ -16,6 +16,8 @@ Every tokenizer shares the same five special ids: PAD=0, CLS=1, SEP=2, MASK=3, U
 
 from __future__ import annotations
 
+import abc
+
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
@@ -30,7 +32,7 @@ PAD_ID, CLS_ID, SEP_ID, MASK_ID, UNK_ID = range(5)
 _FIRST = len(SPECIAL_TOKENS)
 
 
-class Tokenizer:
+class Tokenizer(abc.ABC):
     """Base class. Subclasses set ``name``, ``vocab_size``, ``alphabet`` (what ``read_sequences``
     should check input against, or None) and implement ``encode``/``decode``/``to_dict``."""
 
@@ -45,11 +47,13 @@ class Tokenizer:
     # read as N or X), so that encoding can check the input too: one pass over it instead of two.
     checks_alphabet: bool = False
 
+    @abc.abstractmethod
     def encode(self, seq: str) -> np.ndarray:
-        raise NotImplementedError
+        """Implemented by each tokenizer."""
 
+    @abc.abstractmethod
     def decode(self, ids) -> str:
-        raise NotImplementedError
+        """Implemented by each tokenizer."""
 
     @property
     def compact_dtype(self) -> np.dtype:
@@ -61,12 +65,13 @@ class Tokenizer:
         """``encode`` in ``compact_dtype``: an eighth of the memory for genome-sized outputs."""
         return self.encode(seq).astype(self.compact_dtype)
 
+    @abc.abstractmethod
     def to_dict(self) -> dict:
-        raise NotImplementedError
+        """Implemented by each tokenizer."""
 
+    @abc.abstractmethod
     def tokens(self) -> list[str]:
         """The text of every id, index = id (specials in brackets)."""
-        raise NotImplementedError
 
     def _encode_many(self, seqs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(all ids concatenated, number of ids per sequence)."""
