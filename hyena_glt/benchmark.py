@@ -291,7 +291,10 @@ def plot(rows: list[Row], path: str) -> None:
 
 def _worker(job_text: str) -> None:
     """Subprocess entry: time one case, print its Row as JSON on stdout."""
+    from .runtime import tune_allocator
+
     job = json.loads(job_text)
+    tune_allocator()  # as the CLI does
     torch.set_num_threads(job["threads"])
     row = measure(Case(**job["case"]), torch.device(job["device"]), job["precision"], job["repeats"])
     sys.stdout.write(json.dumps(asdict(row)) + "\n")

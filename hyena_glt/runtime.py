@@ -123,6 +123,31 @@ def set_threads(n: int | None) -> int:
     return n
 
 
+# glibc malloc serves blocks above its mmap threshold (at most 32 MB by default) with fresh mmap()ed pages and
+# unmaps them when freed, so every large temporary tensor is page-faulted in again on its next use: at megabase
+# lengths a third of the CPU time went to the kernel. Blocks below 256 MB are kept in the heap instead (and the
+# heap is not trimmed), so Hyena's per-channel-group buffers are reused; the few larger ones are still mmapped,
+# which keeps fragmentation, and so peak memory, in check. Measured on tiny, 1 M units: 23.8 s -> 18.0 s a
+# forward, peak RSS 3.3 -> 3.7 GB.
+_MMAP_THRESHOLD = 256 << 20
+_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
+
+
+def tune_allocator() -> bool:
+    """Tune glibc malloc for large tensors (see above); True if done. A no-op on other C libraries, and when
+    the user has tuned malloc through its environment variables."""
+    if not sys.platform.startswith("linux") or any(k in os.environ for k in _MALLOC_ENV):
+        return False
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # musl and others have no mallopt
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, _MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))

@@ -113,6 +113,7 @@ def _global(
         _report(ctx, str(err))
         ctx.exit(err.exit_code)
     runtime.seed_everything(seed)
+    runtime.tune_allocator()
 
 
 def _register() -> None:

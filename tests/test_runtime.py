@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 
@@ -41,3 +43,16 @@ def test_seed_and_threads():
             runtime.set_threads(-2)
     finally:
         torch.set_num_threads(old)
+
+
+def test_tune_allocator(monkeypatch):
+    import platform
+
+    for name in runtime._MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        assert runtime.tune_allocator() is False
+        return
+    assert runtime.tune_allocator() is True
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")  # the user's own malloc settings win
+    assert runtime.tune_allocator() is False
