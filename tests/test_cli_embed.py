@@ -89,6 +89,21 @@ def test_per_position_embeddings_of_genome_windows(model, tmp_path):
                                direct_embedding(model, seq2[400:900], "none"), atol=2e-5)
 
 
+def test_shards_together_are_the_full_run(model, tmp_path):
+    args = [str(DATA / "lambda_virus.fa"), "-m", model, "--window", "40"]  # 1213 windows: 2 blocks of 1024
+    embed(*args, "-o", str(tmp_path / "full.npz"))
+    full = np.load(tmp_path / "full.npz")
+    parts = []
+    for i in (1, 2):
+        embed(*args, "--shard", f"{i}/2", "-o", str(tmp_path / f"s{i}.npz"))
+        parts.append(np.load(tmp_path / f"s{i}.npz"))
+    assert [len(p["names"]) for p in parts] == [1024, 1213 - 1024]
+    assert json.loads(str(parts[1]["metadata"]))["shard"] == "2/2"
+    for key in ("names", "start", "end"):
+        assert np.concatenate([p[key] for p in parts]).tolist() == full[key].tolist()
+    np.testing.assert_array_equal(np.concatenate([p["embeddings"] for p in parts]), full["embeddings"])
+
+
 def test_genome_is_windowed_by_default_whole_with_window_0(model, tmp_path):
     out = tmp_path / "mt.npz"
     embed(str(DATA / "MT-human.fa"), "-o", str(out), "-m", model)

@@ -236,6 +236,13 @@ def test_truncated_gzip(tmp_path, data_dir):
         list(read_sequences(path))
 
 
+def test_truncated_gzip_on_stdin(monkeypatch, data_dir):
+    packed = gzip.compress((data_dir / "MT-human.fa").read_bytes())
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(packed[:500])))
+    with pytest.raises(InputError, match=r"^stdin: truncated gzip stream or malformed FASTA after record 0"):
+        list(read_sequences("-"))
+
+
 def test_fastq_quality_length_mismatch(tmp_path, data_dir):
     lines = (data_dir / "ce_reads.fastq").read_text().splitlines()
     lines[4 * 2 + 3] = lines[4 * 2 + 3][:-1]  # third read loses one quality value

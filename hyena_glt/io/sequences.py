@@ -338,6 +338,9 @@ def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check) -
             if precise is not None:
                 raise precise from None
         reason = str(err).replace(pysam_path, "input").strip()
+        if compressed and path == "-":  # stdin cannot be read again to tell the two apart
+            raise InputError(f"truncated gzip stream or malformed {fmt.upper()} after record {count} ({reason})",
+                             path=path) from None
         raise InputError(f"malformed {fmt.upper()} after record {count} ({reason})", path=path) from None
 
 

@@ -4,7 +4,8 @@ Which rows: with ``--window N``, records longer than N are embedded window by wi
 coordinates); ``--window 0`` embeds whole records. By default, as in ``classify``: when the first record is
 longer than the model's window and has no base qualities (a genome, not reads), records are scanned in the
 model's windows; otherwise (reads, short sequences) each record is one row. The embeddings are streamed to disk as they are computed, so a genome never
-has to fit in memory. Layout of the ``.npz`` (``np.load`` needs no pickle):
+has to fit in memory. ``--shard I/N`` embeds part I of N (blocks of records or windows, as in ``classify``);
+the shards' rows together are the rows of a full run. Layout of the ``.npz`` (``np.load`` needs no pickle):
 
 * ``names`` (N,), ``contig`` (N,), ``start``/``end`` (N,) 0-based half-open (a record without
   coordinates: its id, 0, its length), ``lengths`` (N,)
@@ -33,7 +34,9 @@ from ..common import (
     ReferenceOpt,
     RegionOpt,
     RegionsOpt,
+    ShardOpt,
     output_format,
+    parse_shard,
     progress,
 )
 
@@ -58,6 +61,7 @@ def register(app: typer.Typer) -> None:
         regions: RegionsOpt = None,
         reference: ReferenceOpt = None,
         batch_size: Annotated[str, typer.Option("--batch-size", help="Sequences per batch, or auto.")] = "auto",
+        shard: ShardOpt = None,
         device: DeviceOpt = "auto",
         precision: PrecisionOpt = "auto",
     ) -> None:
@@ -70,6 +74,7 @@ def register(app: typer.Typer) -> None:
         from hyena_glt.io.sequences import read_many
 
         output_format(output, None, ("npz",), "npz")
+        shard_index, shard_count = parse_shard(shard)
         check_destination(output)
         if pool not in POOLS:
             raise UsageError(f"unknown --pool '{pool}' (use {', '.join(POOLS)})")
@@ -92,12 +97,14 @@ def register(app: typer.Typer) -> None:
         # Rows are staged beside the output (same file system, where the user has room), not in /tmp.
         staging = None if output == "-" else str(Path(output).resolve().parent)
         with NpzEmbeddingWriter(predictor.embedding_dim, dtype=dtype, pool=pool, tmp_dir=staging) as writer:
-            for batch in predictor.embed(records, pool=pool, layer=layer, windowed=windowed):
+            for batch in predictor.embed(records, pool=pool, layer=layer, windowed=windowed,
+                                           shard=(shard_index, shard_count)):
                 writer.add(batch)
             metadata = {
                 "model": predictor.metadata.get("model_dir"), "task": predictor.task, "pool": pool,
                 "layer": layer, "dtype": dtype, "window": predictor.window if windowed else None,
                 "stride": predictor.stride if windowed else None, "last": last if windowed else None,
+                "shard": f"{shard_index + 1}/{shard_count}",
             }
             writer.write(output, metadata)
             log.info("wrote %d embedding(s) of dimension %d to %s", len(writer.names), predictor.embedding_dim,
