@@ -28,7 +28,8 @@ _FILTER_CACHE_BYTES = 1 << 29
 # filter taps are generated over this many lags at a time,
 _TAP_ROWS = 1 << 16
 # and blocks run their MLP over at most this many (batch x position) rows at a time: the (rows x d_inner)
-# hidden activations then stay in cache (small preset, 8 x 1024 units: 941 -> 753 ms a forward with 2048 rows; 1024 is as fast or faster).
+# hidden activations then stay in cache (small preset, 8 x 1024 units: 941 -> 753 ms a forward with 2048
+# rows; 1024 measured as fast or faster).
 _MLP_ROWS = 1024
 
 
