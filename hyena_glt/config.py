@@ -47,6 +47,7 @@ class HyenaGLTConfig:
     d_local: int = 0  # width of the unit-level encoder/decoder (0: d_model // 2)
     local_layers: int = 1  # light Hyena blocks in the local encoder (the decoder has one)
     local_d_inner: int = 0  # MLP hidden width of those light blocks (0: Hyena mixer only, the fastest)
+    local_window: int = 256  # lags the local blocks' filters reach (0: the whole record, as global blocks)
     pooling: str = "mean"  # units -> patch: "mean" or BLT-style "attention" (patch queries attend to their units)
     max_patch_embed: int = 64  # patch lengths / positions in patch beyond this share one embedding
     ngram_sizes: list[int] = field(default_factory=lambda: [3, 4, 5, 6, 7, 8])
@@ -77,7 +78,7 @@ class HyenaGLTConfig:
 
         for name in ("vocab_size", "d_model", "n_layers", "filter_dim", "short_conv", "n_heads"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, f"{name} must be a positive integer (got {getattr(self, name)!r})")
-        for name in ("d_inner", "d_local", "local_layers", "local_d_inner", "filter_layers", "filter_bands", "ngram_buckets"):
+        for name in ("d_inner", "d_local", "local_layers", "local_d_inner", "local_window", "filter_layers", "filter_bands", "ngram_buckets"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, f"{name} must be a non-negative integer (got {getattr(self, name)!r})")
         need(self.hyena_order >= 2, f"hyena_order must be at least 2 (got {self.hyena_order})")
         need(self.filter_scale >= 1, f"filter_scale must be at least 1 (got {self.filter_scale})")
@@ -130,6 +131,8 @@ class HyenaGLTConfig:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise UsageError(f"model config is not valid JSON: {err}") from None
+        if isinstance(data, dict) and "local_window" not in data:
+            data["local_window"] = 0  # written before local_window existed: whole-record local filters
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> None:

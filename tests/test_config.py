@@ -55,3 +55,12 @@ def test_unknown_preset_and_bad_json(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(UsageError, match="c.json: model config is not valid JSON"):
         HyenaGLTConfig.load(bad)
+
+
+def test_local_window_defaults_and_old_files():
+    assert HyenaGLTConfig.preset("tiny", patcher="static:4").local_window == 256
+    old = json.loads(HyenaGLTConfig(patcher="static:4").to_json())
+    del old["local_window"]  # a config written before local windows existed
+    assert HyenaGLTConfig.from_json(json.dumps(old)).local_window == 0
+    with pytest.raises(UsageError, match="local_window"):
+        HyenaGLTConfig(local_window=-1)

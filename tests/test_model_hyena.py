@@ -100,3 +100,42 @@ def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional):
         chunked = block(u)
     assert torch.allclose(whole, chunked, atol=1e-5)
     assert not torch.equal(u, chunked)  # the input itself was not updated in place
+
+
+def _reference_operator(op: HyenaOperator, u: torch.Tensor, window: int) -> torch.Tensor:
+    """The operator written out step by step, with direct convolutions and every tap at a lag of `window`
+    or more set to zero (order 2)."""
+    d, length = op.d, u.shape[1]
+    k = op.short_conv.weight.shape[-1]
+    z = torch.nn.functional.conv1d(torch.nn.functional.pad(op.in_proj(u).transpose(1, 2), (k - 1, 0)),
+                                   op.short_conv.weight, op.short_conv.bias, groups=3 * d)
+    x0, x1, v = z.split(d, dim=1)
+    taps = op.filter.taps(length, torch.device("cpu")).clone()
+    taps[:, window:] = 0
+    v = v * x1
+    back = taps[d:] if op.bidirectional else None
+    v = direct_conv(v, taps[:d], back) + v * op.filter.skip[:, None]
+    return op.out_proj((v * x0).transpose(1, 2))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_windowed_operator_equals_truncated_filter(bidirectional):
+    torch.manual_seed(1)
+    op = HyenaOperator(6, bidirectional=bidirectional, filter_scale=8, window=8).eval()
+    u = torch.randn(2, 45, 6)
+    with torch.no_grad():
+        got = op(u)
+        want = _reference_operator(op, u, 8)
+        assert torch.allclose(got, want, atol=1e-5)
+        # A record no longer than the window sees every lag: the same as an unwindowed operator.
+        op.window = 0
+        full = op(u[:, :8])
+        op.window = 8
+        assert torch.allclose(op(u[:, :8]), full, atol=1e-6)
+    # Outputs depend on inputs at most window - 1 (+ short conv) units away, and no further.
+    changed = u.clone()
+    changed[:, 40:] += 1.0
+    with torch.no_grad():
+        moved = (op(changed) - got).abs().amax(dim=(0, 2)) > 1e-6
+    first = 40 - 7 if bidirectional else 40  # backward taps reach 7 units ahead; the short conv is causal
+    assert not moved[:first].any() and moved[first:].all()

@@ -80,7 +80,8 @@ class HyenaGLTModel(nn.Module):
         width = c.local_width if c.patched else c.d_model
         self.embed = UnitEmbedding(c.vocab_size, width, c.ngram_sizes, c.ngram_buckets)
         if c.patched:
-            self.encoder = nn.ModuleList(hyena_block(c, width, c.local_d_inner) for _ in range(c.local_layers))
+            self.encoder = nn.ModuleList(hyena_block(c, width, c.local_d_inner, c.local_window)
+                                         for _ in range(c.local_layers))
             self.pool = AttentionPooling(width, c.n_heads) if c.pooling == "attention" else None
             self.to_global = nn.Linear(width, c.d_model)
             self.patch_positions = PatchPositions(c.d_model, c.max_patch_embed)
@@ -93,7 +94,7 @@ class HyenaGLTModel(nn.Module):
             self.from_global = nn.Linear(c.d_model, width)
             self.first_patch_context = nn.Parameter(torch.zeros(width)) if self.causal else None
             self.unit_positions = UnitInPatchPositions(width, c.max_patch_embed)
-            self.decoder = hyena_block(c, width, c.local_d_inner)
+            self.decoder = hyena_block(c, width, c.local_d_inner, c.local_window)
             self.decoder_norm = nn.LayerNorm(width)
             self.to_units = nn.Linear(width, c.d_model)
         # The patcher is not a submodule: it has no trainable weights here (an entropy patcher's LM is saved

@@ -46,11 +46,18 @@ class Segments:
         return cls(patch_lengths, starts, patch_lengths > 0, unit_patch, pos_in_patch)
 
 
+def angles(positions: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
+    """positions (…) x freq (F) → angles (…, F) folded into [0, 2π). sin/cos of float32 arguments in the
+    thousands take a slow exact-reduction path (8k patch starts x 64 frequencies: 2.2 → 1.0 ms)."""
+    turns = positions.float()[..., None] * (freq.float() / (2 * math.pi))
+    return turns.frac_().mul_(2 * math.pi)
+
+
 def sinusoid(positions: torch.Tensor, dim: int, max_period: float = 1e6) -> torch.Tensor:
     """Fixed sine/cosine features of integer positions (…) → (…, dim)."""
     half = dim // 2
     freq = torch.exp(-math.log(max_period) * torch.arange(half, device=positions.device, dtype=torch.float32) / half)
-    angle = positions.float()[..., None] * freq
+    angle = angles(positions, freq)
     out = torch.cat([angle.sin(), angle.cos()], dim=-1)
     return nn.functional.pad(out, (0, dim - 2 * half))
 
