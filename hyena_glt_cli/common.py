@@ -110,7 +110,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")]
 RegionOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--region", "-r", help="Region of an indexed FASTA, 1-based inclusive: chr1:1,000-2,000 (repeatable)."),
+    typer.Option("--region", "-r", help="Region of an indexed FASTA (or the reads of an indexed BAM/CRAM overlapping it), 1-based inclusive: chr1:1,000-2,000 (repeatable)."),
 ]
 RegionsOpt = Annotated[Optional[Path], typer.Option("--regions", help="BED file of regions (0-based, half-open).")]
 ReferenceOpt = Annotated[Optional[Path], typer.Option("--reference", help="Reference FASTA (for CRAM input).")]

@@ -313,6 +313,29 @@ def test_regions_need_an_indexable_fasta(tmp_path, data_dir):
         list(read_sequences("-", regions=["seq1"]))
 
 
+def test_bam_regions_are_the_reads_overlapping_them(tmp_path, data_dir):
+    # ex1.bam: 3,307 paired reads on seq1/seq2; pysam's fetch is the reference (as `samtools view FILE REGION`).
+    bam = data_dir / "ex1.bam"
+    with pysam.AlignmentFile(str(bam)) as handle:
+        want = [a.query_name for a in handle.fetch("seq2", 99, 400) if not (a.is_secondary or a.is_supplementary)]
+        want += [a.query_name for a in handle.fetch("seq1", 0, 50) if not (a.is_secondary or a.is_supplementary)]
+    bed = tmp_path / "r.bed"
+    bed.write_text("seq1\t0\t50\n")
+    got = [r.id for r in read_sequences(bam, regions=["seq2:100-400"], regions_bed=bed)]
+    assert got == want and len(got) > 100
+    full = {r.id + r.description: r.seq for r in read_sequences(bam)}
+    for record in read_sequences(bam, regions=["seq2:100-400"]):  # same reads, same orientation
+        assert full[record.id + record.description] == record.seq
+    with pytest.raises(InputError, match=r"ex1\.bam: region 'seq3:1-10': unknown contig 'seq3'"):
+        list(read_sequences(bam, regions=["seq3:1-10"]))
+    with pytest.raises(InputError, match=r"region 'seq1:x-y': bad coordinates 'x-y'"):
+        list(read_sequences(bam, regions=["seq1:x-y"]))
+    unindexed = tmp_path / "ex1.bam"
+    shutil.copy(bam, unindexed)
+    with pytest.raises(InputError, match=r"ex1\.bam: regions of reads need an indexed BAM/CRAM \(no index found"):
+        list(read_sequences(unindexed, regions=["seq1"]))
+
+
 def test_missing_file():
     with pytest.raises(InputError, match=r"nope\.fa: no such file"):
         list(read_sequences("nope.fa"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import logging
 import os
 import re
@@ -349,8 +350,10 @@ def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check) -
 
 
 def _read_alignments(
-    pysam_path: str, path: str, fmt: str, reference, stored_orientation: bool, check
+    pysam_path: str, path: str, fmt: str, reference, stored_orientation: bool, check, regions=None, regions_bed=None
 ) -> Iterator[SequenceRecord]:
+    """Primary alignments as reads (in sequencing orientation unless ``stored_orientation``); with regions,
+    the reads of an indexed BAM/CRAM overlapping each region in turn, as ``samtools view FILE REGION``."""
     if fmt == "cram" and reference is None:
         raise InputError("CRAM input needs its reference FASTA (--reference)", path=path)
     if reference is not None and not Path(reference).exists():
@@ -361,7 +364,19 @@ def _read_alignments(
         with _quiet_htslib(), pysam.AlignmentFile(
             pysam_path, mode, reference_filename=None if reference is None else str(reference), check_sq=False
         ) as handle:
-            for aln in handle.fetch(until_eof=True):
+            if regions or regions_bed is not None:
+                if fmt == "sam" or not handle.has_index():
+                    what = "a SAM file cannot be indexed: convert it with `samtools sort -o x.bam`, then " \
+                        if fmt == "sam" else "no index found: run "
+                    raise InputError(f"regions of reads need an indexed BAM/CRAM ({what}`samtools index`)",
+                                     path=path)
+                lengths = dict(zip(handle.references, handle.lengths))
+                alignments = itertools.chain.from_iterable(
+                    handle.fetch(contig, start, end)
+                    for contig, start, end, _, _ in wanted_regions(regions, regions_bed, lengths, path))
+            else:
+                alignments = handle.fetch(until_eof=True)
+            for aln in alignments:
                 if aln.is_secondary or aln.is_supplementary:
                     continue
                 count += 1
@@ -422,6 +437,9 @@ def parse_region(text: str, lengths: dict[str, int], path: str) -> tuple[str, in
         return text, 0, lengths[text]
     match = _REGION.fullmatch(text)
     contig = match["contig"] if match else text
+    if not match and text.rpartition(":")[0] in lengths:
+        raise InputError(f"region '{text}': bad coordinates '{text.rpartition(':')[2]}' "
+                         "(use contig:start-end, 1-based inclusive)", path=path)
     if contig not in lengths:
         known = ", ".join(list(lengths)[:5]) + (", ..." if len(lengths) > 5 else "")
         raise InputError(f"region '{text}': unknown contig '{contig}' (contigs: {known})", path=path)
@@ -462,29 +480,30 @@ def read_bed_regions(bed: str | os.PathLike) -> Iterator[tuple[str, int, int, st
             yield contig, start, end, name, strand, number
 
 
+def wanted_regions(regions, regions_bed, lengths: dict[str, int], path: str) -> Iterator[tuple[str, int, int, str, str]]:
+    """(contig, start, end, name, strand), 0-based half-open, of samtools-style ``regions`` then the lines of
+    ``regions_bed``, each checked against the contig ``lengths`` of ``path``."""
+    for text in regions or ():
+        contig, start, end = parse_region(text, lengths, path)
+        yield contig, start, end, "", "."
+    if regions_bed is not None:
+        for contig, start, end, name, strand, number in read_bed_regions(regions_bed):
+            where = f"{contig}:{start + 1}-{end}"
+            if contig not in lengths:
+                raise InputError(f"line {number}: unknown contig '{contig}'", path=str(regions_bed))
+            if end > lengths[contig]:
+                raise InputError(
+                    f"line {number}: region {where} is outside contig '{contig}' (length {lengths[contig]:,})",
+                    path=str(regions_bed),
+                )
+            yield contig, start, end, name, strand
+
+
 def _read_regions(path: str, regions, regions_bed, check) -> Iterator[SequenceRecord]:
     fasta = open_indexed_fasta(path)
     with fasta:
         lengths = dict(zip(fasta.references, fasta.lengths))
-
-        def wanted() -> Iterator[tuple[str, int, int, str, str]]:
-            for text in regions or ():
-                contig, start, end = parse_region(text, lengths, path)
-                yield contig, start, end, "", "."
-            if regions_bed is not None:
-                for contig, start, end, name, strand, number in read_bed_regions(regions_bed):
-                    where = f"{contig}:{start + 1}-{end}"
-                    if contig not in lengths:
-                        raise InputError(f"line {number}: unknown contig '{contig}'", path=str(regions_bed))
-                    if end > lengths[contig]:
-                        raise InputError(
-                            f"line {number}: region {where} is outside contig '{contig}' "
-                            f"(length {lengths[contig]:,})",
-                            path=str(regions_bed),
-                        )
-                    yield contig, start, end, name, strand
-
-        for contig, start, end, name, strand in wanted():
+        for contig, start, end, name, strand in wanted_regions(regions, regions_bed, lengths, path):
             region_id = f"{contig}:{start + 1}-{end}"
             seq = fasta.fetch(contig, start, end)
             if check is not None:
@@ -511,27 +530,29 @@ def read_sequences(
 
     ``fmt`` forces a format (fasta, fastq, sam, bam, cram); by default it is read from the content.
     ``regions`` (samtools strings) and ``regions_bed`` (a BED path) select regions of an indexed
-    FASTA. ``alphabet`` (dna, rna, nucleotide = DNA or RNA, protein; None = no check) rejects the
+    FASTA, or the reads of an indexed BAM/CRAM overlapping them. ``alphabet`` (dna, rna, nucleotide = DNA or RNA, protein; None = no check) rejects the
     first character outside it, with its 1-based position; ambiguity codes follow ``iupac``
     (``N``: replaced by N, or X for protein; ``keep``; ``error``).
     """
     check = None if alphabet is None else _AlphabetCheck(alphabet, iupac)
     fmt = _normalise_format(fmt)
     source = str(source)
-    if regions or regions_bed is not None:
-        if source == "-":
-            raise UsageError("--region/--regions need an indexed FASTA file, not stdin")
-        yield from _read_regions(source, regions, regions_bed, check)
-        return
+    regional = bool(regions) or regions_bed is not None
+    if regional and source == "-":
+        raise UsageError("--region/--regions need an indexed FASTA, BAM or CRAM file, not stdin")
     head = _read_head(source)
     sniffed, compressed = _sniff(head, source)
     fmt = fmt or sniffed
+    if regional and fmt in ("fasta", "fastq"):
+        yield from _read_regions(source, regions, regions_bed, check)
+        return
     opened = _stdin_as_path(head) if source == "-" else contextlib.nullcontext(source)
     with opened as pysam_path:
         if fmt in ("fasta", "fastq"):
             yield from _read_fastx(pysam_path, source, fmt, compressed, check)
         else:
-            yield from _read_alignments(pysam_path, source, fmt, reference, stored_orientation, check)
+            yield from _read_alignments(pysam_path, source, fmt, reference, stored_orientation, check,
+                                        regions, regions_bed)
 
 
 def read_many(sources: Iterable[str | os.PathLike], **kwargs) -> Iterator[SequenceRecord]:
