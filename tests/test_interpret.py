@@ -259,7 +259,9 @@ def test_variant_that_destroys_the_motif_lowers_the_score(tmp_path, scorer):
         (20, seq[19], rows[0][3]), (97, "G", "C"), (98, "ATAAC", "A"), (99, "T", "A"), (99, "T", "G")]
     motif = 1
     far, snv, deletion, multi_a, multi_g = scan.effects
-    assert deletion.ref_values[motif] > 0.9 and deletion.alt_values[motif] < 0.5  # destroyed: called background
+    # Called motif before, background after. (The trained model's exact scores move with float rounding in
+    # its 150 training steps: 0.90-0.93 for the reference so far, so the margins are wide.)
+    assert deletion.ref_values[motif] > 0.75 and deletion.alt_values[motif] < 0.1
     for effect in (snv, multi_a, multi_g):  # every substitution in the motif lowers the motif log-odds
         assert effect.diff[motif] < 0
         assert log_odds_ratio(effect.ref_values, effect.alt_values)[motif] < -0.5
