@@ -89,6 +89,21 @@ def test_tsv_from_bam_reads_in_file_order(model, tmp_path):
     assert len(ids) == 1000
 
 
+def test_bam_region_reads_and_empty_region(model, tmp_path):
+    bam = str(DATA / "ce_reads.bam")
+    with pysam.AlignmentFile(bam) as handle:
+        ids = [a.query_name for a in handle.fetch("CHROMOSOME_I", 0, 150)
+               if not (a.is_secondary or a.is_supplementary)]
+    check_tsv(ok(bam, "-m", model, "--region", "CHROMOSOME_I:1-150"), ids, [100] * len(ids))
+    # No reads there: a header-only result and a warning, not an error (as `samtools view` on an empty region),
+    # so a workflow scattered over regions does not fail on a quiet one.
+    result = runner.invoke(app, ["-@", "1", "classify", bam, "-m", model, "--region", "CHROMOSOME_V:1-100",
+                                 "-o", str(tmp_path / "none.tsv")])
+    assert result.exit_code == 0
+    assert "no reads in the given region(s)" in result.stderr
+    assert (tmp_path / "none.tsv").read_text() == "id\tlength\tlabel\tp_background\tp_promoter\n"
+
+
 def test_tsv_label_filter_and_gzip(model, reads_fq, tmp_path):
     full = ok(str(reads_fq), "-m", model, "--format", "tsv").splitlines()
     kept = ok(str(reads_fq), "-m", model, "--format", "tsv", "--label", "promoter").splitlines()

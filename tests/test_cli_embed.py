@@ -104,6 +104,14 @@ def test_shards_together_are_the_full_run(model, tmp_path):
     np.testing.assert_array_equal(np.concatenate([p["embeddings"] for p in parts]), full["embeddings"])
 
 
+def test_bam_region_without_reads_is_an_empty_npz(model, tmp_path):
+    embed(str(DATA / "ce_reads.bam"), "-m", model, "--region", "CHROMOSOME_V:1-100", "-o", str(tmp_path / "e.npz"))
+    empty = np.load(tmp_path / "e.npz")
+    assert len(empty["names"]) == 0 and empty["embeddings"].shape[0] == 0
+    embed(str(DATA / "ce_reads.bam"), "-m", model, "--region", "CHROMOSOME_I:1-150", "-o", str(tmp_path / "r.npz"))
+    assert len(np.load(tmp_path / "r.npz")["names"]) > 10
+
+
 def test_genome_is_windowed_by_default_whole_with_window_0(model, tmp_path):
     out = tmp_path / "mt.npz"
     embed(str(DATA / "MT-human.fa"), "-o", str(out), "-m", model)

@@ -94,10 +94,14 @@ def register(app: typer.Typer) -> None:
         records = read_many(inputs, regions=region, regions_bed=regions, reference=reference,
                             alphabet=predictor.alphabet)
         first = next(records, None)
-        if first is None:
+        if first is None and not (region or regions):
             raise InputError("no sequences in the input", path=", ".join(inputs))
-        kind = explicit or _auto_kind(first, predictor.window)
-        records = progress(itertools.chain([first], records), "classifying")
+        if first is None:  # no reads in the regions: an empty result, as `samtools view` gives
+            log.warning("no reads in the given region(s) of %s", ", ".join(inputs))
+            kind = explicit or "tsv"
+        else:
+            kind = explicit or _auto_kind(first, predictor.window)
+            records = progress(itertools.chain([first], records), "classifying")
         options = dict(shard=(shard_index, shard_count), min_score=min_score, labels=label or None,
                        header=shard_index == 0)
         if kind == "bed":

@@ -88,12 +88,14 @@ def register(app: typer.Typer) -> None:
         records = read_many(inputs, regions=region, regions_bed=regions, reference=reference,
                             alphabet=predictor.alphabet)
         first = next(records, None)
-        if first is None:
+        if first is None and not (region or regions):
             raise InputError("no sequences in the input", path=", ".join(inputs))
+        if first is None:  # no reads in the regions: an empty result, as `samtools view` gives
+            log.warning("no reads in the given region(s) of %s", ", ".join(inputs))
         # Windows when asked for (--window N), else when the input looks like a genome (as classify does).
         windowed = predictor.window is not None and not whole_records and (
-            window is not None or looks_like_genome(first, predictor.window))
-        records = progress(itertools.chain([first], records), "embedding")
+            window is not None or (first is not None and looks_like_genome(first, predictor.window)))
+        records = progress(itertools.chain([first] if first is not None else [], records), "embedding")
         # Rows are staged beside the output (same file system, where the user has room), not in /tmp.
         staging = None if output == "-" else str(Path(output).resolve().parent)
         with NpzEmbeddingWriter(predictor.embedding_dim, dtype=dtype, pool=pool, tmp_dir=staging) as writer:
