@@ -34,9 +34,9 @@ Models
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
-import io
 import json
 import logging
 import os
@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from . import runtime
-from .errors import HyenaGLTError, InputError, ModelError, UsageError
+from .errors import HyenaGLTError, ModelError, UsageError
 from .io.sequences import SequenceRecord, reverse_complement, sliding_windows
 
 log = logging.getLogger("hyena_glt")
@@ -612,26 +612,12 @@ class SortedRows:
 
     def close(self) -> None:
         for path in self._runs:
-            with _suppress_missing():
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         self._runs = []
 
     def __len__(self) -> int:
         return len(self._rows)
-
-
-def _suppress_missing():
-    import contextlib
-
-    return contextlib.suppress(FileNotFoundError)
-
-
-def bgzip_and_index(plain_bed: Path, dest_gz: Path, dest_tbi: Path) -> None:
-    """BGZF-compress a sorted BED and write its tabix index (pysam)."""
-    import pysam
-
-    pysam.tabix_compress(str(plain_bed), str(dest_gz), force=True)
-    pysam.tabix_index(str(dest_gz), preset="bed", force=True, index=str(dest_tbi), meta_char="#")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -755,13 +741,12 @@ def write_predictions_tsv(predictor: Predictor, records: Iterable[SequenceRecord
     """One row per record, the model reading the whole record, in input order; streamed. A ``.gz``
     destination is gzip-compressed. ``header``: the column line (``id length label p_<class>...``;
     regression: ``id length <target>...``). Returns the number of rows written."""
-    from .io.writers import atomic_output
+    from .io.writers import text_output
 
     names = predictor.output_names
     check_filters(predictor.task, names, min_score, labels, False, shard)
     written = 0
-    with atomic_output(dest, "wb" if str(dest).endswith(".gz") else "w") as raw:
-        fh = _text_sink(raw, dest)
+    with text_output(dest) as fh:
         if header:
             fh.write(tsv_header(predictor.task, names) + "\n")
         for batch in predictor.predict(records, windowed=False, shard=shard):
@@ -770,9 +755,6 @@ def write_predictions_tsv(predictor: Predictor, records: Iterable[SequenceRecord
             if lines:
                 fh.write("\n".join(lines) + "\n")
                 written += len(lines)
-        fh.flush()
-        if fh is not raw:
-            fh.close()
     return written
 
 
@@ -784,7 +766,7 @@ def write_predictions_bed(predictor: Predictor, records: Iterable[SequenceRecord
     regression target) for the windows of every record, sorted like ``sort -k1,1 -k2,2n``, filtered,
     optionally merged. ``.bed.gz``: BGZF + a tabix index ``<dest>.tbi``. ``header``: a ``#`` line naming
     the columns. Returns the number of rows written."""
-    from .io.writers import atomic_output, atomic_path
+    from .io.writers import bed_output
 
     names, task = predictor.output_names, predictor.task
     check_filters(task, names, min_score, labels, merge, shard)
@@ -804,19 +786,8 @@ def write_predictions_bed(predictor: Predictor, records: Iterable[SequenceRecord
                 fh.write(format_bed_row(row, task) + "\n")
                 written += 1
 
-        if str(dest).endswith(".gz"):
-            with atomic_path(dest, suffix=".gz") as tmp_gz, atomic_path(f"{dest}.tbi") as tmp_tbi:
-                plain = tmp_gz.with_name(tmp_gz.name + ".bed")
-                try:
-                    with open(plain, "w") as fh:
-                        emit(fh)
-                    bgzip_and_index(plain, tmp_gz, tmp_tbi)
-                finally:
-                    with _suppress_missing():
-                        os.unlink(plain)
-        else:
-            with atomic_output(dest) as fh:
-                emit(fh)
+        with bed_output(dest) as fh:  # rows are sorted: a .bed.gz gets its tabix index
+            emit(fh)
     finally:
         rows.close()
     return written
@@ -851,9 +822,3 @@ def _has_label(row_labels: Sequence[str], labels: Sequence[str]) -> np.ndarray:
                        count=len(row_labels))
 
 
-def _text_sink(raw: IO, dest) -> IO[str]:
-    if str(dest).endswith(".gz"):
-        import gzip
-
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw, mode="wb", mtime=0), encoding="utf-8")
-    return raw

@@ -95,6 +95,28 @@ def test_static_patcher_bed_stats_and_plot(tmp_path, data_dir):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_gz_outputs_are_compressed_and_bed_gz_is_indexed(tmp_path, data_dir):
+    import gzip
+
+    plain = run(data_dir / "ex1.fa", "--patcher", "static:4", "-o", tmp_path / "p.bed")
+    packed = run(data_dir / "ex1.fa", "--patcher", "static:4", "-o", tmp_path / "p.bed.gz")
+    assert plain.exit_code == 0 and packed.exit_code == 0, packed.stderr
+    assert gzip.decompress((tmp_path / "p.bed.gz").read_bytes()) == (tmp_path / "p.bed").read_bytes()
+    with pysam.TabixFile(str(tmp_path / "p.bed.gz")) as tabix:  # BGZF + .tbi: region queries work
+        assert [row.split("\t")[:3] for row in tabix.fetch("seq2", 0, 6)] == [["seq2", "0", "4"], ["seq2", "4", "8"]]
+    assert run(data_dir / "ex1.fa", "-o", tmp_path / "t.tsv").exit_code == 0
+    assert run(data_dir / "ex1.fa", "-o", tmp_path / "t.tsv.gz").exit_code == 0
+    assert gzip.decompress((tmp_path / "t.tsv.gz").read_bytes()) == (tmp_path / "t.tsv").read_bytes()
+    # Rows out of order (regions given backwards): still compressed, but no index (the stale one from the
+    # run above is removed), and a warning says why.
+    result = run(data_dir / "ex1.fa", "-r", "seq1:21-40", "-r", "seq1:1-20", "--patcher", "static:4",
+                 "-o", tmp_path / "p.bed.gz")
+    assert result.exit_code == 0
+    assert "not sorted by contig and start, so it has no tabix index" in result.stderr
+    assert gzip.decompress((tmp_path / "p.bed.gz").read_bytes()).startswith(b"seq1\t20\t24\t")
+    assert sorted(f.name for f in tmp_path.iterdir() if f.name.startswith("p.")) == ["p.bed", "p.bed.gz"]
+
+
 def test_static_patcher_on_windows_uses_genome_coordinates(data_dir):
     result = run(data_dir / "ce.fa", "-r", "CHROMOSOME_II:101-112", "-w", "6", "--patcher", "static:4")
     assert result.exit_code == 0, result.stderr

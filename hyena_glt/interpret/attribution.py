@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError
-from .scoring import ScoreModel, base_indices, one_hot
+from .scoring import ScoreModel, one_hot
 
 log = logging.getLogger("hyena_glt")
 

@@ -6,7 +6,9 @@ then ``os.replace``; a failed run leaves no partial output and never clobbers an
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
+import logging
 import os
 import sys
 import tempfile
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from ..errors import UsageError
+
+log = logging.getLogger("hyena_glt")
 
 
 def _default_permissions(path: str) -> None:
@@ -88,9 +92,45 @@ def write_npz(path: str | os.PathLike, arrays: dict, compressed: bool = False) -
             save(fh, **arrays)
 
 
-def bgzip_tabix(plain_path: str | os.PathLike, dest: str | os.PathLike, preset: str = "bed") -> Path:
+@contextlib.contextmanager
+def text_output(path: str | os.PathLike) -> Iterator[IO[str]]:
+    """``atomic_output`` for text, gzip-compressed when ``path`` ends in ``.gz`` (no timestamp in the
+    header, so the same rows give the same bytes)."""
+    if not str(path).endswith(".gz"):
+        with atomic_output(path) as fh:
+            yield fh
+        return
+    with atomic_output(path, "wb") as raw:
+        with io.TextIOWrapper(gzip.GzipFile(fileobj=raw, mode="wb", mtime=0), encoding="utf-8") as fh:
+            yield fh
+
+
+@contextlib.contextmanager
+def bed_output(path: str | os.PathLike, preset: str = "bed") -> Iterator[IO[str]]:
+    """Text output for BED-like rows (BED, bedGraph): plain, or for ``.gz`` BGZF-compressed and indexed
+    with tabix (``path.tbi``) when the rows are sorted by contig and start; unsorted rows are still
+    compressed, with a warning and no index. Atomic like every writer here; ``-`` is stdout, plain."""
+    if not str(path).endswith(".gz"):
+        with atomic_output(path) as fh:
+            yield fh
+        return
+    folder = Path(path).parent if str(Path(path).parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {path}: folder {folder} does not exist")
+    fd, plain = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".plain", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            yield fh
+        bgzip_tabix(plain, path, preset, required=False)
+    finally:
+        os.unlink(plain)
+
+
+def bgzip_tabix(plain_path: str | os.PathLike, dest: str | os.PathLike, preset: str = "bed",
+                required: bool = True) -> Path:
     """Compress a sorted plain-text file (BED, bedGraph, GFF, VCF) with BGZF to ``dest`` and index
-    it with tabix (``dest.tbi``). Both files appear atomically; returns ``dest``."""
+    it with tabix (``dest.tbi``). Both files appear atomically; returns ``dest``. A file tabix cannot
+    index (rows out of order) is an error, or with ``required=False`` a warning and no index."""
     import pysam
 
     from ..errors import HyenaGLTError
@@ -99,12 +139,24 @@ def bgzip_tabix(plain_path: str | os.PathLike, dest: str | os.PathLike, preset: 
     with atomic_path(dest, suffix=".gz") as tmp:
         try:
             pysam.tabix_compress(str(plain_path), str(tmp), force=True)
+        except (OSError, ValueError) as err:
+            raise HyenaGLTError(f"cannot bgzip {dest}: {err}") from None
+        verbosity = pysam.set_verbosity(0)  # htslib's own stderr line would duplicate ours
+        try:
             pysam.tabix_index(str(tmp), preset=preset, force=True, keep_original=True)
         except (OSError, ValueError) as err:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{tmp}.tbi")
-            raise HyenaGLTError(f"cannot bgzip/tabix-index {dest}: {err} (is it sorted by contig and start?)") from None
-        os.replace(f"{tmp}.tbi", f"{dest}.tbi")
+            if required:
+                raise HyenaGLTError(f"cannot tabix-index {dest}: {err} (is it sorted by contig and start?)") from None
+            log.warning("%s: rows are not sorted by contig and start, so it has no tabix index "
+                        "(sort -k1,1 -k2,2n, then bgzip and tabix)", dest)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{dest}.tbi")  # an old index would not match the new file
+        else:
+            os.replace(f"{tmp}.tbi", f"{dest}.tbi")
+        finally:
+            pysam.set_verbosity(verbosity)
     return dest
 
 
@@ -171,7 +223,7 @@ def write_encoded(pairs, tokenizer, output: str | os.PathLike, fmt: str = "tsv")
         raise UsageError(f"unknown token output format '{fmt}' (use one of: {', '.join(TOKENIZED_FORMATS)})")
     count = units = 0
     if fmt == "tsv":
-        with atomic_output(output) as fh:
+        with text_output(output) as fh:
             fh.write("id\tlength\tids\n")
             for record, ids in pairs:
                 fh.write(f"{record.id}\t{len(ids)}\t{join_ints(ids)}\n")

@@ -882,14 +882,14 @@ def write_patches(
     ``stats_path`` and an entropy track of the first ``plot_units`` units of the first record to
     ``plot_path``. All outputs atomic. ``progress`` optionally wraps the record stream (CLI progress bar).
     Returns the stats (the CLI logs ``summary_lines()``)."""
-    from ..io.writers import atomic_output
+    from ..io.writers import atomic_output, bed_output
 
     stats = PatchStats()
     first: PatchedRecord | None = None
     stream = patch_records(records, patcher, tokenizer, device=device)
     if progress is not None:
         stream = progress(stream)
-    with atomic_output(output) as fh:
+    with bed_output(output) as fh:
         for patched in stream:
             if first is None:
                 first = patched
