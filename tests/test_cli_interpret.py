@@ -3,6 +3,8 @@ input (one-line error, exit 2, no output file)."""
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pysam
 import pytest
@@ -71,6 +73,14 @@ def test_bedgraph_of_a_region_is_in_genome_coordinates_and_sorted(tmp_path, mode
     assert starts == list(range(70)) and all(r[0] == "chrT" and int(r[2]) == int(r[1]) + 1 for r in rows)
     values = np.array([float(r[3]) for r in rows])
     assert np.abs(values[50:57]).min() > np.abs(values[30:50]).max()  # the motif stands out
+    # .bedgraph.gz: the same track, BGZF-compressed and tabix-indexed (track line skipped)
+    packed = tmp_path / "attr.bedgraph.gz"
+    result = invoke("interpret", path, "--region", "chrT:31-70", "--region", "chrT:1-40", "--model", model_dir,
+                    "--method", "ism", "-o", packed)
+    assert result.exit_code == 0, result.stderr
+    assert gzip.decompress(packed.read_bytes()) == out.read_bytes()
+    with pysam.TabixFile(str(packed)) as tabix:
+        assert list(tabix.fetch("chrT", 50, 52)) == lines[51:53]
 
 
 def test_tsv_rows_per_position_and_window_option(tmp_path, model_dir, genome):
@@ -85,6 +95,11 @@ def test_tsv_rows_per_position_and_window_option(tmp_path, model_dir, genome):
     assert len(rows) == 120  # three windows of 40
     assert [r[1] for r in rows] == ["chrT"] * 120 and [int(r[2]) for r in rows] == list(range(1, 121))
     assert "".join(r[4] for r in rows) == seq and {r[5] for r in rows} == {"motif"}
+    packed = tmp_path / "attr.tsv.gz"
+    result = invoke("interpret", path, "--model", model_dir, "--method", "integrated-gradients", "--steps", "8",
+                    "--window", LENGTH, "--stride", LENGTH, "-o", packed)
+    assert result.exit_code == 0, result.stderr
+    assert gzip.decompress(packed.read_bytes()).decode().splitlines() == lines
 
 
 def test_plot_writes_logos_of_the_top_records(tmp_path, model_dir, fasta):

@@ -11,7 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..io.writers import atomic_output, atomic_path
+from ..io.writers import atomic_path, bed_output, text_output
 from .records import RecordAttribution
 from .scoring import BASES
 
@@ -74,7 +74,7 @@ def write_bedgraph(path: str, results: list[RecordAttribution], track_name: str)
     """One line per base, contigs in byte order then by position (``sort -k1,1 -k2,2n``, what
     bedGraphToBigWig wants)."""
     tracks = bedgraph_tracks(results)
-    with atomic_output(path) as fh:
+    with bed_output(path, header_lines=1) as fh:  # .bedgraph.gz: BGZF + tabix index
         fh.write(f'track type=bedGraph name="{track_name}"\n')
         for contig in sorted(tracks, key=lambda c: c.encode()):
             pos, val = tracks[contig]
@@ -84,7 +84,7 @@ def write_bedgraph(path: str, results: list[RecordAttribution], track_name: str)
 
 def write_tsv(path: str, results: Iterable[RecordAttribution]) -> None:
     """One row per base: record, contig, 1-based position, strand, base, importance, and the four channels."""
-    with atomic_output(path) as fh:
+    with text_output(path) as fh:
         fh.write("record\tcontig\tposition\tstrand\tbase\ttarget\timportance\tA\tC\tG\tT\n")
         for r in results:
             pos = (genome_positions(r) + 1).tolist()

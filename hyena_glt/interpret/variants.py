@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, UsageError
-from ..io.writers import atomic_output, atomic_path
+from ..io.writers import atomic_path, text_output
 from .scoring import ScoreModel
 
 log = logging.getLogger("hyena_glt")
@@ -186,7 +186,7 @@ def _effect_values(effect: VariantEffect, task: str) -> list[np.ndarray]:
 
 
 def write_effects_tsv(path: str, scan: VariantScan, task: str, names: list[str]) -> None:
-    with atomic_output(path) as fh:
+    with text_output(path) as fh:
         header = ["chrom", "pos", "id", "ref", "alt"] + [c for c, _ in effect_columns(task, names)]
         fh.write("\t".join(header) + "\n")
         for e in scan.effects:

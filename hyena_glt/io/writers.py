@@ -106,10 +106,11 @@ def text_output(path: str | os.PathLike) -> Iterator[IO[str]]:
 
 
 @contextlib.contextmanager
-def bed_output(path: str | os.PathLike, preset: str = "bed") -> Iterator[IO[str]]:
+def bed_output(path: str | os.PathLike, preset: str = "bed", header_lines: int = 0) -> Iterator[IO[str]]:
     """Text output for BED-like rows (BED, bedGraph): plain, or for ``.gz`` BGZF-compressed and indexed
     with tabix (``path.tbi``) when the rows are sorted by contig and start; unsorted rows are still
-    compressed, with a warning and no index. Atomic like every writer here; ``-`` is stdout, plain."""
+    compressed, with a warning and no index. ``header_lines`` (a bedGraph ``track`` line) are not indexed.
+    Atomic like every writer here; ``-`` is stdout, plain."""
     if not str(path).endswith(".gz"):
         with atomic_output(path) as fh:
             yield fh
@@ -121,13 +122,13 @@ def bed_output(path: str | os.PathLike, preset: str = "bed") -> Iterator[IO[str]
     try:
         with os.fdopen(fd, "w") as fh:
             yield fh
-        bgzip_tabix(plain, path, preset, required=False)
+        bgzip_tabix(plain, path, preset, required=False, header_lines=header_lines)
     finally:
         os.unlink(plain)
 
 
 def bgzip_tabix(plain_path: str | os.PathLike, dest: str | os.PathLike, preset: str = "bed",
-                required: bool = True) -> Path:
+                required: bool = True, header_lines: int = 0) -> Path:
     """Compress a sorted plain-text file (BED, bedGraph, GFF, VCF) with BGZF to ``dest`` and index
     it with tabix (``dest.tbi``). Both files appear atomically; returns ``dest``. A file tabix cannot
     index (rows out of order) is an error, or with ``required=False`` a warning and no index."""
@@ -143,7 +144,10 @@ def bgzip_tabix(plain_path: str | os.PathLike, dest: str | os.PathLike, preset: 
             raise HyenaGLTError(f"cannot bgzip {dest}: {err}") from None
         verbosity = pysam.set_verbosity(0)  # htslib's own stderr line would duplicate ours
         try:
-            pysam.tabix_index(str(tmp), preset=preset, force=True, keep_original=True)
+            # pysam ignores line_skip under a preset; BED-like columns spelled out honour it.
+            layout = dict(seq_col=0, start_col=1, end_col=2, zerobased=True, line_skip=header_lines) \
+                if header_lines else dict(preset=preset)
+            pysam.tabix_index(str(tmp), force=True, keep_original=True, **layout)
         except (OSError, ValueError) as err:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{tmp}.tbi")

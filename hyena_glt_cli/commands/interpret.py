@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
     @app.command("interpret")
     def interpret(
         inputs: Annotated[Optional[list[str]], typer.Argument(help="Sequences to explain (FASTA/FASTQ/BAM, indexed FASTA with --region); '-' for stdin.")] = None,
-        output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output: .npz (tfmodisco-lite), .bedgraph, .tsv; with --variants .tsv or .vcf.gz.")] = None,
+        output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output: .npz (tfmodisco-lite), .bedgraph, .tsv (.gz: compressed; .bedgraph.gz also tabix-indexed); with --variants .tsv[.gz] or .vcf.gz.")] = None,
         model: ModelOpt = None,
         method: Annotated[str, typer.Option("--method", help="saliency, integrated-gradients, deeplift, deepshap or ism.")] = "saliency",
         target: Annotated[Optional[str], typer.Option("--target", help="Class/output name or index, or 'predicted' (default: the positive class of a 2-class model).")] = None,

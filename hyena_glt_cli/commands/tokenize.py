@@ -81,7 +81,8 @@ def register(app: typer.Typer) -> None:
         max_patch_length: MaxPatchOpt = None,
     ) -> None:
         """Turn sequences into token ids (TSV: id, length, ids; or .npz), or, with --patcher, into
-        BED patch intervals with a per-contig summary on stderr.
+        BED patch intervals with a per-contig summary on stderr. A .gz output is compressed (.bed.gz:
+        BGZF with a tabix index).
 
         Example: hyena-glt tokenize example_data/ex1.fa --region seq1:1-100 -o seq1.npz
         """
