@@ -882,7 +882,7 @@ def write_patches(
     ``stats_path`` and an entropy track of the first ``plot_units`` units of the first record to
     ``plot_path``. All outputs atomic. ``progress`` optionally wraps the record stream (CLI progress bar).
     Returns the stats (the CLI logs ``summary_lines()``)."""
-    from ..io.writers import atomic_output, bed_output
+    from ..io.writers import bed_output, text_output
 
     stats = PatchStats()
     first: PatchedRecord | None = None
@@ -896,7 +896,7 @@ def write_patches(
             stats.add(patched.contig, patched.patch_lengths)
             fh.writelines(bed_lines(patched))
     if stats_path is not None:
-        with atomic_output(stats_path) as fh:
+        with text_output(stats_path) as fh:
             fh.write(stats.to_tsv())
     if plot_path is not None:
         if first is None:

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         """
         from hyena_glt import benchmark as bench
         from hyena_glt import runtime
-        from hyena_glt.io.writers import atomic_output
+        from hyena_glt.io.writers import text_output
 
         if quick:
             lengths, batch_sizes, presets, patchers = (bench.QUICK[k] for k in ("lengths", "batch_sizes", "presets", "patchers"))
@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         # Each configuration is also logged as it starts (stderr); threads as set by the global -@.
         rows = list(progress(bench.run(cases, dev, prec, repeats, settings().threads, timeout, isolate),
                              "benchmark", total=len(cases)))
-        with atomic_output(output) as fh:
+        with text_output(output) as fh:
             fh.write("\t".join(bench.COLUMNS) + "\n")
             for row in rows:
                 fh.write(row.tsv() + "\n")
