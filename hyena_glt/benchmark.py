@@ -48,6 +48,7 @@ class Case:
     batch: int
     length: int
     task: str = "classification"
+    entropy_model: str = ""  # patcher "entropy": the LM directory (from `train --task lm`)
 
 
 @dataclass
@@ -104,30 +105,66 @@ def parse_ints(text: str, what: str) -> list[int]:
 
 
 def plan(lengths: list[int], batch_sizes: list[int], presets: list[str], patchers: list[str],
-         attention: bool = True, task: str = "classification") -> list[Case]:
+         attention: bool = True, task: str = "classification", entropy_model: str | None = None) -> list[Case]:
     for preset in presets:
         if preset not in PRESETS:
             raise UsageError(f"unknown preset '{preset}' (use {', '.join(PRESETS)})")
     for patcher in patchers:
-        if patcher.startswith("entropy"):
-            raise UsageError("the benchmark times static patchers ('none', 'static:K'); entropy patching needs "
-                             "a trained entropy model (time it with `hyena-glt tokenize --patcher entropy`)")
+        if patcher.startswith("entropy") and patcher != "entropy":
+            raise UsageError(f"unknown patcher '{patcher}' for the benchmark (use none, static:K or entropy)")
+        if patcher == "entropy" and not entropy_model:
+            raise UsageError("--patchers entropy needs --entropy-model DIR (an LM trained with "
+                             "`hyena-glt train --task lm`)")
         HyenaGLTConfig(patcher=patcher)  # validates the spec
+    if entropy_model and "entropy" not in patchers:
+        raise UsageError("--entropy-model only applies with --patchers ...,entropy")
+    if entropy_model:
+        _entropy_patcher(entropy_model)  # a missing or wrong LM directory fails now, not in every worker
     kinds = [("hyena-glt", p) for p in patchers] + ([("transformer", "none")] if attention else [])
-    return [Case(model, preset, patcher, batch, length, task)
+    return [Case(model, preset, patcher, batch, length, task, entropy_model if patcher == "entropy" else "")
             for preset in presets for model, patcher in kinds for batch in batch_sizes for length in lengths]
 
 
 # ------------------------------------------------------------------------------------------ models
 def build_model(case: Case):
+    """The model of a case; an entropy case's model has its patcher (the LM) attached, not yet calibrated."""
     from .model import HyenaGLTForTask
 
     overrides = dict(patcher=case.patcher, vocab_size=VOCAB)
     if case.model == "transformer":
         overrides["attn_layers"] = list(range(PRESETS[case.preset]["n_layers"]))
+    patcher = _entropy_patcher(case.entropy_model) if case.patcher == "entropy" else None
+    if patcher is not None:
+        overrides["vocab_size"] = max(VOCAB, patcher.tokenizer.vocab_size)
     config = HyenaGLTConfig.preset(case.preset, **overrides)
-    num_outputs = VOCAB if case.task == "lm" else 2
-    return HyenaGLTForTask(config, case.task, num_outputs).eval()
+    num_outputs = config.vocab_size if case.task == "lm" else 2
+    model = HyenaGLTForTask(config, case.task, num_outputs).eval()
+    if patcher is not None:
+        model.backbone.patcher = patcher
+    return model
+
+
+def _entropy_patcher(directory: str):
+    from .model.entropy import make_patcher
+
+    return make_patcher("entropy", entropy_model=directory)
+
+
+def _input_ids(case: Case, model, device: torch.device) -> torch.Tensor:
+    """Random token ids (fixed seed). Entropy cases get random A/C/G/T in the LM's own tokens, and the
+    patcher's threshold (unless the LM stores one) calibrated on them to a mean patch length of 4, so that
+    the global model sees about as many patches as with static:4; real genomes, with their repeats, give
+    longer patches."""
+    generator = torch.Generator().manual_seed(0)
+    patcher = getattr(model.backbone, "patcher", None) if case.patcher == "entropy" else None
+    if patcher is None:
+        return torch.randint(0, VOCAB, (case.batch, case.length), generator=generator).to(device)
+    bases = torch.as_tensor(patcher.tokenizer.encode("ACGT"))
+    ids = bases[torch.randint(0, 4, (case.batch, case.length), generator=generator)].to(device)
+    patcher.to(device)
+    if patcher.threshold is None:
+        patcher.calibrate((ids, torch.ones_like(ids, dtype=torch.bool)), 4.0)
+    return ids
 
 
 # ------------------------------------------------------------------------------------------ memory
@@ -168,7 +205,7 @@ def measure(case: Case, device: torch.device, precision: str = "fp32", repeats: 
     model = build_model(case).to(device)
     row = Row(case.model, case.preset, case.patcher, case.task, sum(p.numel() for p in model.parameters()),
               case.batch, case.length, device=str(device))
-    ids = torch.randint(0, VOCAB, (case.batch, case.length), generator=torch.Generator().manual_seed(0)).to(device)
+    ids = _input_ids(case, model, device)
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.empty_cache()

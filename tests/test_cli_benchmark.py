@@ -66,3 +66,34 @@ def test_bad_lengths_exit_2(tmp_path):
     result = CliRunner().invoke(app, ["benchmark", "--lengths", "12q", "-o", str(tmp_path / "b.tsv")])
     assert result.exit_code == 2 and "bad length '12q'" in result.stderr
     assert not (tmp_path / "b.tsv").exists()
+
+
+def test_entropy_rows_include_the_lm_and_see_patches_of_about_four(tmp_path):
+    from hyena_glt.model.entropy import EntropyPatcher, save_entropy_patcher
+    from hyena_glt.tokenizers import get_tokenizer
+
+    tok = get_tokenizer("nucleotide")
+    torch.manual_seed(0)
+    lm = HyenaGLTForTask(HyenaGLTConfig(vocab_size=tok.vocab_size, d_model=16, n_layers=1, d_inner=32, filter_dim=8,
+                                        ngram_buckets=0), "lm")
+    save_entropy_patcher(EntropyPatcher(lm, tokenizer=tok, window=128), tmp_path / "lm", subdir=False)
+    out = tmp_path / "b.tsv"
+    result = CliRunner().invoke(app, ["-@", "1", "benchmark", "--lengths", "512", "--patchers", "static:4,entropy",
+                                      "--entropy-model", str(tmp_path / "lm"), "--no-attention", "--repeats", "1",
+                                      "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert [(r["patcher"], r["status"]) for r in read_tsv(out)] == [("static:4", "ok"), ("entropy", "ok")]
+    # What the timed model reads: random DNA in the LM's tokens, cut at a threshold calibrated to 4 units a patch.
+    case, = bench.plan([512], [1], ["tiny"], ["entropy"], attention=False, entropy_model=str(tmp_path / "lm"))
+    model = bench.build_model(case)
+    ids = bench._input_ids(case, model, torch.device("cpu"))
+    assert set(ids.unique().tolist()) == set(tok.encode("ACGT").tolist())
+    patches = int((model.backbone.patcher(ids) > 0).sum())
+    assert 3.5 <= 512 / patches <= 4.5
+    with pytest.raises(UsageError, match="--patchers entropy needs --entropy-model DIR"):
+        bench.plan([64], [1], ["tiny"], ["entropy"])
+    with pytest.raises(UsageError, match="--entropy-model only applies with --patchers"):
+        bench.plan([64], [1], ["tiny"], ["none"], entropy_model=str(tmp_path / "lm"))
+    missing = CliRunner().invoke(app, ["benchmark", "--lengths", "64", "--patchers", "entropy", "--entropy-model",
+                                       str(tmp_path / "nope"), "-o", str(tmp_path / "x.tsv")])
+    assert missing.exit_code == 2 and "nope" in missing.stderr and not (tmp_path / "x.tsv").exists()

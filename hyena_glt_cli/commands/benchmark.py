@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
         lengths: Annotated[str, typer.Option("--lengths", help="Sequence lengths (k = 1024, M = 1024²).")] = "1k,4k,16k,32k,64k,128k",
         batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Batch sizes, comma-separated.")] = "1",
         presets: Annotated[str, typer.Option("--presets", help="Model presets: tiny, small, base.")] = "tiny",
-        patchers: Annotated[str, typer.Option("--patchers", help="Patchers to time: none, static:K.")] = "none,static:4",
+        patchers: Annotated[str, typer.Option("--patchers", help="Patchers to time: none, static:K, entropy (with --entropy-model).")] = "none,static:4",
+        entropy_model: Annotated[Optional[str], typer.Option("--entropy-model", help="LM folder (from `train --task lm`) for --patchers entropy; its time is included.")] = None,
         attention: Annotated[bool, typer.Option("--attention/--no-attention", help="Also time the same-size SDPA Transformer.")] = True,
         task: Annotated[str, typer.Option("--task", help="Head to time: classification (sequence-level) or token_classification / lm (per-unit).")] = "classification",
         repeats: Annotated[int, typer.Option("--repeats", help="Timed forwards per configuration (after one warm-up).")] = 3,
@@ -41,11 +42,13 @@ def register(app: typer.Typer) -> None:
         if quick:
             lengths, batch_sizes, presets, patchers = (bench.QUICK[k] for k in ("lengths", "batch_sizes", "presets", "patchers"))
             repeats = bench.QUICK["repeats"]
+            if entropy_model:
+                patchers += ",entropy"
         dev = runtime.resolve_device(device)
         prec = runtime.resolve_precision(precision, dev)
         cases = bench.plan(bench.parse_lengths(lengths), bench.parse_ints(batch_sizes, "--batch-sizes"),
                            [p.strip() for p in presets.split(",")], [p.strip() for p in patchers.split(",")],
-                           attention, task)
+                           attention, task, entropy_model)
         # Each configuration is also logged as it starts (stderr); threads as set by the global -@.
         rows = list(progress(bench.run(cases, dev, prec, repeats, settings().threads, timeout, isolate),
                              "benchmark", total=len(cases)))
