@@ -122,6 +122,14 @@ class HyenaGLTConfig:
         except TypeError as err:  # e.g. a list where an int belongs
             raise UsageError(f"invalid model config: {err}") from None
 
+    @staticmethod
+    def upgrade(data):
+        """A stored config (a dict read from config.json) with the fields added since it was written set to
+        the values that keep its behaviour: ``local_window`` 0 (whole-record local filters)."""
+        if isinstance(data, dict) and "local_window" not in data:
+            data = {**data, "local_window": 0}
+        return data
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
@@ -131,9 +139,7 @@ class HyenaGLTConfig:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise UsageError(f"model config is not valid JSON: {err}") from None
-        if isinstance(data, dict) and "local_window" not in data:
-            data["local_window"] = 0  # written before local_window existed: whole-record local filters
-        return cls.from_dict(data)
+        return cls.from_dict(cls.upgrade(data))
 
     def save(self, path: str | Path) -> None:
         from .io.writers import atomic_output

@@ -34,6 +34,20 @@ def test_save_load_gives_identical_logits(saved):
         assert torch.equal(model(x), loaded(x))
 
 
+def test_model_saved_before_local_windows_keeps_whole_record_local_filters(tmp_path):
+    torch.manual_seed(2)
+    old = HyenaGLTForTask(HyenaGLTConfig(**CONFIG, patcher="static:4", local_window=0), "classification", 2)
+    save_pretrained(old, tmp_path / "old", META)
+    stored = json.loads((tmp_path / "old" / "config.json").read_text())
+    del stored["local_window"]  # as written by versions without the field
+    (tmp_path / "old" / "config.json").write_text(json.dumps(stored))
+    loaded, _ = from_pretrained(tmp_path / "old")
+    assert loaded.config.local_window == 0
+    x = torch.randint(5, 10, (2, 600))  # longer than the default window of 256: a windowed model would differ
+    with torch.no_grad():
+        assert torch.equal(old.eval()(x), loaded(x))
+
+
 def test_pickle_is_refused_and_never_unpickled(saved, tmp_path):
     _, path = saved
     marker = tmp_path / "unpickled"

@@ -97,7 +97,7 @@ def _read_json(path: Path) -> dict:
 
 def _read_config(path: Path) -> HyenaGLTConfig:
     try:
-        return HyenaGLTConfig.from_dict(_read_json(path))
+        return HyenaGLTConfig.from_dict(HyenaGLTConfig.upgrade(_read_json(path)))
     except UsageError as err:
         raise ModelError(err.problem, path=str(path)) from None
 
