@@ -102,6 +102,20 @@ def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional):
     assert not torch.equal(u, chunked)  # the input itself was not updated in place
 
 
+def test_inference_keeps_the_residual_stream_in_fp32_under_autocast():
+    from hyena_glt.model.hyena import Block
+
+    torch.manual_seed(0)
+    block = Block(16, 32, HyenaOperator(16, filter_scale=64)).eval()
+    u = torch.randn(2, 100, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        trained_way = block(u).detach()  # autograd path: x + h promotes to fp32
+        with torch.no_grad():
+            inferred = block(u)
+    assert trained_way.dtype == inferred.dtype == torch.float32
+    assert torch.allclose(inferred, trained_way, atol=1e-2)
+
+
 def _reference_operator(op: HyenaOperator, u: torch.Tensor, window: int) -> torch.Tensor:
     """The operator written out step by step, with direct convolutions and every tap at a lag of `window`
     or more set to zero (order 2)."""

@@ -22,8 +22,10 @@ import torch.nn.functional as F
 from .positions import angles
 
 # Memory bounds for inference on megabase inputs (none of them applies when autograd is recording):
-# the Hyena operator runs channel groups of at most this many projected elements at a time,
+# the Hyena operator runs channel groups of at most this many projected elements at a time (on GPUs, whose
+# kernels want large operands and whose memory is not the host's, 4x more),
 _GROUP_ELEMENTS = 1 << 24
+_GROUP_ELEMENTS_GPU = 1 << 26
 # a filter's spectrum bigger than this is not kept whole but transformed per channel group (and only
 # what fits this is cached),
 _FILTER_CACHE_BYTES = 1 << 29
@@ -31,8 +33,10 @@ _FILTER_CACHE_BYTES = 1 << 29
 _TAP_ROWS = 1 << 16
 # and blocks run their MLP over at most this many (batch x position) rows at a time: the (rows x d_inner)
 # hidden activations then stay in cache (small preset, 8 x 1024 units: 941 -> 753 ms a forward with 2048
-# rows; 1024 measured as fast or faster).
+# rows; 1024 measured as fast or faster). GPUs take up to _MLP_ROWS_GPU rows at once: small chunks would
+# only add kernel launches and starve their matmuls.
 _MLP_ROWS = 1024
+_MLP_ROWS_GPU = 1 << 18
 
 
 @functools.lru_cache(maxsize=None)
@@ -216,7 +220,8 @@ class HyenaOperator(nn.Module):
         # channels (projection → convs → output accumulation), which bounds memory; otherwise one group.
         group = d
         if not torch.is_grad_enabled():  # equal groups of at most _GROUP_ELEMENTS projected elements
-            groups = -(-batch * length * (order + 1) * d // _GROUP_ELEMENTS)
+            limit = _GROUP_ELEMENTS if u.device.type == "cpu" else _GROUP_ELEMENTS_GPU
+            groups = -(-batch * length * (order + 1) * d // limit)
             group = -(-d // min(groups, d))
         out = None
         for c in range(0, d, group):
@@ -293,10 +298,13 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.dropout(self.mixer(self.norm1(x), mask))
         if not torch.is_grad_enabled():  # inference: update in place, and run the MLP over row chunks
-            x = h.add_(x)  # h is a fresh tensor, so this leaves the caller's x alone
+            # h is a fresh tensor, so adding into it leaves the caller's x alone; under autocast h is bf16/fp16
+            # and the residual stream stays in x's precision, as in training.
+            x = h.add_(x) if h.dtype == x.dtype else x + h
             if self.mlp is not None:
-                for s in range(0, x.shape[1], _MLP_ROWS // x.shape[0] or 1):
-                    part = x[:, s:s + _MLP_ROWS // x.shape[0] or 1]
+                step = (_MLP_ROWS if x.device.type == "cpu" else _MLP_ROWS_GPU) // x.shape[0] or 1
+                for s in range(0, x.shape[1], step):
+                    part = x[:, s:s + step]
                     part += self.mlp(self.norm2(part))
             return x
         x = x + h
