@@ -102,6 +102,26 @@ def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional):
     assert not torch.equal(u, chunked)  # the input itself was not updated in place
 
 
+@pytest.mark.parametrize("bidirectional,window", [(False, 0), (True, 0), (False, 16), (True, 16)])
+def test_short_records_by_matrices_equal_ffts(monkeypatch, bidirectional, window):
+    import hyena_glt.model.hyena as hyena
+
+    torch.manual_seed(3)
+    op = HyenaOperator(8, order=3, bidirectional=bidirectional, filter_scale=32, window=window).eval()
+    u = torch.randn(3, 50, 8)
+    mask = torch.ones(3, 50, dtype=torch.bool)
+    mask[1, 41:] = False  # a padded record
+    outputs = []
+    for limit in (128, 0):  # Toeplitz matmuls, then FFTs
+        monkeypatch.setattr(hyena, "_DIRECT_LENGTH", limit)
+        with torch.no_grad():
+            outputs.append(op(u, mask))
+        outputs.append(op(u, mask))  # with autograd
+    assert all(torch.allclose(o, outputs[2], atol=2e-5) for o in outputs)
+    outputs[1].sum().backward()  # the matrices pass gradients to every filter parameter
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in op.filter.mlp.parameters())
+
+
 def test_inference_keeps_the_residual_stream_in_fp32_under_autocast():
     from hyena_glt.model.hyena import Block
 

@@ -37,6 +37,10 @@ _TAP_ROWS = 1 << 16
 # only add kernel launches and starve their matmuls.
 _MLP_ROWS = 1024
 _MLP_ROWS_GPU = 1 << 18
+# Records up to this long are convolved by a batched matmul with each channel's (L x L) Toeplitz matrix
+# instead of FFTs: 226 windows x 64 channels x 70 units take 1.2 ms against 5.7 ms (at 300 units the two
+# are even, and FFTs win beyond).
+_DIRECT_LENGTH = 128
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,6 +69,16 @@ def fft_conv(v: torch.Tensor, k_f: torch.Tensor, n: int, skip: torch.Tensor) -> 
         return torch.addcmul(torch.fft.irfft(spectrum * k_f, n=n)[..., :length], v32, skip[:, None])
     # Inference: reuse the buffers (the result is a view of the first L samples of the irfft output).
     return torch.fft.irfft(spectrum.mul_(k_f), n=n)[..., :length].addcmul_(v32, skip[:, None])
+
+
+def matrix_conv(v: torch.Tensor, m: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """y = v ⊛ h + skip·v in fp32 for short records, with m (C, L, L) the convolution matrices of
+    ``ImplicitFilter.matrices`` (m[c, s, t] = h_c[t - s]). v (B, C, L) → (B, C, L)."""
+    v32 = v.float()
+    y = torch.bmm(v32.transpose(0, 1), m).transpose(0, 1)
+    if torch.is_grad_enabled():
+        return torch.addcmul(y, v32, skip[:, None])
+    return y.addcmul_(v32, skip[:, None])
 
 
 def direct_conv(v: torch.Tensor, h: torch.Tensor, h_back: torch.Tensor | None = None) -> torch.Tensor:
@@ -165,6 +179,28 @@ class ImplicitFilter(nn.Module):
             return lambda rows: cached[rows]
         return lambda rows: self._rfft(cached, rows, n)
 
+    def matrices(self, length: int, taps: int, device: torch.device):
+        """A function channels (slice) → (c, L, L) convolution matrices, m[c, s, t] = h_c[t - s] for lags
+        0 ≤ t - s < taps (and the backward filter at lags -taps < t - s < 0 when bidirectional), so that
+        ``v @ m`` is the long convolution of a record of L units. Cached like the spectra."""
+        with torch.autocast(device_type=device.type, enabled=False):
+            use_cache = not (self.training or torch.is_grad_enabled())
+            key = ("matrices", length, taps, device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+            cached = self._cache.get(key) if use_cache else None
+            if cached is None:
+                h = self.taps(taps, device)
+                pos = torch.arange(length, device=device)
+                lag = pos[None, :] - pos[:, None]  # [s, t] = t - s
+                cached = h[:self.channels][:, lag.clamp(0, taps - 1)] * ((lag >= 0) & (lag < taps))
+                if self.bidirectional:
+                    back = h[self.channels:][:, (-lag).clamp(0, taps - 1)] * ((lag < 0) & (lag > -taps))
+                    cached = cached + back
+                if use_cache:
+                    if len(self._cache) >= 4:
+                        self._cache.clear()
+                    self._cache[key] = cached
+        return lambda rows: cached[rows]
+
     def _rfft(self, h: torch.Tensor, rows: slice, n: int) -> torch.Tensor:
         with torch.autocast(device_type=h.device.type, enabled=False):
             fwd = h[rows]
@@ -208,9 +244,11 @@ class HyenaOperator(nn.Module):
         batch, length, _ = u.shape
         order, d = self.order, self.d
         taps = min(length, self.window) if self.window else length
-        # Linear (not circular) convolution of `taps` taps (each way, bidirectional) over L inputs.
+        # Linear (not circular) convolution of `taps` taps (each way, bidirectional) over L inputs: by FFTs,
+        # or for short records by matmuls with Toeplitz matrices.
+        matrices = length <= _DIRECT_LENGTH
         n = fast_fft_size(length + taps - 1)
-        spectra = self.filter.spectra(taps, n, u.device)
+        kernels = self.filter.matrices(length, taps, u.device) if matrices else self.filter.spectra(taps, n, u.device)
         skip = self.filter.skip.view(order - 1, d)
         keep = None if mask is None or not self.bidirectional else mask[:, None, :].to(u.dtype)
         w_in, b_in = self.in_proj.weight.view(order + 1, d, -1), self.in_proj.bias.view(order + 1, d)
@@ -234,9 +272,10 @@ class HyenaOperator(nn.Module):
                 v = v * xs[order - 1 - i]
                 if keep is not None:
                     v = v * keep
-                k_f = spectra(slice(i * d + c, i * d + min(c + group, d)))
+                k = kernels(slice(i * d + c, i * d + min(c + group, d)))
                 with torch.autocast(device_type=u.device.type, enabled=False):
-                    v = self.dropout(fft_conv(v, k_f, n, skip[i, g])).to(z.dtype)
+                    v = matrix_conv(v, k, skip[i, g]) if matrices else fft_conv(v, k, n, skip[i, g])
+                    v = self.dropout(v).to(z.dtype)
             y = (v.mul_(xs[0]) if not v.requires_grad else v * xs[0]).transpose(1, 2)
             w_out = self.out_proj.weight[:, g].t()[None].expand(batch, -1, -1)
             if out is None:
