@@ -108,8 +108,8 @@ def test_short_records_by_matrices_equal_ffts(monkeypatch, bidirectional, window
 
     torch.manual_seed(3)
     op = HyenaOperator(8, order=3, bidirectional=bidirectional, filter_scale=32, window=window).eval()
-    u = torch.randn(3, 50, 8)
-    mask = torch.ones(3, 50, dtype=torch.bool)
+    u = torch.randn(13, 50, 8)  # 13 records of 50 units: the matrices are used (4 x 13 >= 50)
+    mask = torch.ones(13, 50, dtype=torch.bool)
     mask[1, 41:] = False  # a padded record
     outputs = []
     for limit in (128, 0):  # Toeplitz matmuls, then FFTs

@@ -37,9 +37,10 @@ _TAP_ROWS = 1 << 16
 # only add kernel launches and starve their matmuls.
 _MLP_ROWS = 1024
 _MLP_ROWS_GPU = 1 << 18
-# Records up to this long are convolved by a batched matmul with each channel's (L x L) Toeplitz matrix
-# instead of FFTs: 226 windows x 64 channels x 70 units take 1.2 ms against 5.7 ms (at 300 units the two
-# are even, and FFTs win beyond).
+# Batches of records up to this long, and at least a quarter as many records as units, are convolved by a
+# batched matmul with each channel's (L x L) Toeplitz matrix instead of FFTs: 226 windows x 64 channels x 70
+# units take 1.2 ms against 5.7 ms, 32 x 128 x 128 1.5 against 2.1; with fewer records each matrix is
+# read for too little work (16 x 128 x 128: 1.1 against 0.9), and at 300 units FFTs are as fast.
 _DIRECT_LENGTH = 128
 
 
@@ -246,7 +247,7 @@ class HyenaOperator(nn.Module):
         taps = min(length, self.window) if self.window else length
         # Linear (not circular) convolution of `taps` taps (each way, bidirectional) over L inputs: by FFTs,
         # or for short records by matmuls with Toeplitz matrices.
-        matrices = length <= _DIRECT_LENGTH
+        matrices = length <= _DIRECT_LENGTH and 4 * batch >= length
         n = fast_fft_size(length + taps - 1)
         kernels = self.filter.matrices(length, taps, u.device) if matrices else self.filter.spectra(taps, n, u.device)
         skip = self.filter.skip.view(order - 1, d)
