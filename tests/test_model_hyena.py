@@ -116,6 +116,8 @@ def test_short_records_by_matrices_equal_ffts(monkeypatch, bidirectional, window
         monkeypatch.setattr(hyena, "_DIRECT_LENGTH", limit)
         with torch.no_grad():
             outputs.append(op(u, mask))
+        assert any(key[0] == "matrices" for key in op.filter._cache) == (limit > 0)  # the path taken
+        op.filter._cache.clear()
         outputs.append(op(u, mask))  # with autograd
     assert all(torch.allclose(o, outputs[2], atol=2e-5) for o in outputs)
     outputs[1].sum().backward()  # the matrices pass gradients to every filter parameter
