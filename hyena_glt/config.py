@@ -44,7 +44,7 @@ class HyenaGLTConfig:
     attn_layers: list[int] = field(default_factory=list)  # global block indices that use attention instead of Hyena
     n_heads: int = 4
     # Patched architecture only (patcher != "none"):
-    d_local: int = 0  # width of the unit-level encoder/decoder (0: d_model // 2)
+    d_local: int = 0  # width of the unit-level encoder/decoder (0: d_model // 4, at least 8)
     local_layers: int = 1  # light Hyena blocks in the local encoder (the decoder has one)
     local_d_inner: int = 0  # MLP hidden width of those light blocks (0: Hyena mixer only, the fastest)
     local_window: int = 256  # lags the local blocks' filters reach (0: the whole record, as global blocks)
@@ -68,7 +68,10 @@ class HyenaGLTConfig:
 
     @property
     def local_width(self) -> int:
-        return self.d_local or max(8, self.d_model // 2)
+        # A quarter of the global width, as BLT keeps its byte-level layers narrower than the global model:
+        # tiny static:4 at 32k units runs 3.2x faster than patching none instead of 2.7x, and GUE mouse_2's
+        # test MCC over three seeds was 0.814 against 0.822 at half width (seed-to-seed spread ±0.03).
+        return self.d_local or max(8, self.d_model // 4)
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -124,10 +127,13 @@ class HyenaGLTConfig:
 
     @staticmethod
     def upgrade(data):
-        """A stored config (a dict read from config.json) with the fields added since it was written set to
-        the values that keep its behaviour: ``local_window`` 0 (whole-record local filters)."""
+        """A stored config (a dict read from config.json) written before ``local_window`` existed, with the
+        values that keep its behaviour: whole-record local filters (``local_window`` 0), and the local
+        width of that time (``d_local`` 0 then meant d_model // 2)."""
         if isinstance(data, dict) and "local_window" not in data:
             data = {**data, "local_window": 0}
+            if not data.get("d_local") and isinstance(data.get("d_model", 128), int):
+                data["d_local"] = max(8, data.get("d_model", 128) // 2)
         return data
 
     def to_json(self) -> str:

@@ -62,5 +62,7 @@ def test_local_window_defaults_and_old_files():
     old = json.loads(HyenaGLTConfig(patcher="static:4").to_json())
     del old["local_window"]  # a config written before local windows existed
     assert HyenaGLTConfig.from_json(json.dumps(old)).local_window == 0
+    assert HyenaGLTConfig.from_json(json.dumps(old)).local_width == 64  # d_local 0 then meant d_model // 2
+    assert HyenaGLTConfig(d_model=128).local_width == 32 and HyenaGLTConfig(d_model=16).local_width == 8
     with pytest.raises(UsageError, match="local_window"):
         HyenaGLTConfig(local_window=-1)

@@ -34,15 +34,18 @@ def test_save_load_gives_identical_logits(saved):
         assert torch.equal(model(x), loaded(x))
 
 
-def test_model_saved_before_local_windows_keeps_whole_record_local_filters(tmp_path):
+def test_model_saved_before_local_windows_keeps_its_local_encoder(tmp_path):
     torch.manual_seed(2)
-    old = HyenaGLTForTask(HyenaGLTConfig(**CONFIG, patcher="static:4", local_window=0), "classification", 2)
+    # The local encoder of that time: whole-record filters, half the global width (d_model 32 -> 16).
+    old = HyenaGLTForTask(HyenaGLTConfig(**CONFIG, patcher="static:4", local_window=0, d_local=16),
+                          "classification", 2)
     save_pretrained(old, tmp_path / "old", META)
     stored = json.loads((tmp_path / "old" / "config.json").read_text())
-    del stored["local_window"]  # as written by versions without the field
+    del stored["local_window"]  # as written by versions without the field,
+    stored["d_local"] = 0  # when 0 meant half the global width
     (tmp_path / "old" / "config.json").write_text(json.dumps(stored))
     loaded, _ = from_pretrained(tmp_path / "old")
-    assert loaded.config.local_window == 0
+    assert loaded.config.local_window == 0 and loaded.config.local_width == 16
     x = torch.randint(5, 10, (2, 600))  # longer than the default window of 256: a windowed model would differ
     with torch.no_grad():
         assert torch.equal(old.eval()(x), loaded(x))
