@@ -127,8 +127,8 @@ class EmbeddingBatch:
 
 def looks_like_genome(first: SequenceRecord, window: int | None) -> bool:
     """Whether an input should be scanned in windows, judged from its first record: longer than the
-    window and without base qualities (a genome or contig, not a read)."""
-    return window is not None and first.qual is None and len(first.seq) > window
+    window and without base qualities (a genome or contig, not a read or a table row)."""
+    return window is not None and first.qual is None and not first.standalone and len(first.seq) > window
 
 
 def record_coordinates(record: SequenceRecord) -> tuple[str, int, int]:

@@ -104,6 +104,15 @@ def test_bam_region_reads_and_empty_region(model, tmp_path):
     assert (tmp_path / "none.tsv").read_text() == "id\tlength\tlabel\tp_background\tp_promoter\n"
 
 
+def test_table_input_one_row_per_table_row(model, tmp_path):
+    table = tmp_path / "test.csv"  # GUE layout; the label column is ignored
+    lines = (DATA / "gue" / "mouse_2" / "test.csv").read_text().splitlines()[:6]
+    table.write_text("\n".join(lines) + "\n")
+    out = ok(str(table), "-m", model)
+    check_tsv(out, [f"row{i}" for i in range(1, 6)], [101] * 5)
+    assert ok("-", "-m", model, input=table.read_text()) == out  # the same table on stdin
+
+
 def test_tsv_label_filter_and_gzip(model, reads_fq, tmp_path):
     full = ok(str(reads_fq), "-m", model, "--format", "tsv").splitlines()
     kept = ok(str(reads_fq), "-m", model, "--format", "tsv", "--label", "promoter").splitlines()

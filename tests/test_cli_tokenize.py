@@ -169,7 +169,8 @@ def _empty(tmp: Path, data: Path) -> Path:
 
 
 def _unknown_format(tmp: Path, data: Path) -> Path:
-    return data / "gue" / "mouse_2" / "dev.csv"
+    (tmp / "in" / "dev.csv").write_text("name,label\nACGT,1\n")  # a table, but no 'sequence' column
+    return tmp / "in" / "dev.csv"
 
 
 def _cram(tmp: Path, data: Path) -> Path:
@@ -186,7 +187,8 @@ def _bed(tmp: Path, data: Path) -> Path:
 @pytest.mark.parametrize(
     "make,extra,message",
     [
-        (_unknown_format, [], "dev.csv: unknown format (not FASTA, FASTQ, SAM, BAM or CRAM; starts with 'sequence,label')"),
+        (_unknown_format, [], "dev.csv: unknown format (not FASTA, FASTQ, SAM, BAM, CRAM or a CSV/TSV table with a "
+                              "'sequence' column; starts with 'name,label')"),
         (_truncated_gzip, [], "reads.fq.gz: truncated gzip file"),
         (_bad_quality, [], "bad.fq: record 'r2': quality length 4 differs from sequence length 5"),
         (_bad_char, [], "bad.fa: record 'x': invalid character '*' at position 11 (not in the nucleotide alphabet)"),

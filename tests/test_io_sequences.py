@@ -224,8 +224,26 @@ def test_empty_file(tmp_path):
 
 
 def test_unknown_format(data_dir):
-    with pytest.raises(InputError, match=r"genes\.bed: unknown format \(not FASTA, FASTQ, SAM, BAM or CRAM"):
+    with pytest.raises(InputError, match=r"genes\.bed: unknown format \(not FASTA, FASTQ, SAM, BAM, CRAM or a "
+                                         r"CSV/TSV table with a 'sequence' column"):
         list(read_sequences(data_dir / "arabidopsis_chloroplast_genes.bed"))
+
+
+def test_tables_with_a_sequence_column(tmp_path, data_dir):
+    # GUE's CSV (sequence,label): records row1.. in file order, the other columns in the description.
+    csv_path = data_dir / "gue" / "mouse_2" / "dev.csv"
+    rows = [line.split(",") for line in csv_path.read_text().splitlines()[1:]]
+    records = list(read_sequences(csv_path, alphabet="dna"))
+    assert [(r.id, r.seq, r.description) for r in records] == [
+        (f"row{i}", seq, f"label={label}") for i, (seq, label) in enumerate(rows, 1)]
+    # TSV with an id column, gzipped, and from stdin
+    table = "ID\tlabel\tsequence\nfirst\t1\tACGTN\nsecond\t0\tTTGCA\n"
+    packed = tmp_path / "t.tsv.gz"
+    packed.write_bytes(gzip.compress(table.encode()))
+    assert [(r.id, r.seq) for r in read_sequences(packed)] == [("first", "ACGTN"), ("second", "TTGCA")]
+    with pytest.raises(InputError, match=r"t\.csv: record 'row2': invalid character 'X' at position 3"):
+        (tmp_path / "t.csv").write_text("sequence\nACGT\nACXT\n")
+        list(read_sequences(tmp_path / "t.csv", alphabet="dna"))
 
 
 def test_truncated_gzip(tmp_path, data_dir):

@@ -38,8 +38,9 @@ from ..errors import InputError, UsageError
 
 log = logging.getLogger("hyena_glt")
 
-FORMATS = ("fasta", "fastq", "sam", "bam", "cram")
-_FORMAT_ALIASES = {"fa": "fasta", "fna": "fasta", "fas": "fasta", "fq": "fastq"}
+FORMATS = ("fasta", "fastq", "sam", "bam", "cram", "table")
+_FORMAT_ALIASES = {"fa": "fasta", "fna": "fasta", "fas": "fasta", "fq": "fastq", "csv": "table", "tsv": "table"}
+_ID_COLUMNS = ("id", "name")  # a table's record names come from the first of these columns, else "row<N>"
 _SNIFF_BYTES = 1 << 16
 WINDOW_POLICIES = ("shift", "pad", "drop")
 
@@ -57,6 +58,7 @@ class SequenceRecord:
     end: int | None = None
     strand: str = "."
     description: str = ""
+    standalone: bool = False  # a table row: a sequence of its own, never taken for a genome to scan in windows
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -181,12 +183,22 @@ def _sniff(head: bytes, path: str) -> tuple[str, bool]:
     first_line = text.split(b"\n", 1)[0]
     if first_line.count(b"\t") >= 10:  # a headerless SAM file
         return "sam", compressed
+    if _table_columns(first_line) is not None:
+        return "table", compressed
     if content[:3] == b"BCF":
         raise InputError("unknown format: looks like BCF, not sequences", path=path)
     shown = first_line[:30].decode("ascii", "replace")
     raise InputError(
-        f"unknown format (not FASTA, FASTQ, SAM, BAM or CRAM; starts with {shown!r})", path=path
+        f"unknown format (not FASTA, FASTQ, SAM, BAM, CRAM or a CSV/TSV table with a 'sequence' column; "
+        f"starts with {shown!r})", path=path
     )
+
+
+def _table_columns(header: bytes) -> list[str] | None:
+    """The column names of a CSV/TSV header line that names a ``sequence`` column, else None."""
+    line = header.decode("utf-8", "replace").rstrip("\r\n")
+    columns = [c.strip().lower() for c in line.split("\t" if "\t" in line else ",")]
+    return columns if "sequence" in columns else None
 
 
 def _normalise_format(fmt: str | None) -> str | None:
@@ -343,6 +355,37 @@ def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check) -
             raise InputError(f"truncated gzip stream or malformed {fmt.upper()} after record {count} ({reason})",
                              path=path) from None
         raise InputError(f"malformed {fmt.upper()} after record {count} ({reason})", path=path) from None
+
+
+# --------------------------------------------------------------------------------------------
+# CSV / TSV tables (GUE-style: sequence,label)
+
+
+def _read_table(pysam_path: str, path: str, compressed: bool, check) -> Iterator[SequenceRecord]:
+    """One record per row of a CSV/TSV whose header names a ``sequence`` column (the layout `train` reads);
+    named by an ``id`` or ``name`` column when there is one, else ``row<N>`` (N = 1-based data row). The
+    other columns go to the description as ``column=value``."""
+    import csv
+
+    opener = gzip.open if compressed else open
+    with opener(pysam_path, "rt", newline="") as handle:
+        first = handle.readline()
+        columns = _table_columns(first.encode())
+        delimiter = "\t" if "\t" in first else ","
+        seq_col = columns.index("sequence")
+        id_col = next((columns.index(c) for c in _ID_COLUMNS if c in columns), None)
+        others = [i for i in range(len(columns)) if i not in (seq_col, id_col)]
+        for number, row in enumerate(csv.reader(handle, delimiter=delimiter), 1):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) <= seq_col:
+                raise InputError(f"line {number + 1}: {len(row)} column(s), no sequence", path=path)
+            name = row[id_col] if id_col is not None and id_col < len(row) else f"row{number}"
+            seq = row[seq_col].strip()
+            if check is not None:
+                seq = check(seq, path, name)
+            extra = " ".join(f"{columns[i]}={row[i]}" for i in others if i < len(row))
+            yield SequenceRecord(name, seq, None, description=extra, standalone=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,6 +593,8 @@ def read_sequences(
     with opened as pysam_path:
         if fmt in ("fasta", "fastq"):
             yield from _read_fastx(pysam_path, source, fmt, compressed, check)
+        elif fmt == "table":
+            yield from _read_table(pysam_path, source, compressed, check)
         else:
             yield from _read_alignments(pysam_path, source, fmt, reference, stored_orientation, check,
                                         regions, regions_bed)
