@@ -109,8 +109,9 @@ def test_table_input_one_row_per_table_row(model, tmp_path):
     lines = (DATA / "gue" / "mouse_2" / "test.csv").read_text().splitlines()[:6]
     table.write_text("\n".join(lines) + "\n")
     out = ok(str(table), "-m", model)
-    check_tsv(out, [f"row{i}" for i in range(1, 6)], [101] * 5)
-    assert ok("-", "-m", model, input=table.read_text()) == out  # the same table on stdin
+    check_tsv(out, [f"test.csv:{line}" for line in range(2, 7)], [101] * 5)  # named as `train` names rows
+    piped = ok("-", "-m", model, input=table.read_text())  # the same table on stdin
+    assert piped == out.replace("test.csv:", "stdin:")
 
 
 def test_tsv_label_filter_and_gzip(model, reads_fq, tmp_path):

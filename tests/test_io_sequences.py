@@ -235,13 +235,13 @@ def test_tables_with_a_sequence_column(tmp_path, data_dir):
     rows = [line.split(",") for line in csv_path.read_text().splitlines()[1:]]
     records = list(read_sequences(csv_path, alphabet="dna"))
     assert [(r.id, r.seq, r.description) for r in records] == [
-        (f"row{i}", seq, f"label={label}") for i, (seq, label) in enumerate(rows, 1)]
+        (f"dev.csv:{line}", seq, f"label={label}") for line, (seq, label) in enumerate(rows, 2)]
     # TSV with an id column, gzipped, and from stdin
     table = "ID\tlabel\tsequence\nfirst\t1\tACGTN\nsecond\t0\tTTGCA\n"
     packed = tmp_path / "t.tsv.gz"
     packed.write_bytes(gzip.compress(table.encode()))
     assert [(r.id, r.seq) for r in read_sequences(packed)] == [("first", "ACGTN"), ("second", "TTGCA")]
-    with pytest.raises(InputError, match=r"t\.csv: record 'row2': invalid character 'X' at position 3"):
+    with pytest.raises(InputError, match=r"t\.csv: record 't\.csv:3': invalid character 'X' at position 3"):
         (tmp_path / "t.csv").write_text("sequence\nACGT\nACXT\n")
         list(read_sequences(tmp_path / "t.csv", alphabet="dna"))
 

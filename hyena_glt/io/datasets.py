@@ -29,10 +29,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import InputError, UsageError
+from .sequences import ID_COLUMNS, SEQUENCE_COLUMNS
 
 TASKS = ("classification", "multilabel", "regression", "lm")
-SEQUENCE_COLUMNS = ("sequence", "seq")
-ID_COLUMNS = ("id", "name")
 # multilabel values in one table cell or header: "a;b", "a|b" or "a,b" (commas only in tab-separated files)
 _MULTI_SPLIT = re.compile(r"[;|]")
 DEFAULT_LABEL_REGEX = r"(?:^|\s)label=(\S+)"

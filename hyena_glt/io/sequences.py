@@ -40,7 +40,9 @@ log = logging.getLogger("hyena_glt")
 
 FORMATS = ("fasta", "fastq", "sam", "bam", "cram", "table")
 _FORMAT_ALIASES = {"fa": "fasta", "fna": "fasta", "fas": "fasta", "fq": "fastq", "csv": "table", "tsv": "table"}
-_ID_COLUMNS = ("id", "name")  # a table's record names come from the first of these columns, else "row<N>"
+# Table columns (CSV/TSV) holding a record's sequence, and its name (else the file name and line number).
+SEQUENCE_COLUMNS = ("sequence", "seq")
+ID_COLUMNS = ("id", "name")
 _SNIFF_BYTES = 1 << 16
 WINDOW_POLICIES = ("shift", "pad", "drop")
 
@@ -195,10 +197,10 @@ def _sniff(head: bytes, path: str) -> tuple[str, bool]:
 
 
 def _table_columns(header: bytes) -> list[str] | None:
-    """The column names of a CSV/TSV header line that names a ``sequence`` column, else None."""
+    """The column names of a CSV/TSV header line that names a sequence column, else None."""
     line = header.decode("utf-8", "replace").rstrip("\r\n")
     columns = [c.strip().lower() for c in line.split("\t" if "\t" in line else ",")]
-    return columns if "sequence" in columns else None
+    return columns if any(c in columns for c in SEQUENCE_COLUMNS) else None
 
 
 def _normalise_format(fmt: str | None) -> str | None:
@@ -362,9 +364,9 @@ def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check) -
 
 
 def _read_table(pysam_path: str, path: str, compressed: bool, check) -> Iterator[SequenceRecord]:
-    """One record per row of a CSV/TSV whose header names a ``sequence`` column (the layout `train` reads);
-    named by an ``id`` or ``name`` column when there is one, else ``row<N>`` (N = 1-based data row). The
-    other columns go to the description as ``column=value``."""
+    """One record per row of a CSV/TSV whose header names a sequence column (the layout `train` reads);
+    named by an id column when there is one, else ``FILE:LINE`` as `train` names rows. The other columns
+    go to the description as ``column=value``."""
     import csv
 
     opener = gzip.open if compressed else open
@@ -372,15 +374,16 @@ def _read_table(pysam_path: str, path: str, compressed: bool, check) -> Iterator
         first = handle.readline()
         columns = _table_columns(first.encode())
         delimiter = "\t" if "\t" in first else ","
-        seq_col = columns.index("sequence")
-        id_col = next((columns.index(c) for c in _ID_COLUMNS if c in columns), None)
+        seq_col = next(columns.index(c) for c in SEQUENCE_COLUMNS if c in columns)
+        id_col = next((columns.index(c) for c in ID_COLUMNS if c in columns), None)
         others = [i for i in range(len(columns)) if i not in (seq_col, id_col)]
-        for number, row in enumerate(csv.reader(handle, delimiter=delimiter), 1):
+        stem = "stdin" if path == "-" else Path(path).name
+        for line_no, row in enumerate(csv.reader(handle, delimiter=delimiter), 2):
             if not row or not "".join(row).strip():
                 continue
             if len(row) <= seq_col:
-                raise InputError(f"line {number + 1}: {len(row)} column(s), no sequence", path=path)
-            name = row[id_col] if id_col is not None and id_col < len(row) else f"row{number}"
+                raise InputError(f"line {line_no}: {len(row)} column(s), no sequence", path=path)
+            name = row[id_col].strip() if id_col is not None and id_col < len(row) else f"{stem}:{line_no}"
             seq = row[seq_col].strip()
             if check is not None:
                 seq = check(seq, path, name)
