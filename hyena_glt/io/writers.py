@@ -27,6 +27,15 @@ def _default_permissions(path: str) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def _temp_beside(path: str | os.PathLike, suffix: str) -> tuple[int, str]:
+    """(fd, name) of a new temporary file in ``path``'s folder (same file system: ``os.replace`` is atomic)."""
+    dest = Path(path)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {dest}: folder {folder} does not exist")
+    return tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=folder)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open ``path`` for writing atomically (``mode`` 'w' text or 'wb' binary); ``-`` is stdout.
@@ -40,10 +49,7 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         stream.flush()
         return
     dest = Path(path)
-    folder = dest.parent if str(dest.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"cannot write {dest}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = _temp_beside(dest, ".tmp")
     try:
         _default_permissions(tmp)
         with os.fdopen(fd, mode) as fh:
@@ -60,10 +66,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for writers that need a file name (np.savez, pysam
     tabix); it is renamed onto ``path`` when the body succeeds and removed otherwise."""
     dest = Path(path)
-    folder = dest.parent if str(dest.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"cannot write {dest}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + suffix, dir=folder)
+    fd, tmp = _temp_beside(dest, ".tmp" + suffix)
     os.close(fd)
     try:
         _default_permissions(tmp)
@@ -115,10 +118,7 @@ def bed_output(path: str | os.PathLike, preset: str = "bed", header_lines: int =
         with atomic_output(path) as fh:
             yield fh
         return
-    folder = Path(path).parent if str(Path(path).parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"cannot write {path}: folder {folder} does not exist")
-    fd, plain = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".plain", dir=folder)
+    fd, plain = _temp_beside(path, ".plain")
     try:
         with os.fdopen(fd, "w") as fh:
             yield fh

@@ -164,18 +164,15 @@ class ImplicitFilter(nn.Module):
         budget; else, for megabase lengths, the taps (when they fit), transformed per channel group.
         """
         with torch.autocast(device_type=device.type, enabled=False):
-            use_cache = not (self.training or torch.is_grad_enabled())
             whole = torch.is_grad_enabled() or self.channels * (n // 2 + 1) * 8 <= _FILTER_CACHE_BYTES
-            key = (length, n, whole, device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
-            cached = self._cache.get(key) if use_cache else None
+            key = self._cache_key("spectra", length, n, whole, device)
+            cached = self._cache.get(key)
             if cached is None:
                 cached = self.taps(length, device)
                 if whole:
                     cached = self._rfft(cached, slice(0, self.channels), n)
-                if use_cache and cached.numel() * cached.element_size() <= _FILTER_CACHE_BYTES:
-                    if len(self._cache) >= 4:
-                        self._cache.clear()
-                    self._cache[key] = cached
+                if cached.numel() * cached.element_size() <= _FILTER_CACHE_BYTES:
+                    self._remember(key, cached)
         if whole:
             return lambda rows: cached[rows]
         return lambda rows: self._rfft(cached, rows, n)
@@ -185,9 +182,8 @@ class ImplicitFilter(nn.Module):
         0 ≤ t - s < taps (and the backward filter at lags -taps < t - s < 0 when bidirectional), so that
         ``v @ m`` is the long convolution of a record of L units. Cached like the spectra."""
         with torch.autocast(device_type=device.type, enabled=False):
-            use_cache = not (self.training or torch.is_grad_enabled())
-            key = ("matrices", length, taps, device, tuple((p.data_ptr(), p._version) for p in self.parameters()))
-            cached = self._cache.get(key) if use_cache else None
+            key = self._cache_key("matrices", length, taps, device)
+            cached = self._cache.get(key)
             if cached is None:
                 h = self.taps(taps, device)
                 pos = torch.arange(length, device=device)
@@ -196,11 +192,22 @@ class ImplicitFilter(nn.Module):
                 if self.bidirectional:
                     back = h[self.channels:][:, (-lag).clamp(0, taps - 1)] * ((lag < 0) & (lag > -taps))
                     cached = cached + back
-                if use_cache:
-                    if len(self._cache) >= 4:
-                        self._cache.clear()
-                    self._cache[key] = cached
+                self._remember(key, cached)
         return lambda rows: cached[rows]
+
+    def _cache_key(self, *parts):
+        """A cache key for filter-derived tensors, None (no caching) while training or under autograd; the
+        parameters' storage and version are part of it, so weight updates invalidate it."""
+        if self.training or torch.is_grad_enabled():
+            return None
+        return (*parts, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+
+    def _remember(self, key, value: torch.Tensor) -> None:
+        if key is None:
+            return
+        if len(self._cache) >= 4:
+            self._cache.clear()
+        self._cache[key] = value
 
     def _rfft(self, h: torch.Tensor, rows: slice, n: int) -> torch.Tensor:
         with torch.autocast(device_type=h.device.type, enabled=False):
