@@ -197,10 +197,11 @@ class ImplicitFilter(nn.Module):
 
     def _cache_key(self, *parts):
         """A cache key for filter-derived tensors, None (no caching) while training or under autograd; the
-        parameters' storage and version are part of it, so weight updates invalidate it."""
+        parameters' storage and version are part of it, so weight updates invalidate it. (Parameters moved to
+        a device inside inference_mode are inference tensors, which keep no version: their storage is the key.)"""
         if self.training or torch.is_grad_enabled():
             return None
-        return (*parts, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        return (*parts, tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in self.parameters()))
 
     def _remember(self, key, value: torch.Tensor) -> None:
         if key is None:
