@@ -4,8 +4,8 @@ machine state (on a shared 2-core machine a whole-run comparison drifts by up to
     python benchmarks/ab_peer.py --config small --shapes 1x1024,8x1024,1x8192 --repeats 5
     python benchmarks/ab_peer.py --device cuda --bf16 --config tiny --shapes 1x1024,1x131072,1x1048576
 
-On CUDA each forward is timed between synchronisations, and `--bf16` adds our model under bf16 autocast (the
-peer's FFT convolution has no bf16 path, so it stays fp32: HyenaDNA itself trains in fp32/fp16 mixes).
+On CUDA each forward is timed between synchronisations. The peer is always timed in fp32; `--bf16` adds our model
+under bf16 autocast as a third column (what `hyena-glt` picks by itself on GPUs with bf16).
 
 Uses ../shared/bench/bench_peer.py (the measuring instrument) for the peer model and for its conventions: random
 token ids 0..11, eval mode, fp32, torch.inference_mode(), all available cores. One warm-up forward each, then

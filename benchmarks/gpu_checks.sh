@@ -28,9 +28,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$results/summary.txt"
 step test_cuda 240 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
 step peer_tiny 150 python3 benchmarks/ab_peer.py --device cuda --bf16 --config tiny --repeats 10 \
-    --bench-dir "$bench" --shapes 1x1024,8x1024,1x8192,1x32768,1x131072,1x1048576
+    --bench-dir "$bench" --shapes 1x1024,8x1024,64x1024,1x8192,16x8192,1x32768,4x32768,1x131072,1x1048576
 step peer_small 150 python3 benchmarks/ab_peer.py --device cuda --bf16 --config small --repeats 10 \
-    --bench-dir "$bench" --shapes 1x1024,8x1024,1x8192,1x32768,1x131072
+    --bench-dir "$bench" --shapes 1x1024,8x1024,64x1024,1x8192,16x8192,1x32768,4x32768,1x131072
 step benchmark 200 hyena-glt benchmark --device cuda --precision bf16 --repeats 10 \
     --lengths 1k,8k,32k,128k,1M --patchers none,static:4 -o "$results/benchmark.tsv"
 step classify_gpu 120 bash -c "time hyena-glt classify example_data/ce.fa -o $results/ce_gpu.bed"

@@ -143,6 +143,7 @@ class Runner:
             TERM="dumb",
             NO_COLOR="1",
             PYTHONHASHSEED="0",
+            CUDA_VISIBLE_DEVICES="",  # the pages show CPU runs; on a GPU the numbers would differ in the last digits
         )
         self.env.pop("VIRTUAL_ENV", None)
 

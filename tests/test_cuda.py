@@ -130,6 +130,22 @@ def test_cuda_training_then_classify_matches_cpu(precision, tmp_path):
     np.testing.assert_allclose(auto, cpu, atol=5e-2)
 
 
+def test_cuda_entropy_patched_training_and_classify(tmp_path):
+    """An LM trained on CUDA becomes the entropy patcher of a classifier trained on CUDA (calibration runs
+    there too); the classifier gives the CPU's probabilities."""
+    tiny_set = ["--set", "d_model=32", "--set", "n_layers=1", "--set", "d_inner=64", "--set", "filter_dim=16"]
+    lm, out = tmp_path / "lm", tmp_path / "patched"
+    cli("train", "--task", "lm", str(DATA / "lambda_virus.fa"), "--window", "256", *tiny_set, "--device", "cuda",
+        "--max-steps", "4", "--batch-size", "16", "-o", str(lm))
+    train = str(DATA / "gue" / "mouse_2" / "train.csv")
+    cli("train", train, *tiny_set, "--patcher", "entropy", "--entropy-model", str(lm), "--target-patch-length", "4",
+        "--device", "cuda", "--max-steps", "3", "--batch-size", "64", "-o", str(out))
+    test = str(DATA / "gue" / "mouse_2" / "test.csv")
+    cli("classify", test, "-m", str(out), "--device", "cuda", "--precision", "fp32", "-o", str(tmp_path / "gpu.tsv"))
+    cli("classify", test, "-m", str(out), "--device", "cpu", "-o", str(tmp_path / "cpu.tsv"))
+    np.testing.assert_allclose(probabilities(tmp_path / "gpu.tsv"), probabilities(tmp_path / "cpu.tsv"), atol=1e-4)
+
+
 def test_cuda_embed_and_bed_classify_on_a_genome(tmp_path):
     model = str(make_model_dir(tmp_path / "m"))
     genome = str(DATA / "lambda_virus.fa")

@@ -146,3 +146,20 @@ def test_rc_average_logits_flips_per_unit_outputs():
     with torch.no_grad():
         both = rc_average_logits(seq_model, x, mask, tok)
         assert torch.allclose(both, (seq_model(x, mask) + seq_model(rc, mask)) / 2, atol=1e-6)
+
+
+@pytest.mark.parametrize("sizes, vocab", [([3, 4, 5, 6, 7, 8], 12), ([2, 5], 260), ([1], 5)])
+def test_ngram_buckets_follow_the_hash_definition(sizes, vocab):
+    """Bucket of the k-gram ending at t: h = Σ_{i<k} (id[t-i] + 1)·BASE^(k-1-i) mod MOD (ids before the start
+    count as 0), then (h·(2k+1) + k) mod MOD mod buckets, computed here position by position with Python
+    integers. Trained models' n-gram embeddings depend on these exact buckets."""
+    from hyena_glt.model.hyena_glt import _HASH_BASE, _HASH_MOD, UnitEmbedding
+
+    embedding = UnitEmbedding(vocab, 8, sizes, 1021)
+    x = torch.randint(0, vocab, (2, 40), generator=torch.Generator().manual_seed(1))
+    got = embedding.ngram_buckets(x)
+    rows = x.tolist()
+    want = [[[(sum((rows[b][t - i] + 1 if t - i >= 0 else 1) * _HASH_BASE ** (k - 1 - i) for i in range(k))
+               % _HASH_MOD * (2 * k + 1) + k) % _HASH_MOD % 1021 for k in sizes]
+             for t in range(40)] for b in range(2)]
+    assert got.tolist() == want

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -68,6 +70,22 @@ def test_filter_is_prefix_of_longer_filter_and_cached_in_eval():
         assert op.filter.spectrum(10, 32, torch.device("cpu")).data_ptr() == first.data_ptr()
         op.filter.mlp[0].weight.add_(1.0)  # a weight update must invalidate the cache
         assert not torch.equal(op.filter.spectrum(10, 32, torch.device("cpu")), first)
+
+
+def test_operator_moved_inside_inference_mode_runs_and_caches():
+    """`model.to(device)` inside inference_mode makes the parameters inference tensors, which have no version
+    counter: the filter cache must still work (it raised 'Inference tensors do not track version counter')."""
+    torch.manual_seed(0)
+    op = HyenaOperator(8, filter_scale=16).eval()
+    u = torch.randn(2, 300, 8)
+    with torch.inference_mode():
+        want = op(u)
+        moved = copy.deepcopy(op).to(torch.float64).to(torch.float32)
+        moved.filter._cache.clear()
+        assert moved.filter.skip.is_inference()
+        got, again = moved(u), moved(u)
+    assert torch.allclose(got, want, atol=1e-6) and torch.equal(got, again)
+    assert len(moved.filter._cache) == 1
 
 
 def test_fp32_long_conv_under_bf16_autocast():

@@ -267,3 +267,31 @@ def test_array_tasks_run_outside_slurm_and_their_shards_merge_into_the_full_scan
         assert handle.read() == full.read_text()  # one contig: reference order = sorted order
     with pysam.TabixFile(str(merged)) as tabix:
         assert len(list(tabix.fetch("NC_000932.1", 0, 70))) == 1
+
+
+@pytest.mark.parametrize("help_text, forwarded", [
+    ("  --signals-to-handle SIGNALS\n  --shutdown-timeout SECONDS\n",
+     ["--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1", "--shutdown-timeout=110"]),
+    ("  --signals-to-handle SIGNALS\n", ["--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"]),  # torch 2.11
+    ("  --nnodes NNODES\n", []),  # torchrun before 2.7: SLURM must signal every process
+], ids=["current", "no-shutdown-timeout", "old"])
+def test_train_script_passes_only_the_flags_this_torchrun_knows(tmp_path, help_text, forwarded):
+    """torch 2.11's torchrun has --signals-to-handle but no --shutdown-timeout, and rejects the unknown flag
+    (exit 2 before training): the script asks torchrun's --help which of them it takes."""
+    fake = tmp_path / "venv"
+    fake.mkdir()
+    (fake / "hyena-glt").write_text("#!/usr/bin/env bash\nexit 0\n")
+    (fake / "python").write_text(
+        "#!/usr/bin/env bash\n"
+        f'if [[ $* == *--help* ]]; then printf %s {shlex.quote(help_text)}; exit 0; fi\n'
+        f'printf "%s\\n" "$@" > {tmp_path}/launched\n')
+    for tool in fake.iterdir():
+        tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    env = slurm_env(HYENA_GLT=str(fake / "hyena-glt"), SLURM_CPUS_PER_TASK="1", NPROC_PER_NODE="1")
+    env["PATH"] = f"{launcher_bin(tmp_path)}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(["bash", str(SLURM / "train_torchrun.sbatch"), str(tmp_path / "model"), "train.csv"],
+                          env=env, capture_output=True, text=True)
+    launched = (tmp_path / "launched").read_text().splitlines()
+    assert launched[:2] == ["-m", "torch.distributed.run"]
+    assert [a for a in launched if a.startswith(("--signals-to-handle", "--shutdown-timeout"))] == forwarded
+    assert ("cannot forward USR1" in proc.stderr) == (not forwarded)

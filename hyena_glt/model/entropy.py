@@ -679,8 +679,8 @@ def _chunk_rows(entropy_rows: list[torch.Tensor], chunk: int = 16384) -> tuple[t
     pieces = [r[i:i + chunk] for r in entropy_rows for i in range(0, len(r), chunk)]  # loop over chunks
     width = max(len(p) for p in pieces)
     entropy = torch.stack([torch.nn.functional.pad(p, (0, width - len(p))) for p in pieces])
-    lengths = torch.tensor([len(p) for p in pieces])
-    return entropy, torch.arange(width)[None, :] < lengths[:, None]
+    lengths = torch.tensor([len(p) for p in pieces], device=entropy.device)
+    return entropy, torch.arange(width, device=entropy.device)[None, :] < lengths[:, None]
 
 
 def patch_records(

@@ -47,19 +47,27 @@ class UnitEmbedding(nn.Module):
         self.units = nn.Embedding(vocab_size, d)
         self.ngram_sizes = sorted(ngram_sizes) if buckets else []
         self.ngrams = nn.EmbeddingBag(buckets, d, mode="sum") if self.ngram_sizes else None
+        # Per-size hash seeds (h·(2k+1) + k), as buffers so they live on the model's device; not saved.
+        sizes = torch.tensor(self.ngram_sizes, dtype=torch.long)
+        self.register_buffer("seed_mult", 2 * sizes + 1, persistent=False)
+        self.register_buffer("seed_add", sizes, persistent=False)
 
     def ngram_buckets(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L, n_sizes) bucket of the k-gram ending at each position, for each k (ids before the start
         count as 0). A different seed per k keeps the k-grams of different sizes apart."""
-        buckets = self.ngrams.num_embeddings
+        buckets, longest = self.ngrams.num_embeddings, self.ngram_sizes[-1]
+        length = input_ids.shape[1]
+        # Rolling hash over k = 1..longest, in place: h_k = (h_{k-1}·BASE + id[t-k+1] + 1) mod MOD, with ids
+        # before the start counting as 0. One padded copy of ids + 1 serves every shift as a view; the loop
+        # runs over n-gram sizes (at most a handful), never over positions.
+        ids1 = F.pad(input_ids + 1, (longest - 1, 0), value=1)
         h = torch.zeros_like(input_ids)
-        out = []
-        for k in range(1, self.ngram_sizes[-1] + 1):
-            shifted = F.pad(input_ids, (k - 1, 0))[:, : input_ids.shape[1]]
-            h = (h * _HASH_BASE + shifted + 1) % _HASH_MOD
+        out = input_ids.new_empty(*input_ids.shape, len(self.ngram_sizes))
+        for k in range(1, longest + 1):
+            h.mul_(_HASH_BASE).add_(ids1[:, longest - k:longest - k + length]).remainder_(_HASH_MOD)
             if k in self.ngram_sizes:
-                out.append((h * (2 * k + 1) + k) % _HASH_MOD % buckets)
-        return torch.stack(out, dim=-1)
+                out[..., self.ngram_sizes.index(k)] = h
+        return out.mul_(self.seed_mult).add_(self.seed_add).remainder_(_HASH_MOD).remainder_(buckets)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         x = self.units(input_ids)
