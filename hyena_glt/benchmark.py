@@ -29,6 +29,7 @@ import torch
 
 from .config import PRESETS, HyenaGLTConfig
 from .errors import HyenaGLTError, UsageError
+from .runtime import OOM_MESSAGES
 
 log = logging.getLogger("hyena_glt")
 
@@ -106,6 +107,10 @@ def parse_ints(text: str, what: str) -> list[int]:
 
 def plan(lengths: list[int], batch_sizes: list[int], presets: list[str], patchers: list[str],
          attention: bool = True, task: str = "classification", entropy_model: str | None = None) -> list[Case]:
+    from .model.heads import TASKS
+
+    if task not in TASKS:
+        raise UsageError(f"unknown --task '{task}' (use one of: {', '.join(TASKS)})")
     for preset in presets:
         if preset not in PRESETS:
             raise UsageError(f"unknown preset '{preset}' (use {', '.join(PRESETS)})")
@@ -228,7 +233,7 @@ def measure(case: Case, device: torch.device, precision: str = "fp32", repeats: 
     except MemoryError:
         row.status = "oom"
     except RuntimeError as err:
-        if "out of memory" not in str(err).lower() and "not enough memory" not in str(err).lower():
+        if not any(s in str(err).lower() for s in OOM_MESSAGES):
             raise
         row.status = "oom"
     row.peak_mem_mb = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _peak_rss_mb()
@@ -260,7 +265,7 @@ def measure_isolated(case: Case, device: torch.device, precision: str, repeats: 
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode == 0 and lines:
         return Row(**json.loads(lines[-1]))
-    if done.returncode in (-9, 137) or "MemoryError" in done.stderr or "out of memory" in done.stderr.lower():
+    if done.returncode in (-9, 137) or "MemoryError" in done.stderr or any(s in done.stderr.lower() for s in OOM_MESSAGES):
         failed.status = "oom"  # the kernel's OOM killer sends SIGKILL
         return failed
     detail = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -53,6 +53,7 @@ import torch
 from . import runtime
 from .errors import HyenaGLTError, ModelError, UsageError
 from .io.sequences import SequenceRecord, reverse_complement, sliding_windows
+from .io.writers import check_destination
 
 log = logging.getLogger("hyena_glt")
 
@@ -418,7 +419,10 @@ def _concat_ragged(a, b):
 
 
 def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(err).lower()
+    """CUDA's and Python's out-of-memory errors, and the CPU allocator's ("DefaultCPUAllocator: can't allocate
+    memory"), which is a plain RuntimeError."""
+    text = str(err).lower()
+    return isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)) or any(s in text for s in runtime.OOM_MESSAGES)
 
 
 def _available_memory() -> int:
@@ -791,15 +795,6 @@ def write_predictions_bed(predictor: Predictor, records: Iterable[SequenceRecord
     finally:
         rows.close()
     return written
-
-
-def check_destination(dest: str | os.PathLike) -> None:
-    """UsageError now if ``dest`` could not be written later because its folder does not exist."""
-    if str(dest) == "-":
-        return
-    folder = Path(dest).parent
-    if not folder.is_dir():
-        raise UsageError(f"cannot write {dest}: folder {folder} does not exist")
 
 
 def _filter_batch(batch: PredictionBatch, task: str, names: Sequence[str], min_score: int | None,

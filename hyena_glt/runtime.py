@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # torch is imported inside the functions that need it: `hyena-glt tokenize` never needs torch, and
 # importing it costs seconds of start-up.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# How out-of-memory errors read when they are plain RuntimeErrors (the CPU allocator's among them), lower case.
+OOM_MESSAGES = ("out of memory", "not enough memory", "can't allocate memory")
 _DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 

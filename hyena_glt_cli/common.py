@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,8 @@ def progress(items: Iterable[T], description: str, total: Optional[int] = None) 
             bar.advance(task)
 
 
-def output_format(output: str, fmt: Optional[str], allowed: tuple[str, ...], default: str) -> str:
+def output_format(output: str, fmt: Optional[str], allowed: tuple[str, ...], default: str,
+                  has_format_option: bool = True) -> str:
     """The output format: --format if given, else from the output's extension, else ``default``.
 
     ``.gz`` after the extension is allowed (``.bed.gz``); the returned name has no ``.gz``.
@@ -85,8 +87,39 @@ def output_format(output: str, fmt: Optional[str], allowed: tuple[str, ...], def
         return "bedgraph"
     raise UsageError(
         f"cannot tell the output format of '{output}' from its extension (use one of: "
-        f"{', '.join('.' + a for a in allowed)}, or --format)"
+        f"{', '.join('.' + a for a in allowed)}{', or --format' if has_format_option else ''})"
     )
+
+
+def check_files(inputs: Iterable[object], outputs: Iterable[object] = (), folders: Iterable[object] = ()) -> None:
+    """Checks made before any work, so a mistake costs no compute and leaves nothing behind: every output
+    file can be written (not a folder; its folder exists and is writable), every output folder can be made,
+    no output is also an input (it would be overwritten), and stdin ('-') is read at most once. None entries
+    (options not given) are skipped."""
+    from hyena_glt.io.writers import check_destination
+
+    ins = [str(p) for p in inputs if p is not None]
+    if ins.count("-") > 1:
+        raise UsageError("'-' (stdin) is given more than once")
+    existing = [p for p in ins if p != "-" and os.path.isfile(p)]
+    for out in (str(p) for p in outputs if p is not None):
+        if out == "-":
+            continue
+        check_destination(out)
+        if os.path.isfile(out) and any(os.path.samefile(out, p) for p in existing):
+            raise UsageError(f"output {out} is also an input: it would be overwritten")
+    for folder in (Path(str(p)) for p in folders if p is not None):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"cannot write to folder {folder}: a file of that name exists")
+        parent = next((a for a in folder.absolute().parents if a.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise UsageError(f"cannot make folder {folder}: {parent} is a file")
+
+
+def refuse_binary_to_terminal(output: str, what: str = ".npz") -> None:
+    """Binary output to stdout is for pipes and redirections, never for a terminal (as bgzip does)."""
+    if output == "-" and sys.stdout.isatty():
+        raise UsageError(f"refusing to write binary {what} to a terminal: give -o FILE{what} or redirect stdout")
 
 
 def parse_shard(spec: Optional[str]) -> tuple[int, int]:

@@ -43,9 +43,14 @@ class _ErrorMappingGroup(TyperGroup):
             _report(ctx, "out of memory (try a smaller --batch-size or --window)")
             ctx.exit(1)
         except Exception as err:  # noqa: BLE001 - the last line of defence for users
-            if hasattr(err, "show") and hasattr(err, "exit_code"):
-                raise  # click's own usage errors: click reports them
-            if "out of memory" in str(err).lower():
+            if hasattr(err, "format_message") and hasattr(err, "exit_code"):
+                # the command-line parser's own errors (missing option, bad value): one line too, with a hint
+                where = getattr(getattr(err, "ctx", None), "command_path", None) or ctx.command_path
+                _report(ctx, f"{err.format_message()} (see '{where} -h')")
+                ctx.exit(err.exit_code)
+            from hyena_glt.runtime import OOM_MESSAGES
+
+            if any(s in str(err).lower() for s in OOM_MESSAGES):
                 _report(ctx, "out of memory (try a smaller --batch-size or --window)")
                 ctx.exit(1)
             _report(ctx, f"internal error: {type(err).__name__}: {err} (run with -v for a traceback)")

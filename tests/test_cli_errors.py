@@ -28,7 +28,76 @@ def test_negative_threads_is_a_usage_error(data_dir):
 
 def test_unknown_option_exits_2(data_dir):
     result = runner.invoke(app, ["tokenize", str(data_dir / "ex1.fa"), "--no-such-option"])
-    assert result.exit_code == 2 and "No such option" in result.stderr and result.stdout == ""
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == "hyena-glt: error: No such option: --no-such-option (see 'hyena-glt tokenize -h')\n"
+
+
+def test_parser_errors_are_one_line(tmp_path):
+    missing = runner.invoke(app, ["train", "x.csv"])
+    assert missing.exit_code == 2
+    assert missing.stderr == "hyena-glt: error: Missing option '--output' / '-o'. (see 'hyena-glt train -h')\n"
+    bad = runner.invoke(app, ["train", "x.csv", "-o", str(tmp_path / "m"), "--batch-size", "abc"])
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith("hyena-glt: error: Invalid value for '--batch-size'")
+
+
+def run_bad(*args: str, input: str | None = None) -> str:
+    """Run a command that must fail with exit 2, one line on stderr and nothing on stdout; return the line."""
+    result = runner.invoke(app, ["-@", "1", *args], input=input)
+    assert result.exit_code == 2, result.stderr
+    assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr.removeprefix("hyena-glt: error: ").rstrip("\n")
+
+
+def test_outputs_are_checked_before_any_work(tmp_path, data_dir):
+    fasta = tmp_path / "x.tsv"
+    fasta.write_text((data_dir / "ex1.fa").read_text())
+    assert run_bad("classify", str(fasta), "-o", str(fasta)) == f"output {fasta} is also an input: it would be overwritten"
+    assert fasta.read_text() == (data_dir / "ex1.fa").read_text()
+    assert run_bad("tokenize", str(data_dir / "ex1.fa"), "-o", str(tmp_path)) == f"cannot write {tmp_path}: it is a folder"
+    assert run_bad("embed", str(data_dir / "ex1.fa"), "-o", str(tmp_path / "no" / "e.npz")) == \
+        f"cannot write {tmp_path / 'no' / 'e.npz'}: folder {tmp_path / 'no'} does not exist"
+    assert run_bad("classify", "-", "-", input=">a\nACGT\n") == "'-' (stdin) is given more than once"
+    (tmp_path / "file").write_text("")
+    assert run_bad("train", str(data_dir / "gue" / "mouse_2" / "dev.csv"), "-o", str(tmp_path / "file" / "m")) == \
+        f"cannot make folder {tmp_path / 'file' / 'm'}: {tmp_path / 'file'} is a file"
+    assert run_bad("interpret", str(data_dir / "ex1.fa"), "--plot", str(tmp_path / "file"), "-o", str(tmp_path / "a.npz")) \
+        == f"cannot write to folder {tmp_path / 'file'}: a file of that name exists"
+    assert run_bad("tokenize", str(data_dir / "ex1.fa"), "--patcher", "static:4", "-o", str(tmp_path / "p.bed"),
+                   "--plot", str(tmp_path / "p.txt")).startswith(f"cannot tell the output format of '{tmp_path / 'p.txt'}'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "x.tsv"]  # nothing written, no temporary files
+
+
+def test_benchmark_options_are_checked_before_the_sweep(tmp_path):
+    assert run_bad("benchmark", "--timeout", "0") == "--timeout must be positive (got 0.0)"
+    assert run_bad("benchmark", "--quick", "--lengths", "1k") == "--quick sets its own sweep: drop --lengths (or drop --quick)"
+    assert run_bad("benchmark", "--task", "foo").startswith("unknown --task 'foo' (use one of: classification,")
+    assert run_bad("benchmark", "-o", str(tmp_path / "b.xlsx")).startswith("cannot tell the output format")
+    assert run_bad("benchmark", "--lengths", "64", "-o", str(tmp_path / "b.tsv"), "--plot", str(tmp_path / "no" / "p.png")) \
+        == f"cannot write {tmp_path / 'no' / 'p.png'}: folder {tmp_path / 'no'} does not exist"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_numbers_and_files(tmp_path, data_dir):
+    csv = str(data_dir / "gue" / "mouse_2" / "dev.csv")
+    assert run_bad("train", csv, "-o", str(tmp_path / "m"), "--lr", "nan") == "--lr must be a positive number (got nan)"
+    assert run_bad("train", csv, "-o", str(tmp_path / "m"), "--warmup", "-1") == "--warmup must be a number >= 0 (got -1.0)"
+    binary = tmp_path / "regions.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    assert run_bad("classify", str(data_dir / "MT-human.fa"), "--regions", str(binary)) == \
+        f"{binary}: line 1: not text (is this really a BED regions file?)"
+    assert run_bad("classify", str(data_dir / "MT-human.fa"), "--regions", str(tmp_path)) == \
+        f"{tmp_path}: is a folder, not a BED file (BED regions)"
+    assert not (tmp_path / "m").exists()
+
+
+def test_stale_fasta_index_is_named(tmp_path, data_dir):
+    fasta = tmp_path / "ex1.fa"
+    fasta.write_text((data_dir / "ex1.fa").read_text().replace("CACTAGTGG", "CACTAGTGGAAAAAAAAAAAAAAA", 1))
+    (tmp_path / "ex1.fa.fai").write_text((data_dir / "ex1.fa.fai").read_text())  # the index of the old file
+    message = run_bad("tokenize", str(fasta), "-r", "seq2:1-100")
+    assert message == (f"{fasta}: region seq2:1-100: the .fai index does not match the FASTA (was the file changed "
+                       f"after indexing? rebuild it: samtools faidx {fasta})")
 
 
 def test_missing_input_file_names_it(tmp_path):

@@ -210,7 +210,7 @@ def test_bad_inputs(tmp_path, data_dir, make, extra, message):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["-r", "seq2:1,500-1,600"], "ex1.fa: region 'seq2:1,500-1,600' is outside contig 'seq2' (length 1,584)"),
+        (["-r", "seq2:1,500-1,600"], "ex1.fa: region 'seq2:1,500-1,600' ends at 1,600, past the end of contig 'seq2' (1,584 bp)"),
         (["-r", "chrM"], "ex1.fa: region 'chrM': unknown contig 'chrM' (contigs: seq1, seq2)"),
         (["--regions", "{bed}"], "regions.bed: line 3: malformed BED line"),
     ],

@@ -304,7 +304,7 @@ def test_iupac_policies(tmp_path):
 
 
 def test_region_outside_contig(data_dir):
-    with pytest.raises(InputError, match=r"ex1\.fa: region 'seq1:1,500-1,600' is outside contig 'seq1' \(length 1,575\)"):
+    with pytest.raises(InputError, match=r"ex1\.fa: region 'seq1:1,500-1,600' ends at 1,600, past the end of contig 'seq1' \(1,575 bp\)"):
         list(read_sequences(data_dir / "ex1.fa", regions=["seq1:1,500-1,600"]))
 
 

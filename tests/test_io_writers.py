@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import sys
 
 import numpy as np
@@ -38,6 +39,36 @@ def test_atomic_output_keeps_the_old_file_on_failure(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_symbolic_link_keeps_pointing_at_the_new_file(tmp_path):
+    (tmp_path / "real.tsv").write_text("old\n")
+    (tmp_path / "link.tsv").symlink_to("real.tsv")
+    with atomic_output(tmp_path / "link.tsv") as fh:
+        fh.write("new\n")
+    assert (tmp_path / "link.tsv").is_symlink() and (tmp_path / "real.tsv").read_text() == "new\n"
+    write_npz(tmp_path / "link.tsv", {"a": np.arange(3)})
+    assert (tmp_path / "link.tsv").is_symlink() and np.load(tmp_path / "real.tsv")["a"].tolist() == [0, 1, 2]
+
+
+def test_pipes_and_devices_are_written_into_not_replaced(tmp_path):
+    """`-o /dev/null`, `-o /dev/stdout` or a named pipe: renaming a temporary file onto them would replace
+    the device (as root, /dev/null itself) or leave the pipe's reader waiting forever."""
+    import threading
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_npz(fifo, {"a": np.arange(4)})
+    reader.join(timeout=30)
+    assert received, "the pipe was never written"
+    assert np.load(io.BytesIO(received[0]))["a"].tolist() == [0, 1, 2, 3]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.listdir(tmp_path) == ["out.fifo"]
+    with atomic_output(os.devnull) as fh:
+        fh.write("nothing\n")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
 def test_join_ints_matches_str_join():

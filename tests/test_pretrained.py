@@ -137,3 +137,15 @@ def test_entropy_patched_model_round_trip(tmp_path):
         lengths = model.backbone.patcher(x, torch.ones_like(x, dtype=torch.bool))
         assert lengths.shape[1] <= 14 and lengths.max() <= 8  # real patches, not units
         assert torch.equal(model(x), loaded(x))
+
+
+def test_class_names_must_match_the_outputs(tmp_path):
+    """A hand-edited hyena_glt.json with 3 class names for a 2-output model would give TSV rows shorter than
+    their header: refused at load, naming the file."""
+    config = HyenaGLTConfig.preset("tiny", d_model=16, d_inner=32, filter_dim=8, ngram_buckets=0)
+    save_pretrained(HyenaGLTForTask(config, "classification", 2), tmp_path, {"class_names": ["a", "b"]})
+    meta = json.loads((tmp_path / "hyena_glt.json").read_text())
+    meta["class_names"] = ["a", "b", "c"]
+    (tmp_path / "hyena_glt.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"hyena_glt\.json: class_names must list 2 name\(s\), one per model output"):
+        from_pretrained(tmp_path)

@@ -14,6 +14,7 @@ Multi-allelic records are split: one effect per ALT allele.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -63,10 +64,25 @@ def log_odds_ratio(ref_p: np.ndarray, alt_p: np.ndarray, eps: float = 1e-7) -> n
 def _open_vcf(path: str | Path):
     import pysam
 
+    if Path(path).is_dir() or not Path(path).exists():
+        raise InputError("no such file" if not Path(path).exists() else "is a folder, not a VCF", path=str(path))
+    with _quiet_htslib():
+        try:
+            return pysam.VariantFile(str(path))
+        except (OSError, ValueError) as err:
+            raise InputError(f"cannot read as VCF/BCF ({err})", path=str(path)) from None
+
+
+@contextlib.contextmanager
+def _quiet_htslib():
+    """htslib's own stderr lines ([E::vcf_parse] ..., [W::...] no index) would duplicate or muddle ours."""
+    import pysam
+
+    verbosity = pysam.set_verbosity(0)
     try:
-        return pysam.VariantFile(str(path))
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot read as VCF/BCF ({err})", path=str(path)) from None
+        yield
+    finally:
+        pysam.set_verbosity(verbosity)
 
 
 def _open_reference(path: str | Path):
@@ -107,39 +123,41 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
     breakends) and indels longer than ``max_indel`` (default: a quarter of the window) are skipped with a count."""
     if window < 1:
         raise UsageError(f"--window must be at least 1 (got {window})")
+    if max_indel is not None and max_indel < 0:
+        raise UsageError(f"--max-indel must be at least 0 (got {max_indel})")
     max_indel = window // 4 if max_indel is None else max_indel
     vcf = _open_vcf(vcf_path)
     fasta = _open_reference(reference)
     lengths = dict(zip(fasta.references, fasta.lengths))
     todo, meta = [], []
     mismatches = unsupported = number = 0
-    try:
-        for number, rec in enumerate(vcf, 1):
-            name = f"{rec.chrom}:{rec.pos} {rec.ref}>{','.join(rec.alts or ('.',))}"
-            if rec.chrom not in lengths:
-                raise InputError(f"contig '{rec.chrom}' is not in the reference {reference}", path=str(vcf_path), record=name)
-            if rec.pos < 1 or rec.stop > lengths[rec.chrom]:
-                raise InputError(f"position is beyond the end of contig '{rec.chrom}' ({lengths[rec.chrom]} bp)",
-                                 path=str(vcf_path), record=name)
-            if not rec.ref or not _ALLELE.match(rec.ref):
-                raise InputError(f"REF '{rec.ref}' is not a DNA allele", path=str(vcf_path), record=name)
-            genome_ref = fasta.fetch(rec.chrom, rec.start, rec.stop).upper()
-            if genome_ref != rec.ref.upper():
-                if skip_mismatch:
-                    mismatches += len(rec.alts or ())
-                    continue
-                raise InputError(f"REF '{rec.ref}' does not match the reference ('{genome_ref}'); "
-                                 "wrong genome build? (--skip-mismatch skips such variants)",
-                                 path=str(vcf_path), record=name)
-            for alt in rec.alts or ():
-                if not _ALLELE.match(alt) or abs(len(alt) - len(rec.ref)) > max_indel or len(rec.ref) > max_indel + 1:
-                    unsupported += 1
-                    continue
-                todo.append((rec.chrom, rec.start, rec.ref, alt))
-                meta.append((rec.chrom, rec.pos, rec.id or ".", rec.ref, alt))
-    except (ValueError, OSError) as err:
-        raise InputError(f"malformed VCF after record {number} ({err})",
-                         path=str(vcf_path)) from None
+    with _quiet_htslib():
+        try:
+            for number, rec in enumerate(vcf, 1):
+                name = f"{rec.chrom}:{rec.pos} {rec.ref}>{','.join(rec.alts or ('.',))}"
+                if rec.chrom not in lengths:
+                    raise InputError(f"contig '{rec.chrom}' is not in the reference {reference}", path=str(vcf_path), record=name)
+                if rec.pos < 1 or rec.stop > lengths[rec.chrom]:
+                    raise InputError(f"position is beyond the end of contig '{rec.chrom}' ({lengths[rec.chrom]} bp)",
+                                     path=str(vcf_path), record=name)
+                if not rec.ref or not _ALLELE.match(rec.ref):
+                    raise InputError(f"REF '{rec.ref}' is not a DNA allele", path=str(vcf_path), record=name)
+                genome_ref = fasta.fetch(rec.chrom, rec.start, rec.stop).upper()
+                if genome_ref != rec.ref.upper():
+                    if skip_mismatch:
+                        mismatches += len(rec.alts or ())
+                        continue
+                    raise InputError(f"REF '{rec.ref}' does not match the reference ('{genome_ref}'); "
+                                     "wrong genome build? (--skip-mismatch skips such variants)",
+                                     path=str(vcf_path), record=name)
+                for alt in rec.alts or ():
+                    if not _ALLELE.match(alt) or abs(len(alt) - len(rec.ref)) > max_indel or len(rec.ref) > max_indel + 1:
+                        unsupported += 1
+                        continue
+                    todo.append((rec.chrom, rec.start, rec.ref, alt))
+                    meta.append((rec.chrom, rec.pos, rec.id or ".", rec.ref, alt))
+        except (ValueError, OSError) as err:
+            raise InputError(f"malformed VCF record {number + 1} ({err})", path=str(vcf_path)) from None
     header = vcf.header
     vcf.close()
     effects = []

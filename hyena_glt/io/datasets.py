@@ -372,8 +372,10 @@ def _read_table(
         fh.seek(0)
         suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bgz")]
         delimiter = TABLE_EXTENSIONS.get(suffixes[-1] if suffixes else "", None)
-        if delimiter is None:
-            first_line = sample.splitlines()[0] if sample else ""
+        first_line = sample.splitlines()[0] if sample else ""
+        other = {",": "\t", "\t": ","}.get(delimiter)
+        if delimiter is None or (delimiter not in first_line and other in first_line):
+            # no telling extension, or one that the header contradicts (a tab-separated .csv): the header decides
             delimiter = "\t" if "\t" in first_line else ","
         reader = csv.reader(fh, delimiter=delimiter)
         try:

@@ -495,20 +495,34 @@ def parse_region(text: str, lengths: dict[str, int], path: str) -> tuple[str, in
     if start1 < 1 or start1 > end:
         raise InputError(f"region '{text}': start must be >= 1 and <= end", path=path)
     if end > length:
-        raise InputError(f"region '{text}' is outside contig '{contig}' (length {length:,})", path=path)
+        raise InputError(f"region '{text}' ends at {end:,}, past the end of contig '{contig}' ({length:,} bp)",
+                         path=path)
     return contig, start1 - 1, end
+
+
+def _text_lines(handle, path: str, what: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a text file opened in text mode; binary content is an InputError, not a
+    UnicodeDecodeError."""
+    number = 0
+    try:
+        for number, line in enumerate(handle, 1):
+            yield number, line
+    except UnicodeDecodeError:
+        raise InputError(f"line {number + 1}: not text (is this really a {what} file?)", path=path) from None
 
 
 def read_bed_regions(bed: str | os.PathLike) -> Iterator[tuple[str, int, int, str, str, int]]:
     """(contig, start, end, name, strand, line number) for each interval of a BED file (0-based,
     half-open). Comment, ``track`` and ``browser`` lines are skipped; gzip is read transparently."""
     bed = str(bed)
+    if Path(bed).is_dir():
+        raise InputError("is a folder, not a BED file (BED regions)", path=bed)
     if not Path(bed).is_file():
         raise InputError("no such file (BED regions)", path=bed)
     with open(bed, "rb") as probe:
         opener = gzip.open if probe.read(2) == b"\x1f\x8b" else open
     with opener(bed, "rt") as handle:
-        for number, line in enumerate(handle, 1):
+        for number, line in _text_lines(handle, bed, "BED regions"):
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue
             fields = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
@@ -552,6 +566,9 @@ def _read_regions(path: str, regions, regions_bed, check) -> Iterator[SequenceRe
         for contig, start, end, name, strand in wanted_regions(regions, regions_bed, lengths, path):
             region_id = f"{contig}:{start + 1}-{end}"
             seq = fasta.fetch(contig, start, end)
+            if "\n" in seq or ">" in seq:  # offsets from an index of another version of the file
+                raise InputError(f"region {region_id}: the .fai index does not match the FASTA (was the file "
+                                 f"changed after indexing? rebuild it: samtools faidx {path})", path=path)
             if check is not None:
                 seq = check(seq, path, region_id)
             yield SequenceRecord(region_id, seq, None, contig, start, end, strand, name)
@@ -628,6 +645,9 @@ def sliding_windows(
         raise UsageError(f"--stride must be >= 1 (got {stride})")
     if last not in WINDOW_POLICIES:
         raise UsageError(f"unknown last-window policy '{last}' (use one of: {', '.join(WINDOW_POLICIES)})")
+    if stride > window:
+        log.warning("--stride %d is larger than the window (%d): %d base(s) between windows are not scanned",
+                    stride, window, stride - window)
     for record in records:
         length = len(record.seq)
         contig = record.contig if record.contig is not None else record.id

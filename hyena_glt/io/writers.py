@@ -1,6 +1,8 @@
 """Output writers. Every file is written atomically: a temporary file in the destination folder,
 then ``os.replace``; a failed run leaves no partial output and never clobbers an existing good file.
-``-`` means stdout.
+``-`` means stdout. A symbolic link is followed (its target is replaced, the link stays); a device or a
+named pipe (``/dev/null``, ``/dev/stdout``, a FIFO) is written straight into, since nothing can be renamed
+onto it.
 """
 
 from __future__ import annotations
@@ -8,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import itertools
 import logging
 import os
+import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -27,13 +32,48 @@ def _default_permissions(path: str) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def destination(path: str | os.PathLike) -> tuple[Path, bool]:
+    """Where output for ``path`` goes: (the regular file to replace, False), with a symbolic link resolved to
+    its target, or (``path``, True) for a device or pipe to write straight into. A UsageError names the user's
+    path when it cannot be written: a folder, a missing or unwritable parent folder. Commands call it (through
+    ``check_destination``) before any work, so a bad ``-o`` fails at once."""
+    dest = Path(path)
+    try:
+        mode = os.stat(dest).st_mode
+    except FileNotFoundError:
+        mode = None
+    except NotADirectoryError:
+        raise UsageError(f"cannot write {dest}: {dest.parent} is not a folder") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise UsageError(f"cannot write {dest}: it is a folder")
+    if mode is not None and not stat.S_ISREG(mode):
+        return dest, True
+    if dest.is_symlink():
+        dest = Path(os.path.realpath(dest))
+    folder = dest.parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {path}: no permission to create files in {folder}")
+    return dest, False
+
+
+def check_destination(path: str | os.PathLike) -> None:
+    """UsageError now if ``path`` ('-' is stdout) could not be written later (see ``destination``)."""
+    if str(path) != "-":
+        destination(path)
+
+
 def _temp_beside(path: str | os.PathLike, suffix: str) -> tuple[int, str]:
     """(fd, name) of a new temporary file in ``path``'s folder (same file system: ``os.replace`` is atomic)."""
     dest = Path(path)
     folder = dest.parent if str(dest.parent) else Path(".")
     if not folder.is_dir():
         raise UsageError(f"cannot write {dest}: folder {folder} does not exist")
-    return tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=folder)
+    try:
+        return tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=folder)
+    except OSError as err:
+        raise UsageError(f"cannot write {dest}: {(err.strerror or str(err)).lower()}") from None
 
 
 @contextlib.contextmanager
@@ -48,7 +88,11 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         yield stream
         stream.flush()
         return
-    dest = Path(path)
+    dest, special = destination(path)
+    if special:
+        with open(dest, mode) as fh:
+            yield fh
+        return
     fd, tmp = _temp_beside(dest, ".tmp")
     try:
         _default_permissions(tmp)
@@ -65,7 +109,17 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for writers that need a file name (np.savez, pysam
     tabix); it is renamed onto ``path`` when the body succeeds and removed otherwise."""
-    dest = Path(path)
+    dest, special = destination(path)
+    if special:  # the writer writes a temporary file, copied into the device or pipe when it is complete
+        fd, tmp = tempfile.mkstemp(prefix="hyena-glt.", suffix=".tmp" + suffix)
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            with open(tmp, "rb") as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
+        finally:
+            os.unlink(tmp)
+        return
     fd, tmp = _temp_beside(dest, ".tmp" + suffix)
     os.close(fd)
     try:
@@ -118,11 +172,12 @@ def bed_output(path: str | os.PathLike, preset: str = "bed", header_lines: int =
         with atomic_output(path) as fh:
             yield fh
         return
-    fd, plain = _temp_beside(path, ".plain")
+    dest, special = destination(path)
+    fd, plain = tempfile.mkstemp(suffix=".plain") if special else _temp_beside(dest, ".plain")
     try:
         with os.fdopen(fd, "w") as fh:
             yield fh
-        bgzip_tabix(plain, path, preset, required=False, header_lines=header_lines)
+        bgzip_tabix(plain, dest, preset, required=False, header_lines=header_lines)
     finally:
         os.unlink(plain)
 
@@ -136,12 +191,14 @@ def bgzip_tabix(plain_path: str | os.PathLike, dest: str | os.PathLike, preset: 
 
     from ..errors import HyenaGLTError
 
-    dest = Path(dest)
+    dest, special = destination(dest)
     with atomic_path(dest, suffix=".gz") as tmp:
         try:
             pysam.tabix_compress(str(plain_path), str(tmp), force=True)
         except (OSError, ValueError) as err:
             raise HyenaGLTError(f"cannot bgzip {dest}: {err}") from None
+        if special:  # a pipe or device has no place for an index beside it
+            return dest
         verbosity = pysam.set_verbosity(0)  # htslib's own stderr line would duplicate ours
         try:
             # pysam ignores line_skip under a preset; BED-like columns spelled out honour it.
@@ -227,9 +284,12 @@ def write_encoded(pairs, tokenizer, output: str | os.PathLike, fmt: str = "tsv")
         raise UsageError(f"unknown token output format '{fmt}' (use one of: {', '.join(TOKENIZED_FORMATS)})")
     count = units = 0
     if fmt == "tsv":
+        # The first record is read before anything is written: a bad input fails with an empty stdout.
+        pairs = iter(pairs)
+        first = next(pairs, None)
         with text_output(output) as fh:
             fh.write("id\tlength\tids\n")
-            for record, ids in pairs:
+            for record, ids in itertools.chain([first] if first is not None else [], pairs):
                 fh.write(f"{record.id}\t{len(ids)}\t{join_ints(ids)}\n")
                 count += 1
                 units += len(ids)

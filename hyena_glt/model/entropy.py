@@ -321,6 +321,8 @@ class EntropyPatcher:
             raise ModelError(f"the entropy model must be a language model (task lm), not '{entropy_model.task}'")
         if target_patch_length is not None and max_patch_length is not None and target_patch_length > max_patch_length:
             raise UsageError(f"target patch length {target_patch_length} exceeds max patch length {max_patch_length}")
+        if threshold is not None and not math.isfinite(threshold):
+            raise UsageError(f"the entropy threshold must be a number of bits (got {threshold})")
         self.model = entropy_model
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -562,7 +564,9 @@ def load_entropy_patcher(directory: str | Path, map_location="cpu", **overrides)
         stored["window"] = stored["context"] = None
     calibration = stored.pop("calibration")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if "target_patch_length" in overrides and "threshold" not in overrides:
+    if "target_patch_length" in overrides and "threshold" in overrides:
+        raise UsageError("give either --threshold or --target-patch-length (which calibrates a threshold), not both")
+    if "target_patch_length" in overrides:
         # A new target invalidates the stored θ: the caller must calibrate again.
         if overrides["target_patch_length"] != stored.get("target_patch_length"):
             stored["threshold"] = None

@@ -65,6 +65,11 @@ def from_pretrained(directory: str | Path, map_location: str | torch.device = "c
     if task not in TASKS or not isinstance(num_outputs, int):
         raise ModelError(f"metadata needs a task (one of {', '.join(TASKS)}) and an integer num_outputs",
                          path=str(directory / METADATA_FILE))
+    for key in ("class_names", "target_names"):
+        names = metadata.get(key)
+        if names is not None and task != "lm" and (not isinstance(names, list) or len(names) != num_outputs):
+            raise ModelError(f"{key} must list {num_outputs} name(s), one per model output (got {names!r})",
+                             path=str(directory / METADATA_FILE))
     try:
         model = HyenaGLTForTask(config, task, num_outputs)
     except UsageError as err:

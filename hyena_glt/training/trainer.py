@@ -97,8 +97,12 @@ class TrainOptions:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         if self.max_steps is not None and self.max_steps < 1:
             raise UsageError(f"--max-steps must be at least 1 (got {self.max_steps})")
-        if self.lr <= 0:
-            raise UsageError(f"--lr must be positive (got {self.lr})")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise UsageError(f"--lr must be a positive number (got {self.lr})")
+        for name in ("warmup", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be a number >= 0 (got {value})")
         if self.window is not None and self.window < 1:
             raise UsageError(f"--window must be at least 1 (got {self.window})")
         if self.curriculum_start is not None and self.curriculum_start < 1:

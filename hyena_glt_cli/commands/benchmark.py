@@ -6,12 +6,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..common import DeviceOpt, OutputOpt, PrecisionOpt, progress, settings
+from hyena_glt.errors import UsageError
+
+from ..common import DeviceOpt, OutputOpt, PrecisionOpt, check_files, output_format, progress, settings
 
 
 def register(app: typer.Typer) -> None:
     @app.command("benchmark")
     def benchmark(
+        ctx: typer.Context,
         lengths: Annotated[str, typer.Option("--lengths", help="Sequence lengths (k = 1024, M = 1024²).")] = "1k,4k,16k,32k,64k,128k",
         batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Batch sizes, comma-separated.")] = "1",
         presets: Annotated[str, typer.Option("--presets", help="Model presets: tiny, small, base.")] = "tiny",
@@ -39,7 +42,18 @@ def register(app: typer.Typer) -> None:
         from hyena_glt import runtime
         from hyena_glt.io.writers import text_output
 
+        check_files([entropy_model], [output, plot])
+        if output != "-":
+            output_format(output, None, ("tsv",), "tsv", has_format_option=False)
+        if plot:
+            output_format(plot, None, ("png",), "png", has_format_option=False)
+        if timeout <= 0:
+            raise UsageError(f"--timeout must be positive (got {timeout})")
         if quick:
+            explicit = [f"--{name.replace('_', '-')}" for name in ("lengths", "batch_sizes", "presets", "patchers", "repeats")
+                        if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+            if explicit:
+                raise UsageError(f"--quick sets its own sweep: drop {', '.join(explicit)} (or drop --quick)")
             lengths, batch_sizes, presets, patchers = (bench.QUICK[k] for k in ("lengths", "batch_sizes", "presets", "patchers"))
             repeats = bench.QUICK["repeats"]
             if entropy_model:

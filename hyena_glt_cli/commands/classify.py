@@ -34,6 +34,7 @@ from ..common import (
     RegionOpt,
     RegionsOpt,
     ShardOpt,
+    check_files,
     output_format,
     parse_shard,
     progress,
@@ -78,13 +79,12 @@ def register(app: typer.Typer) -> None:
 
         Example: hyena-glt classify example_data/MT-human.fa -o promoters.bed --label promoter --merge
         """
-        from hyena_glt.inference import (SEQUENCE_TASKS, Predictor, check_destination, write_predictions_bed,
-                                         write_predictions_tsv)
+        from hyena_glt.inference import SEQUENCE_TASKS, Predictor, write_predictions_bed, write_predictions_tsv
         from hyena_glt.io.sequences import read_many
 
+        check_files([*inputs, regions, reference], [output])
         shard_index, shard_count = parse_shard(shard)
         explicit = output_format(output, fmt, FORMATS, "") if (fmt or output != "-") else ""
-        check_destination(output)
         if explicit == "tsv" and merge:
             raise UsageError("--merge needs BED output (-o out.bed or --format bed)")
         predictor = Predictor.from_pretrained(

@@ -35,9 +35,11 @@ from ..common import (
     RegionOpt,
     RegionsOpt,
     ShardOpt,
+    check_files,
     output_format,
     parse_shard,
     progress,
+    refuse_binary_to_terminal,
 )
 
 log = logging.getLogger("hyena_glt")
@@ -69,13 +71,13 @@ def register(app: typer.Typer) -> None:
 
         Example: hyena-glt embed example_data/lambda_reads_1.fq -o reads.npz --pool mean
         """
-        from hyena_glt.inference import (EMBED_DTYPES, POOLS, NpzEmbeddingWriter, Predictor, check_destination,
-                                         looks_like_genome)
+        from hyena_glt.inference import EMBED_DTYPES, POOLS, NpzEmbeddingWriter, Predictor, looks_like_genome
         from hyena_glt.io.sequences import read_many
 
-        output_format(output, None, ("npz",), "npz")
+        check_files([*inputs, regions, reference], [output])
+        output_format(output, None, ("npz",), "npz", has_format_option=False)
+        refuse_binary_to_terminal(output)
         shard_index, shard_count = parse_shard(shard)
-        check_destination(output)
         if pool not in POOLS:
             raise UsageError(f"unknown --pool '{pool}' (use {', '.join(POOLS)})")
         if dtype not in EMBED_DTYPES:

@@ -12,7 +12,8 @@ import typer
 
 from hyena_glt.errors import UsageError
 
-from ..common import (DeviceOpt, FormatOpt, ModelOpt, PrecisionOpt, RegionOpt, RegionsOpt, output_format,
+from ..common import (
+    DeviceOpt, FormatOpt, ModelOpt, PrecisionOpt, RegionOpt, RegionsOpt, check_files, output_format,
                       progress, settings)
 
 log = logging.getLogger("hyena_glt")
@@ -79,6 +80,7 @@ def register(app: typer.Typer) -> None:
 
         if batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+        check_files([*(inputs or []), variants, reference, regions], [output], folders=[plot])
         if variants is not None:
             if inputs:
                 raise UsageError("give either sequence inputs or --variants, not both")
@@ -120,6 +122,8 @@ def register(app: typer.Typer) -> None:
         kind = output_format(output, fmt, ATTRIBUTION_FORMATS, "tsv") if output is not None else None
         if kind == "npz" and output == "-":
             raise UsageError("npz output needs a file name (-o attributions.npz)")
+        if ism_window is not None and method != "ism":
+            raise UsageError("--ism-window only applies to --method ism")
         span = _parse_span(ism_window)
         model_obj, metadata, scorer = lib.load_scorer(model, device=device, precision=precision, rc_average=rc_average)
         names = lib.output_names(metadata, scorer.num_outputs)

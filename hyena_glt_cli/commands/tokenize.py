@@ -17,8 +17,10 @@ from ..common import (
     ReferenceOpt,
     RegionOpt,
     RegionsOpt,
+    check_files,
     output_format,
     progress,
+    refuse_binary_to_terminal,
 )
 
 log = logging.getLogger("hyena_glt")
@@ -90,6 +92,9 @@ def register(app: typer.Typer) -> None:
         from hyena_glt.io.writers import write_encoded
         from hyena_glt.tokenizers import encode_records, get_tokenizer
 
+        check_files([*inputs, regions, reference], [output, stats, plot])
+        if plot is not None:
+            output_format(str(plot), None, ("png",), "png", has_format_option=False)
         tok = get_tokenizer(tokenizer)
         patching = patcher.strip() != "none"
         the_patcher = None
@@ -104,6 +109,8 @@ def register(app: typer.Typer) -> None:
             # an entropy model reads units with the tokenizer it was trained with
             tok = getattr(the_patcher, "tokenizer", None) or tok
         fmt = output_format(output, fmt, ("tsv", "npz", "bed"), "bed" if patching else "tsv")
+        if fmt == "npz":
+            refuse_binary_to_terminal(output)
         if patching and tok.chars_per_unit != 1:
             raise UsageError(f"--patcher needs one unit per character; tokenizer '{tok.name}' has k-mer units")
         if patching and fmt != "bed":

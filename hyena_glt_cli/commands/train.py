@@ -12,7 +12,7 @@ import typer
 
 from hyena_glt.errors import UsageError
 
-from ..common import DeviceOpt, PrecisionOpt, Settings
+from ..common import DeviceOpt, PrecisionOpt, Settings, check_files
 
 LM_DEFAULT_WINDOW = 1024
 
@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
 
         global_options = ctx.find_object(Settings) or Settings()
         seed = global_options.seed
+        check_files([*(train_files or []), val, test], folders=[output])
         if val is not None and val_fraction is not None:
             raise UsageError("give either --val or --val-fraction, not both")
         if task == "lm" and window is None:
@@ -163,10 +164,16 @@ def register(app: typer.Typer) -> None:
                 if data is not None:
                     datasets.apply_class_display_names(data, mapping)
 
-        result = run_training(
-            options, train_data, val_data, output, test_data=test_data, data_files=data_files,
-            command=_command_line(), resume=resume, extra_metadata=extra_metadata,
-        )
+        created = not output.exists()
+        try:
+            result = run_training(
+                options, train_data, val_data, output, test_data=test_data, data_files=data_files,
+                command=_command_line(), resume=resume, extra_metadata=extra_metadata,
+            )
+        except BaseException:
+            if created and output.is_dir() and not any(output.iterdir()):
+                output.rmdir()  # a run that failed before writing anything leaves no empty folder behind
+            raise
         import logging
 
         logging.getLogger("hyena_glt").info(
