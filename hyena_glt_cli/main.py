@@ -103,7 +103,7 @@ def _global(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr; no progress bars.")] = False,
     threads: Annotated[
         Optional[int],
-        typer.Option("--threads", "-@", help="CPU threads (default: $SLURM_CPUS_PER_TASK, else all cores)."),
+        typer.Option("--threads", "-@", help="CPU threads (default, or 0: $SLURM_CPUS_PER_TASK, else all cores)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (training, shuffles, sampling).")] = 0,
 ) -> None:

@@ -3,7 +3,6 @@ import copy
 import pytest
 import torch
 
-from hyena_glt.config import HyenaGLTConfig
 from hyena_glt.model.hyena import HyenaOperator, direct_conv, fast_fft_size, fft_conv
 
 
