@@ -102,6 +102,27 @@ def test_tsv_rows_per_position_and_window_option(tmp_path, model_dir, genome):
     assert gzip.decompress(packed.read_bytes()).decode().splitlines() == lines
 
 
+def test_minus_strand_region_lands_on_the_right_genome_bases(tmp_path, model_dir, genome):
+    """A '-' BED line is read as the minus strand (the reverse complement of its span): each of its bases is
+    reported at the genome position it pairs with, in the TSV and in the bedGraph alike."""
+    path, seq = genome
+    complement = str.maketrans("ACGT", "TGCA")
+    bed = tmp_path / "minus.bed"
+    bed.write_text("chrT\t30\t70\tm\t0\t-\n")
+    out = tmp_path / "attr.tsv"
+    result = invoke("interpret", path, "--regions", bed, "--model", model_dir, "--method", "ism", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+    assert [int(r[2]) for r in rows] == list(range(70, 30, -1)) and {r[3] for r in rows} == {"-"}
+    assert all(r[4] == seq[int(r[2]) - 1].translate(complement) for r in rows)  # base i pairs with genome end-1-i
+    graph = tmp_path / "attr.bedgraph"
+    result = invoke("interpret", path, "--regions", bed, "--model", model_dir, "--method", "ism", "-o", graph)
+    assert result.exit_code == 0, result.stderr
+    values = {int(r.split("\t")[1]): float(r.split("\t")[3]) for r in graph.read_text().splitlines()[1:]}
+    assert sorted(values) == list(range(30, 70))
+    assert {p: values[p] for p in values} == {int(r[2]) - 1: pytest.approx(float(r[6]), abs=1e-5) for r in rows}
+
+
 def test_plot_writes_logos_of_the_top_records(tmp_path, model_dir, fasta):
     logos = tmp_path / "logos"
     result = invoke("interpret", fasta, "--model", model_dir, "--method", "saliency", "--plot", logos, "--top", "2")

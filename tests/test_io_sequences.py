@@ -6,6 +6,7 @@ import gzip
 import io
 import shutil
 import sys
+from pathlib import Path
 
 import pysam
 import pytest
@@ -206,12 +207,26 @@ def test_bed_regions_match_pyfaidx(tmp_copy, data_dir):
     records = list(read_sequences(fasta, regions_bed=data_dir / "arabidopsis_chloroplast_genes.bed"))
     assert len(records) == 262
     assert sum(r.strand == "+" for r in records) == 107 and sum(r.strand == "-" for r in records) == 155
-    first = records[0]
-    assert (first.id, first.contig, first.start, first.end) == ("NC_000932.1:4-76", "NC_000932.1", 3, 76)
-    assert first.description == "gene:trnH"
+    first = records[0]  # trnH is on the minus strand
+    assert (first.id, first.contig, first.start, first.end) == ("NC_000932.1:4-76(-)", "NC_000932.1", 3, 76)
+    assert first.description == "gene:trnH" and first.strand == "-"
     chloroplast = Fasta(str(fasta))["NC_000932.1"]
-    for record in records:
-        assert record.seq == str(chloroplast[record.start : record.end])
+    for record in records:  # a minus-strand line reads the minus strand, as `bedtools getfasta -s` does
+        forward = str(chloroplast[record.start : record.end])
+        assert record.seq == (reverse_complement(forward) if record.strand == "-" else forward)
+
+
+def test_windows_of_a_minus_strand_record_are_mirrored_onto_the_genome(tmp_copy):
+    fasta = tmp_copy("arabidopsis_chloroplast.fa")
+    genome = str(Fasta(str(fasta))["NC_000932.1"])
+    bed = Path(fasta).parent / "one.bed"
+    bed.write_text("NC_000932.1\t100\t250\tx\t0\t-\n")
+    windows = list(sliding_windows(read_sequences(fasta, regions_bed=bed), 70, last="shift"))
+    assert [(w.id, w.start, w.end, w.strand) for w in windows] == [
+        ("NC_000932.1:181-250(-)", 180, 250, "-"), ("NC_000932.1:111-180(-)", 110, 180, "-"),
+        ("NC_000932.1:101-170(-)", 100, 170, "-")]
+    for w in windows:  # each window is the minus strand of exactly the span it names
+        assert w.seq == reverse_complement(genome[w.start:w.end])
 
 
 # ------------------------------------------------------------------------------------------ bad input

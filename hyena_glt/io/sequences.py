@@ -564,11 +564,13 @@ def _read_regions(path: str, regions, regions_bed, check) -> Iterator[SequenceRe
     with fasta:
         lengths = dict(zip(fasta.references, fasta.lengths))
         for contig, start, end, name, strand in wanted_regions(regions, regions_bed, lengths, path):
-            region_id = f"{contig}:{start + 1}-{end}"
+            region_id = f"{contig}:{start + 1}-{end}" + ("(-)" if strand == "-" else "")
             seq = fasta.fetch(contig, start, end)
             if "\n" in seq or ">" in seq:  # offsets from an index of another version of the file
                 raise InputError(f"region {region_id}: the .fai index does not match the FASTA (was the file "
                                  f"changed after indexing? rebuild it: samtools faidx {path})", path=path)
+            if strand == "-":  # a minus-strand BED line reads the minus strand, as `bedtools getfasta -s` does
+                seq = reverse_complement(seq)
             if check is not None:
                 seq = check(seq, path, region_id)
             yield SequenceRecord(region_id, seq, None, contig, start, end, strand, name)
@@ -636,7 +638,9 @@ def sliding_windows(
     ``pad``: kept as the shorter tail (batch encoding pads it with PAD and masks it out; never with
     N, so coordinates stay exact); ``drop``: left out. A record no longer than ``window`` is yielded
     as one window whatever the policy. Each window has ``contig`` (the record's contig, else its
-    id), 0-based ``start``/``end`` offset by the record's own start, and id ``contig:start1-end``.
+    id), 0-based ``start``/``end`` offset by the record's own start, and id ``contig:start1-end``. A
+    minus-strand record with coordinates holds the reverse complement of its span (a minus-strand BED
+    region, a reverse read as sequenced): its windows are mirrored onto the genome and marked ``(-)``.
     """
     if window < 1:
         raise UsageError(f"--window must be >= 1 (got {window})")
@@ -652,6 +656,7 @@ def sliding_windows(
         length = len(record.seq)
         contig = record.contig if record.contig is not None else record.id
         offset = record.start or 0
+        minus = record.strand == "-" and record.start is not None and record.end is not None
         full_starts = range(0, max(length - window, 0) + 1, stride)
         spans = [(s, s + window) for s in full_starts] if length > window else [(0, length)]
         covered = spans[-1][1]
@@ -661,9 +666,12 @@ def sliding_windows(
             elif spans[-1][0] + stride < length:  # with stride > window the gap may reach the end
                 spans.append((spans[-1][0] + stride, length))
         for begin, end in spans:
-            start, stop = offset + begin, offset + end
+            if minus:  # the record is the reverse complement of its span: base i sits at end - 1 - i
+                start, stop = record.end - end, record.end - begin
+            else:
+                start, stop = offset + begin, offset + end
             yield SequenceRecord(
-                f"{contig}:{start + 1}-{stop}",
+                f"{contig}:{start + 1}-{stop}" + ("(-)" if minus else ""),
                 record.seq[begin:end],
                 None if record.qual is None else record.qual[begin:end],
                 contig,

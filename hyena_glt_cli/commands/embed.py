@@ -52,8 +52,9 @@ def register(app: typer.Typer) -> None:
         output: Annotated[str, typer.Option("--output", "-o", help="Output .npz ('-' for stdout).")],
         model: ModelOpt = None,
         pool: Annotated[str, typer.Option("--pool", help="mean, cls, or none (one row per position).")] = "mean",
-        layer: Annotated[Optional[int], typer.Option("--layer", help="Hidden states after this block "
-                                                      "(0-based; negative from the last; default: the final states).")] = None,
+        layer: Annotated[Optional[int], typer.Option("--layer", help="Hidden states: 0 = the input of the first "
+                                                      "block, N = the output of block N, -1 = the last block's "
+                                                      "(before the final norm); default: the final states.")] = None,
         dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16.")] = "float32",
         window: Annotated[Optional[int], typer.Option("--window", help="Window length for long records "
                                                        "(default: the model's; 0: whole records).")] = None,

@@ -41,7 +41,9 @@ def register(app: typer.Typer) -> None:
         inputs: Annotated[Optional[list[str]], typer.Argument(help="Sequences to explain (FASTA/FASTQ/BAM, indexed FASTA with --region); '-' for stdin.")] = None,
         output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output: .npz (tfmodisco-lite), .bedgraph, .tsv (.gz: compressed; .bedgraph.gz also tabix-indexed); with --variants .tsv[.gz] or .vcf.gz.")] = None,
         model: ModelOpt = None,
-        method: Annotated[str, typer.Option("--method", help="saliency, integrated-gradients, deeplift, deepshap or ism.")] = "saliency",
+        method: Annotated[str, typer.Option("--method", help="saliency, integrated-gradients, deeplift, deepshap or ism "
+                                                      "(deeplift/deepshap are refused where captum's rules miss "
+                                                      "f(x) - f(baseline), as on the bundled model).")] = "saliency",
         target: Annotated[Optional[str], typer.Option("--target", help="Class/output name or index, or 'predicted' (default: the positive class of a 2-class model).")] = None,
         baseline: Annotated[str, typer.Option("--baseline", help="IG/DeepLIFT baseline: uniform, shuffle (dinucleotide) or zeros.")] = "uniform",
         steps: Annotated[int, typer.Option("--steps", help="Integrated-gradients steps.")] = 50,
