@@ -65,11 +65,10 @@ def check_destination(path: str | os.PathLike) -> None:
 
 
 def _temp_beside(path: str | os.PathLike, suffix: str) -> tuple[int, str]:
-    """(fd, name) of a new temporary file in ``path``'s folder (same file system: ``os.replace`` is atomic)."""
+    """(fd, name) of a new temporary file in ``path``'s folder (same file system: ``os.replace`` is atomic).
+    ``path`` has passed ``destination``, which checked the folder."""
     dest = Path(path)
     folder = dest.parent if str(dest.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"cannot write {dest}: folder {folder} does not exist")
     try:
         return tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=folder)
     except OSError as err:
