@@ -14,7 +14,6 @@ Multi-allelic records are split: one effect per ALT allele.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import re
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, UsageError
+from ..io.sequences import quiet_htslib
 from ..io.writers import atomic_path, text_output
 from .scoring import ScoreModel
 
@@ -66,23 +66,12 @@ def _open_vcf(path: str | Path):
 
     if Path(path).is_dir() or not Path(path).exists():
         raise InputError("no such file" if not Path(path).exists() else "is a folder, not a VCF", path=str(path))
-    with _quiet_htslib():
+    with quiet_htslib():
         try:
             return pysam.VariantFile(str(path))
         except (OSError, ValueError) as err:
             raise InputError(f"cannot read as VCF/BCF ({err})", path=str(path)) from None
 
-
-@contextlib.contextmanager
-def _quiet_htslib():
-    """htslib's own stderr lines ([E::vcf_parse] ..., [W::...] no index) would duplicate or muddle ours."""
-    import pysam
-
-    verbosity = pysam.set_verbosity(0)
-    try:
-        yield
-    finally:
-        pysam.set_verbosity(verbosity)
 
 
 def _open_reference(path: str | Path):
@@ -131,7 +120,7 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
     lengths = dict(zip(fasta.references, fasta.lengths))
     todo, meta = [], []
     mismatches = unsupported = number = 0
-    with _quiet_htslib():
+    with quiet_htslib():
         try:
             for number, rec in enumerate(vcf, 1):
                 name = f"{rec.chrom}:{rec.pos} {rec.ref}>{','.join(rec.alts or ('.',))}"

@@ -253,8 +253,8 @@ def _read_head(source: str) -> bytes:
 
 
 @contextlib.contextmanager
-def _quiet_htslib() -> Iterator[None]:
-    """htslib prints its own errors to stderr; we raise one clear error instead."""
+def quiet_htslib() -> Iterator[None]:
+    """htslib prints its own errors and warnings to stderr ([E::...], [W::...]); we raise one clear error instead."""
     previous = pysam.set_verbosity(0)
     try:
         yield
@@ -323,7 +323,7 @@ def _diagnose_fastq(path: str, compressed: bool) -> InputError | None:
 def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check) -> Iterator[SequenceRecord]:
     count = 0
     try:
-        with _quiet_htslib(), pysam.FastxFile(pysam_path) as handle:
+        with quiet_htslib(), pysam.FastxFile(pysam_path) as handle:
             for entry in handle:
                 count += 1
                 name, seq, qual = entry.name, entry.sequence, entry.quality
@@ -407,7 +407,7 @@ def _read_alignments(
     mode = {"sam": "r", "bam": "rb", "cram": "rc"}[fmt]
     count = 0
     try:
-        with _quiet_htslib(), pysam.AlignmentFile(
+        with quiet_htslib(), pysam.AlignmentFile(
             pysam_path, mode, reference_filename=None if reference is None else str(reference), check_sq=False
         ) as handle:
             if regions or regions_bed is not None:
@@ -459,7 +459,7 @@ def open_indexed_fasta(path: str | os.PathLike) -> pysam.FastaFile:
     if not Path(path).is_file():
         raise InputError("no such file", path=path)
     try:
-        with _quiet_htslib():
+        with quiet_htslib():
             return pysam.FastaFile(path)
     except (OSError, ValueError):
         pass

@@ -189,6 +189,7 @@ def bgzip_tabix(plain_path: str | os.PathLike, dest: str | os.PathLike, preset: 
     import pysam
 
     from ..errors import HyenaGLTError
+    from .sequences import quiet_htslib
 
     dest, special = destination(dest)
     with atomic_path(dest, suffix=".gz") as tmp:
@@ -198,25 +199,23 @@ def bgzip_tabix(plain_path: str | os.PathLike, dest: str | os.PathLike, preset: 
             raise HyenaGLTError(f"cannot bgzip {dest}: {err}") from None
         if special:  # a pipe or device has no place for an index beside it
             return dest
-        verbosity = pysam.set_verbosity(0)  # htslib's own stderr line would duplicate ours
-        try:
-            # pysam ignores line_skip under a preset; BED-like columns spelled out honour it.
-            layout = dict(seq_col=0, start_col=1, end_col=2, zerobased=True, line_skip=header_lines) \
-                if header_lines else dict(preset=preset)
-            pysam.tabix_index(str(tmp), force=True, keep_original=True, **layout)
-        except (OSError, ValueError) as err:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{tmp}.tbi")
-            if required:
-                raise HyenaGLTError(f"cannot tabix-index {dest}: {err} (is it sorted by contig and start?)") from None
-            log.warning("%s: rows are not sorted by contig and start, so it has no tabix index "
-                        "(sort -k1,1 -k2,2n, then bgzip and tabix)", dest)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{dest}.tbi")  # an old index would not match the new file
-        else:
-            os.replace(f"{tmp}.tbi", f"{dest}.tbi")
-        finally:
-            pysam.set_verbosity(verbosity)
+        with quiet_htslib():  # htslib's own stderr line would duplicate ours
+            try:
+                # pysam ignores line_skip under a preset; BED-like columns spelled out honour it.
+                layout = dict(seq_col=0, start_col=1, end_col=2, zerobased=True, line_skip=header_lines) \
+                    if header_lines else dict(preset=preset)
+                pysam.tabix_index(str(tmp), force=True, keep_original=True, **layout)
+            except (OSError, ValueError) as err:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{tmp}.tbi")
+                if required:
+                    raise HyenaGLTError(f"cannot tabix-index {dest}: {err} (is it sorted by contig and start?)") from None
+                log.warning("%s: rows are not sorted by contig and start, so it has no tabix index "
+                            "(sort -k1,1 -k2,2n, then bgzip and tabix)", dest)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{dest}.tbi")  # an old index would not match the new file
+            else:
+                os.replace(f"{tmp}.tbi", f"{dest}.tbi")
     return dest
 
 
