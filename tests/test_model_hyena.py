@@ -106,17 +106,27 @@ def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional):
     torch.manual_seed(0)
     block = Block(16, 32, HyenaOperator(16, order=3, filter_scale=64, bidirectional=bidirectional)).eval()
     u = torch.randn(2, 300, 16)
-    with_autograd = block(u).detach()
+    mask = torch.ones(2, 300, dtype=torch.bool)
+    mask[1, 250:] = False  # a padded record: its padding must not reach it in pieces either
+    with_autograd = block(u, mask).detach()
     with torch.no_grad():
-        whole = block(u)
+        whole = block(u, mask)
         assert torch.allclose(whole, with_autograd, atol=1e-6)  # the no-grad path equals the autograd one
         monkeypatch.setattr(hyena, "_FILTER_CACHE_BYTES", 1000)  # spectra per channel group, not kept whole
         monkeypatch.setattr(hyena, "_TAP_ROWS", 64)  # filter taps in chunks of 64 lags
-        monkeypatch.setattr(hyena, "_GROUP_ELEMENTS", 2 * 300 * 4 * 6)  # channel groups of 6 (16 = 6 + 6 + 4)
+        # Projections over chunks of 65 positions (each re-reading the 2 before it for the short conv),
+        # convolutions over channel groups of 7 (16 = 7 + 7 + 2) at FFT size 600.
+        monkeypatch.setattr(hyena, "_GROUP_ELEMENTS", 2 * 600 * 7)
         monkeypatch.setattr(hyena, "_MLP_ROWS", 2 * 70)  # MLP rows in chunks of 70 positions
-        chunked = block(u)
+        chunked = block(u, mask)
+        norm = block.norm1(u)
+        kept = norm.clone()
+        alone = block.mixer(norm, mask)
+        assert torch.equal(norm, kept)  # the operator's input is left alone unless it may be consumed
+        consumed = block.mixer(norm, mask, consume_input=True)
+        assert consumed.data_ptr() == norm.data_ptr() and torch.equal(consumed, alone)
     assert torch.allclose(whole, chunked, atol=1e-5)
-    assert not torch.equal(u, chunked)  # the input itself was not updated in place
+    assert not torch.equal(u, chunked)  # the block's input itself was not updated in place
 
 
 @pytest.mark.parametrize("bidirectional,window", [(False, 0), (True, 0), (False, 16), (True, 16)])

@@ -1,3 +1,4 @@
+import os
 import sys
 
 import pytest
@@ -56,3 +57,17 @@ def test_tune_allocator(monkeypatch):
     assert runtime.tune_allocator() is True
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")  # the user's own malloc settings win
     assert runtime.tune_allocator() is False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_tune_allocator_asks_torch_for_huge_pages_before_torch_is_imported():
+    import subprocess
+
+    code = ("import os, sys; from hyena_glt import runtime; runtime.tune_allocator(); "
+            "print(os.environ.get('THP_MEM_ALLOC_ENABLE'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["1", "False"]
+    env["THP_MEM_ALLOC_ENABLE"] = "0"  # the user's choice wins
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["0", "False"]
