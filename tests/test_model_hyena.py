@@ -87,13 +87,18 @@ def test_operator_moved_inside_inference_mode_runs_and_caches():
     assert len(moved.filter._cache) == 1
 
 
-def test_fp32_long_conv_under_bf16_autocast():
+@pytest.mark.parametrize("in_pieces", [False, True])
+def test_fp32_long_conv_under_bf16_autocast(monkeypatch, in_pieces):
+    import hyena_glt.model.hyena as hyena
+
+    if in_pieces:  # the megabase path: chunks of 8 positions, channel groups of 1
+        monkeypatch.setattr(hyena, "_GROUP_ELEMENTS", 2 * 8 * 3 * 8)
     op = HyenaOperator(8, filter_scale=32).eval()
     u = torch.randn(2, 33, 8)
     with torch.no_grad():
         ref = op(u)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = op(u)
+            low = op(u, consume_input=True)
     assert low.dtype == torch.bfloat16
     assert torch.allclose(low.float(), ref, atol=0.05, rtol=0.05)
 
