@@ -118,7 +118,7 @@ def _global(
         _report(ctx, str(err))
         ctx.exit(err.exit_code)
     runtime.seed_everything(seed)
-    runtime.tune_allocator()
+    runtime.tune_allocator(huge_pages=ctx.invoked_subcommand in ("classify", "embed", "interpret", "benchmark"))
 
 
 def _register() -> None:

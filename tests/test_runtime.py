@@ -63,11 +63,13 @@ def test_tune_allocator(monkeypatch):
 def test_tune_allocator_asks_torch_for_huge_pages_before_torch_is_imported():
     import subprocess
 
-    code = ("import os, sys; from hyena_glt import runtime; runtime.tune_allocator(); "
+    code = ("import os, sys; from hyena_glt import runtime; runtime.tune_allocator(huge_pages={}); "
             "print(os.environ.get('THP_MEM_ALLOC_ENABLE'), 'torch' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    run = subprocess.run([sys.executable, "-c", code.format(True)], env=env, capture_output=True, text=True, check=True)
     assert run.stdout.split() == ["1", "False"]
+    run = subprocess.run([sys.executable, "-c", code.format(False)], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["None", "False"]  # training: no huge pages
     env["THP_MEM_ALLOC_ENABLE"] = "0"  # the user's choice wins
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    run = subprocess.run([sys.executable, "-c", code.format(True)], env=env, capture_output=True, text=True, check=True)
     assert run.stdout.split() == ["0", "False"]
