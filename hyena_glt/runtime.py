@@ -132,7 +132,7 @@ def set_threads(n: int | None) -> int:
 # (whole (B, L, D) activations) are still mmapped, which keeps fragmentation, and so peak memory, in check, and
 # are faulted in as 2 MB transparent huge pages (torch's THP_MEM_ALLOC_ENABLE, read once, when torch makes its
 # first tensor): 512x fewer faults. Tiny, 1 M units, a forward: 23.8 s untuned, 18-21 s with a 256 MB
-# threshold and no huge pages, 15-17 s as set here, peak RSS 3.8-4.0 GB. Huge pages are for inference only:
+# threshold and no huge pages, 15-17 s as set here (peak RSS 3.3-3.5 GB). Huge pages are for inference only:
 # training gains no time from them, and its RSS grew by 7-28 % (the heap's partly used huge pages count whole).
 _MMAP_THRESHOLD = 64 << 20
 _MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
