@@ -127,14 +127,16 @@ def set_threads(n: int | None) -> int:
 
 # glibc malloc serves blocks above its mmap threshold (at most 32 MB by default) with fresh mmap()ed pages and
 # unmaps them when freed, so every large temporary tensor is page-faulted in again on its next use: at megabase
-# lengths a third of the CPU time went to the kernel. Blocks below 64 MB are kept in the heap instead (and the
-# heap is not trimmed), so Hyena's per-chunk and per-channel-group buffers are reused; the few larger ones
-# (whole (B, L, D) activations) are still mmapped, which keeps fragmentation, and so peak memory, in check, and
-# are faulted in as 2 MB transparent huge pages (torch's THP_MEM_ALLOC_ENABLE, read once, when torch makes its
-# first tensor): 512x fewer faults. Tiny, 1 M units, a forward: 23.8 s untuned, 18-21 s with a 256 MB
-# threshold and no huge pages, 15-17 s as set here (peak RSS 3.3-3.5 GB). Huge pages are for inference only:
-# training gains no time from them, and its RSS grew by 7-28 % (the heap's partly used huge pages count whole).
-_MMAP_THRESHOLD = 64 << 20
+# lengths a third of the CPU time went to the kernel. Blocks below 96 MB are kept in the heap instead (and the
+# heap is not trimmed), so Hyena's per-chunk and per-channel-group buffers (at most 64 MB: hyena._GROUP_ELEMENTS
+# floats; a threshold at exactly 64 MB still mmapped them, malloc's header tipping them over) are reused; the few
+# larger ones (whole (B, L, D) activations) are still mmapped, which keeps fragmentation, and so peak memory, in
+# check, and are faulted in as 2 MB transparent huge pages (torch's THP_MEM_ALLOC_ENABLE, read once, when torch
+# makes its first tensor): 512x fewer faults. Tiny, 1 M units, a forward: 23.8 s untuned, 18-21 s with a 256 MB
+# threshold and no huge pages, 14.6-15.5 s with huge pages and chunks just over a 64 MB threshold, 13.0-13.3 s
+# as set here (peak RSS 3.3-3.6 GB). Huge pages are for inference only: training gains no time from them, and
+# its RSS grew by 7-28 % (the heap's partly used huge pages count whole).
+_MMAP_THRESHOLD = 96 << 20
 _MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
 
 

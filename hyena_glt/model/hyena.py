@@ -317,7 +317,7 @@ class HyenaOperator(nn.Module):
         batch, length, _ = u.shape
         order, d = self.order, self.d
         k = self.short_conv.weight.shape[-1]
-        step = max(1, limit // (batch * (order + 1) * d))
+        step = max(1, limit // (batch * (order + 1) * d) - (k - 1))  # a chunk with its halo fits the limit
         # gates[:, j] = x_{j+1}, except gates[:, order-2] = v·x_{order-1}, the first convolution's input, which the
         # convolutions' output replaces; (B, order-1, D, L) keeps each channel's row contiguous for the FFTs.
         # x0 (B, L, D) is positions-major, like u, for sweep (3).
