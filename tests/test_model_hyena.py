@@ -103,8 +103,12 @@ def test_fp32_long_conv_under_bf16_autocast(monkeypatch, in_pieces):
     assert torch.allclose(low.float(), ref, atol=0.05, rtol=0.05)
 
 
+# Pieces of the megabase path (2 records x 64 projection rows): chunks of 63 positions, each re-reading the 2
+# before it for the short conv, and channel groups of 7 (16 = 7 + 7 + 2) at FFT size 600; or chunks of 256
+# positions re-reading 16 (long chunks and their halos are multiples of 16), and channel groups of 14 + 2.
+@pytest.mark.parametrize("limit", [2 * 600 * 7, 2 * 64 * (256 + 16)])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional):
+def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional, limit):
     import hyena_glt.model.hyena as hyena
     from hyena_glt.model.hyena import Block
 
@@ -119,9 +123,7 @@ def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional):
         assert torch.allclose(whole, with_autograd, atol=1e-6)  # the no-grad path equals the autograd one
         monkeypatch.setattr(hyena, "_FILTER_CACHE_BYTES", 1000)  # spectra per channel group, not kept whole
         monkeypatch.setattr(hyena, "_TAP_ROWS", 64)  # filter taps in chunks of 64 lags
-        # Projections over chunks of 65 positions (each re-reading the 2 before it for the short conv),
-        # convolutions over channel groups of 7 (16 = 7 + 7 + 2) at FFT size 600.
-        monkeypatch.setattr(hyena, "_GROUP_ELEMENTS", 2 * 600 * 7)
+        monkeypatch.setattr(hyena, "_GROUP_ELEMENTS", limit)
         monkeypatch.setattr(hyena, "_MLP_ROWS", 2 * 70)  # MLP rows in chunks of 70 positions
         chunked = block(u, mask)
         norm = block.norm1(u)
