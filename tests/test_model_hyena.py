@@ -105,7 +105,7 @@ def test_fp32_long_conv_under_bf16_autocast(monkeypatch, in_pieces):
 
 # Pieces of the megabase path (2 records x 64 projection rows): chunks of 63 positions, each re-reading the 2
 # before it for the short conv, and channel groups of 7 (16 = 7 + 7 + 2) at FFT size 600; or chunks of 256
-# positions re-reading 16 (long chunks and their halos are multiples of 16), and channel groups of 14 + 2.
+# positions re-reading 16 (long chunks and their halos are multiples of 16), and all 16 channels in one group.
 @pytest.mark.parametrize("limit", [2 * 600 * 7, 2 * 64 * (256 + 16)])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional, limit):
