@@ -363,7 +363,9 @@ class HyenaOperator(nn.Module):
             e = min(s + step, length)
             # y = v·x_0, positions-major (an explicit output: the two operands' layouts differ)
             y = torch.mul(gates[:, order - 2, :, s:e].transpose(1, 2), x0[:, s:e], out=torch.empty_like(x0[:, s:e]))
-            x0[:, s:e] = self.out_proj(y)
+            # straight into x0's storage (a separate output and its copy cost ~15 % more)
+            weight, bias = self.out_proj.weight.to(y.dtype), self.out_proj.bias.to(y.dtype)
+            torch.baddbmm(bias, y, weight.t().expand(batch, -1, -1), out=x0[:, s:e])
         return x0
 
 
