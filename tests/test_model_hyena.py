@@ -209,3 +209,31 @@ def test_windowed_operator_equals_truncated_filter(bidirectional):
         moved = (op(changed) - got).abs().amax(dim=(0, 2)) > 1e-6
     first = 40 - 7 if bidirectional else 40  # backward taps reach 7 units ahead; the short conv is causal
     assert not moved[:first].any() and moved[first:].all()
+
+
+def test_mlp_inference_through_onednn_equals_nn_linear(monkeypatch):
+    """CPU fp32 inference runs the MLP through oneDNN's linear with a fused GELU (where this torch has it):
+    same result as nn.Linear + F.gelu, on the strided row chunks that blocks pass; autocast falls back."""
+    import torch.nn.functional as F
+
+    import hyena_glt.model.hyena as hyena
+
+    torch.manual_seed(0)
+    mlp = hyena.MLP(32, 128).eval()
+    x = torch.randn(2, 50, 32)[:, 5:45]
+    want = mlp.fc2(F.gelu(mlp.fc1(x))).detach()
+    calls = []
+    real = hyena._onednn_linear
+
+    def counting(*args):
+        calls.append(args[3])
+        return real(*args)
+
+    monkeypatch.setattr(hyena, "_onednn_linear", counting)
+    with torch.no_grad():
+        got = mlp(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = mlp(x)
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5)
+    assert calls == (["gelu", "none"] if hyena._onednn_agrees() else [])
+    assert low.dtype == torch.bfloat16  # under autocast nn.Linear runs, in bf16

@@ -406,7 +406,44 @@ class MLP(nn.Module):
         self.fc1, self.fc2, self.dropout = nn.Linear(d, hidden), nn.Linear(hidden, d), nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _use_onednn(x):
+            rows = x.reshape(-1, x.shape[-1])
+            hidden = _onednn_linear(rows, self.fc1.weight, self.fc1.bias, "gelu", [], "none")  # exact (erf) GELU
+            return _onednn_linear(hidden, self.fc2.weight, self.fc2.bias, "none", [], "").view(x.shape)
         return self.dropout(self.fc2(F.gelu(self.fc1(x))))
+
+
+# CPU inference runs the MLP through oneDNN's linear with the GELU fused into it (the op torch's own compiler
+# uses for CPU inference): small preset, 1 x 1k units, 98.8 -> 89.5 ms a forward on the 2-core AMD EPYC, whose
+# MKL sgemm reaches 120-200 GFLOP/s where oneDNN reaches 150-220. Checked against F.linear once per process;
+# a torch without it, or with a different one, falls back to nn.Linear.
+_onednn_linear = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+
+
+def _use_onednn(x: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and not _cpu_autocast() and _onednn_agrees())
+
+
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+@functools.lru_cache(maxsize=None)
+def _onednn_agrees() -> bool:
+    if _onednn_linear is None or not torch.backends.mkldnn.is_available():
+        return False
+    generator = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(shape, generator=generator) for shape in ((8, 16), (32, 16), (32,)))
+    try:
+        with torch.no_grad():
+            ok = torch.allclose(_onednn_linear(x, w, b, "gelu", [], "none"), F.gelu(F.linear(x, w, b)), atol=1e-5)
+            return ok and torch.allclose(_onednn_linear(x, w, b, "none", [], ""), F.linear(x, w, b), atol=1e-5)
+    except (RuntimeError, TypeError):
+        return False
 
 
 class Block(nn.Module):
