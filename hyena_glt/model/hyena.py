@@ -417,7 +417,10 @@ class MLP(nn.Module):
 # uses for CPU inference): small preset, 1 x 1k units, 98.8 -> 89.5 ms a forward on the 2-core AMD EPYC, whose
 # MKL sgemm reaches 120-200 GFLOP/s where oneDNN reaches 150-220. Checked against F.linear once per process;
 # a torch without it, or with a different one, falls back to nn.Linear.
-_onednn_linear = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+try:
+    _onednn_linear = torch.ops.mkldnn._linear_pointwise
+except (AttributeError, RuntimeError):  # a torch built without it (older ones raise RuntimeError)
+    _onednn_linear = None
 
 
 def _use_onednn(x: torch.Tensor) -> bool:
