@@ -203,8 +203,10 @@ def _peak_rss_mb() -> float:
 
 
 # ------------------------------------------------------------------------------------------ timing
-def measure(case: Case, device: torch.device, precision: str = "fp32", repeats: int = 3) -> Row:
-    """Time one configuration in this process."""
+def measure(case: Case, device: torch.device, precision: str = "fp32", repeats: int = 3,
+            timeout_s: float | None = None) -> Row:
+    """Time one configuration in this process; past ``timeout_s`` (checked after each forward) the row is a
+    timeout, with no time, as in a worker that was stopped."""
     from .runtime import autocast
 
     model = build_model(case).to(device)
@@ -217,6 +219,7 @@ def measure(case: Case, device: torch.device, precision: str = "fp32", repeats: 
         torch.cuda.reset_peak_memory_stats(device)
     else:
         _reset_peak_rss()
+    deadline = None if timeout_s is None else time.perf_counter() + timeout_s
     try:
         with torch.inference_mode(), autocast(device, precision):
             for i in range(1 + repeats):
@@ -228,6 +231,9 @@ def measure(case: Case, device: torch.device, precision: str = "fp32", repeats: 
                     torch.cuda.synchronize(device)
                 if i:  # the first forward is the warm-up
                     row.times_ms.append((time.perf_counter() - start) * 1000)
+                if deadline is not None and time.perf_counter() > deadline:
+                    row.status = "timeout"
+                    break
     except torch.cuda.OutOfMemoryError:
         row.status = "oom"
     except MemoryError:
@@ -285,10 +291,7 @@ def run(cases: Iterable[Case], device: torch.device, precision: str = "fp32", re
         if isolate:
             row = measure_isolated(case, device, precision, repeats, threads, timeout_s)
         else:
-            start = time.perf_counter()
-            row = measure(case, device, precision, repeats)
-            if time.perf_counter() - start > timeout_s:
-                row.status = "timeout"
+            row = measure(case, device, precision, repeats, timeout_s)
         yield row
 
 

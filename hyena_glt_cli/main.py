@@ -24,6 +24,16 @@ from .common import Settings, configure_logging, set_settings
 class _ErrorMappingGroup(TyperGroup):
     """Runs a subcommand and turns library errors into one-line messages and exit codes."""
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        """The top-level options' errors (``hyena-glt -@ abc ...``) are one line too."""
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as err:
+            if type(err).__name__ == "NoArgsIsHelpError" or not hasattr(err, "format_message"):
+                raise  # `hyena-glt` alone prints the help
+            _report(ctx, f"{err.format_message()} (see '{ctx.command_path} -h')")
+            ctx.exit(getattr(err, "exit_code", 2))
+
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)

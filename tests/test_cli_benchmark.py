@@ -51,6 +51,11 @@ def test_isolated_rows_and_timeout(tmp_path):
     late = bench.measure_isolated(case, torch.device("cpu"), "fp32", repeats=1, threads=1, timeout_s=0.01)
     assert late.status == "timeout" and late.median_ms is None
     assert late.tsv().split("\t")[-5:] == ["NA", "NA", "NA", "cpu", "timeout"]
+    # In-process (--no-isolate) a forward cannot be stopped, but the row stops after the one past the limit
+    # and reports no time either, rather than a median beside a "timeout" status.
+    slow = bench.measure(case, torch.device("cpu"), "fp32", repeats=5, timeout_s=0.0)
+    assert slow.status == "timeout" and slow.median_ms is None and slow.times_ms == []
+    assert slow.tsv().split("\t")[-5:-3] == ["NA", "NA"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

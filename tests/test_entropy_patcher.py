@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hyena_glt.config import HyenaGLTConfig
-from hyena_glt.errors import ModelError, UsageError
+from hyena_glt.errors import InputError, ModelError, UsageError
 from hyena_glt.io.sequences import SequenceRecord
 from hyena_glt.model import HyenaGLTForTask, from_pretrained, save_pretrained
 from hyena_glt.model.entropy import (
@@ -211,6 +211,11 @@ def test_errors(tmp_path, lm):
         EntropyPatcher(lm, threshold=1.0, mode="sideways")
     with pytest.raises(UsageError, match="context"):
         EntropyPatcher(lm, threshold=1.0, window=100, context=100)
+    # A threshold is compared from each record's second unit on: one unit gives it nothing to calibrate on.
+    with pytest.raises(InputError, match=r"too little sequence to calibrate .* \(no record has 2 or more units\)"):
+        EntropyPatcher(lm, target_patch_length=4.0, tokenizer=TOKENIZER).calibrate(["A", "C"])
+    with pytest.raises(InputError, match=r"every record is empty"):
+        EntropyPatcher(lm, target_patch_length=4.0, tokenizer=TOKENIZER).calibrate(["", ""])
 
 
 def test_write_patches_bed_stats_and_plot(tmp_path, patcher):

@@ -363,3 +363,26 @@ def test_saliency_with_ngram_embeddings_matches_finite_differences(rc_average):
     scorer(x, ids, torch.ones(1, dtype=torch.long)).sum().backward()
     unit_only = (x.grad - x.grad.mean(1, keepdim=True))[0].numpy()
     assert np.abs(result.attributions[0] - unit_only).max() > 0.3 * np.abs(finite).max() > 0.003
+
+
+def test_bad_vcf_lines_get_their_real_reason(tmp_path, scorer, data_dir):
+    header = "##fileformat=VCFv4.2\n##contig=<ID=seq1,length=1575>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    base = pysam.FastaFile(str(data_dir / "ex1.fa")).fetch("seq1", 59, 60)
+
+    def scan(name: str, body: str):
+        path = tmp_path / name
+        path.write_text(header + body)
+        return scan_variants(path, data_dir / "ex1.fa", scorer, window=LENGTH)
+
+    with pytest.raises(InputError, match=r"bad_pos.vcf: cannot read VCF record 2 \(Could not parse the position 'abc'\)"):
+        scan("bad_pos.vcf", f"seq1\t60\ta\t{base}\tA\t.\t.\t.\nseq1\tabc\tb\t{base}\tA\t.\t.\t.\n")
+    with pytest.raises(InputError, match=r"record 'seq1:0 .>A': POS 0 is before the start of the contig"):
+        scan("zero.vcf", f"seq1\t0\tz\t{base}\tA\t.\t.\t.\n")
+    # An IUPAC ambiguity code has no one sequence to score: skipped and counted as such, not as an indel.
+    iupac = scan("iupac.vcf", f"seq1\t60\tiu\t{base}\tR,{'C' if base != 'C' else 'G'}\t.\t.\t.\n")
+    assert (len(iupac.effects), iupac.skipped_ambiguous, iupac.skipped_unsupported) == (1, 1, 0)
+    (tmp_path / "empty.vcf").write_text("")
+    with pytest.raises(InputError, match="empty.vcf: empty file, not a VCF/BCF"):
+        scan_variants(tmp_path / "empty.vcf", data_dir / "ex1.fa", scorer, window=LENGTH)
+    with pytest.raises(InputError, match=r"ex1.fa: not a VCF/BCF file \(no ##fileformat header\)"):
+        scan_variants(data_dir / "ex1.fa", data_dir / "ex1.fa", scorer, window=LENGTH)

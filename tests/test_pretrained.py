@@ -149,3 +149,21 @@ def test_class_names_must_match_the_outputs(tmp_path):
     (tmp_path / "hyena_glt.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=r"hyena_glt\.json: class_names must list 2 name\(s\), one per model output"):
         from_pretrained(tmp_path)
+
+
+def test_nan_weights_and_a_bad_window_are_refused_naming_the_file(saved):
+    """Weights from a diverged run would score every window NaN (an int64-min BED score): refused at load, as is
+    a hand-edited window that classify would otherwise blame on --window."""
+    model, path = saved
+    meta = json.loads((path / "hyena_glt.json").read_text())
+    for window in (-4, 0, "70", 2.5):
+        (path / "hyena_glt.json").write_text(json.dumps({**meta, "window": window}))
+        with pytest.raises(ModelError, match=rf"hyena_glt\.json: window must be a positive integer or null \(got {window!r}\)"):
+            from_pretrained(path)
+    (path / "hyena_glt.json").write_text(json.dumps({**meta, "window": None}))
+    assert from_pretrained(path)[1]["window"] is None
+    state = {k: v.contiguous().clone() for k, v in model.state_dict().items()}
+    state["head.weight" if "head.weight" in state else sorted(state)[-1]][0, 0] = float("nan")
+    save_file(state, str(path / "model.safetensors"))
+    with pytest.raises(ModelError, match=r"model\.safetensors: weights hold NaN or infinite values \("):
+        from_pretrained(path)

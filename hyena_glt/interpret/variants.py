@@ -14,6 +14,7 @@ Multi-allelic records are split: one effect per ALT allele.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import re
@@ -24,12 +25,13 @@ import numpy as np
 import torch
 
 from ..errors import InputError, UsageError
-from ..io.sequences import quiet_htslib
+from ..io.sequences import open_indexed_fasta, quiet_htslib
 from ..io.writers import atomic_path, text_output
 from .scoring import ScoreModel
 
 log = logging.getLogger("hyena_glt")
 _ALLELE = re.compile(r"^[ACGTNacgtn]+$")
+_AMBIGUOUS = re.compile(r"^[ACGTNRYSWKMBDHVacgtnryswkmbdhv]*[RYSWKMBDHVryswkmbdhv][ACGTNRYSWKMBDHVacgtnryswkmbdhv]*$")
 
 
 @dataclass
@@ -53,6 +55,7 @@ class VariantScan:
     skipped_mismatch: int
     skipped_unsupported: int
     header: object  # the input pysam.VariantHeader, for VCF output
+    skipped_ambiguous: int = 0  # ALT alleles with IUPAC ambiguity codes (R, Y, ...): no one sequence to score
 
 
 def log_odds_ratio(ref_p: np.ndarray, alt_p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
@@ -70,19 +73,48 @@ def _open_vcf(path: str | Path):
         try:
             return pysam.VariantFile(str(path))
         except (OSError, ValueError) as err:
-            raise InputError(f"cannot read as VCF/BCF ({err})", path=str(path)) from None
+            if Path(path).stat().st_size == 0:
+                raise InputError("empty file, not a VCF/BCF", path=str(path)) from None
+            if getattr(err, "errno", None) == errno.ENOEXEC or "is it VCF/BCF format" in str(err):
+                raise InputError("not a VCF/BCF file (no ##fileformat header)", path=str(path)) from None
+            raise InputError(f"cannot read as VCF/BCF ({_plain(err)})", path=str(path)) from None
 
 
+def _plain(err: Exception) -> str:
+    """pysam's message without Python's bytes reprs (``b'x.vcf'``) or errno prefixes."""
+    text = re.sub(r"b'([^']*)'", r"\1", str(err))
+    return re.sub(r"^\[Errno \d+\] ", "", text)
 
-def _open_reference(path: str | Path):
+
+def _htslib_reason(path: str | Path) -> str | None:
+    """Why htslib stopped reading a VCF: pysam itself only says 'truncated file', and htslib's own message
+    ([E::vcf_parse] ...) goes to the process's stderr. Error path only: read the file again with htslib's
+    errors on and stderr captured."""
+    import os
+    import tempfile
+
     import pysam
 
-    if not Path(path).exists():
-        raise InputError("reference FASTA not found", path=str(path))
+    previous = pysam.set_verbosity(1)
+    saved = os.dup(2)
     try:
-        return pysam.FastaFile(str(path))
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot open as an indexed FASTA ({err})", path=str(path)) from None
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), 2)
+            try:
+                with pysam.VariantFile(str(path)) as vcf:
+                    for _ in vcf:
+                        pass
+            except (ValueError, OSError):
+                pass
+            finally:
+                os.dup2(saved, 2)
+            capture.seek(0)
+            lines = capture.read().decode("utf-8", "replace").splitlines()
+    finally:
+        os.close(saved)
+        pysam.set_verbosity(previous)
+    errors = [line.split("] ", 1)[-1].strip() for line in lines if line.startswith("[E::")]
+    return errors[0] if errors else None
 
 
 def _windows(variants, fasta, window: int):
@@ -109,24 +141,28 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
     """Score every ALT allele of ``vcf_path`` against ``reference``. Raises :class:`InputError` naming the
     variant for a contig the reference lacks, a position past the contig's end, a REF that does not match
     the reference (unless ``skip_mismatch``) or a malformed record. Symbolic alleles (``<DEL>``, ``*``,
-    breakends) and indels longer than ``max_indel`` (default: a quarter of the window) are skipped with a count."""
+    breakends), ALT alleles with IUPAC ambiguity codes and indels longer than ``max_indel`` (default: a quarter of
+    the window) are skipped with a count."""
     if window < 1:
         raise UsageError(f"--window must be at least 1 (got {window})")
     if max_indel is not None and max_indel < 0:
         raise UsageError(f"--max-indel must be at least 0 (got {max_indel})")
     max_indel = window // 4 if max_indel is None else max_indel
     vcf = _open_vcf(vcf_path)
-    fasta = _open_reference(reference)
+    fasta = open_indexed_fasta(reference)
     lengths = dict(zip(fasta.references, fasta.lengths))
     todo, meta = [], []
-    mismatches = unsupported = number = 0
+    mismatches = unsupported = ambiguous = number = 0
     with quiet_htslib():
         try:
             for number, rec in enumerate(vcf, 1):
                 name = f"{rec.chrom}:{rec.pos} {rec.ref}>{','.join(rec.alts or ('.',))}"
                 if rec.chrom not in lengths:
                     raise InputError(f"contig '{rec.chrom}' is not in the reference {reference}", path=str(vcf_path), record=name)
-                if rec.pos < 1 or rec.stop > lengths[rec.chrom]:
+                if rec.pos < 1:
+                    raise InputError(f"POS {rec.pos} is before the start of the contig (VCF positions are 1-based)",
+                                     path=str(vcf_path), record=name)
+                if rec.stop > lengths[rec.chrom]:
                     raise InputError(f"position is beyond the end of contig '{rec.chrom}' ({lengths[rec.chrom]} bp)",
                                      path=str(vcf_path), record=name)
                 if not rec.ref or not _ALLELE.match(rec.ref):
@@ -140,13 +176,19 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
                                      "wrong genome build? (--skip-mismatch skips such variants)",
                                      path=str(vcf_path), record=name)
                 for alt in rec.alts or ():
+                    if _AMBIGUOUS.match(alt):
+                        ambiguous += 1
+                        continue
                     if not _ALLELE.match(alt) or abs(len(alt) - len(rec.ref)) > max_indel or len(rec.ref) > max_indel + 1:
                         unsupported += 1
                         continue
                     todo.append((rec.chrom, rec.start, rec.ref, alt))
                     meta.append((rec.chrom, rec.pos, rec.id or ".", rec.ref, alt))
         except (ValueError, OSError) as err:
-            raise InputError(f"malformed VCF record {number + 1} ({err})", path=str(vcf_path)) from None
+            reason = _plain(err)
+            if "BGZF EOF" not in reason:  # pysam says 'truncated file' for any line htslib cannot parse
+                reason = _htslib_reason(vcf_path) or "a malformed line"
+            raise InputError(f"cannot read VCF record {number + 1} ({reason})", path=str(vcf_path)) from None
     header = vcf.header
     vcf.close()
     effects = []
@@ -168,7 +210,7 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
                 values[i] = (probs[k], probs[len(idx) + k])
     for (contig, pos, vid, ref, alt), (ref_v, alt_v) in zip(meta, values):
         effects.append(VariantEffect(contig, pos, vid, ref, alt, ref_v, alt_v))
-    return VariantScan(effects, mismatches, unsupported, header)
+    return VariantScan(effects, mismatches, unsupported, header, ambiguous)
 
 
 def _field(name: str) -> str:

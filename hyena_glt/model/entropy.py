@@ -211,8 +211,9 @@ def calibrate_threshold(
         scores = entropy[:, 1:][mask[:, 1:]]
     else:
         scores = (entropy[:, 1:] - entropy[:, :-1])[mask[:, 1:]]
-    if scores.numel() == 0:
-        raise UsageError("no sequence to calibrate the entropy threshold on")
+    if scores.numel() == 0:  # a threshold is compared from the second unit of a record on
+        raise InputError("too little sequence to calibrate the entropy threshold on (no record has 2 or more units); "
+                         "give a threshold (--threshold) or a longer input")
     scores = scores.float().sort().values
 
     def measure(theta: float) -> float:
@@ -498,7 +499,7 @@ class EntropyPatcher:
             if seq:
                 chunks.append(seq)
         if not chunks:
-            raise UsageError("no sequence to calibrate the entropy threshold on")
+            raise InputError("no sequence to calibrate the entropy threshold on (every record is empty)")
         device = self._model_device()
         tracks = []
         for group, rows in _batches([_Seq(c) for c in chunks], self.tokenizer, max(65536, self.settings.window), 256):

@@ -70,6 +70,9 @@ def from_pretrained(directory: str | Path, map_location: str | torch.device = "c
         if names is not None and task != "lm" and (not isinstance(names, list) or len(names) != num_outputs):
             raise ModelError(f"{key} must list {num_outputs} name(s), one per model output (got {names!r})",
                              path=str(directory / METADATA_FILE))
+    window = metadata.get("window")
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
+        raise ModelError(f"window must be a positive integer or null (got {window!r})", path=str(directory / METADATA_FILE))
     try:
         model = HyenaGLTForTask(config, task, num_outputs)
     except UsageError as err:
@@ -137,6 +140,9 @@ def _read_weights(directory: Path, model: torch.nn.Module) -> dict:
             parts.append(f"shape of {k} is {tuple(state[k].shape)}, config wants {tuple(expected[k].shape)}"
                          + (f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""))
         raise ModelError(f"weights do not match config.json: {'; '.join(parts)}", path=str(path))
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if broken:  # e.g. saved from a diverged run: every score would be NaN
+        raise ModelError(f"weights hold NaN or infinite values ({_few(broken)})", path=str(path))
     return state
 
 
