@@ -52,7 +52,7 @@ import torch
 
 from . import runtime
 from .errors import HyenaGLTError, ModelError, UsageError
-from .io.sequences import SequenceRecord, reverse_complement, sliding_windows
+from .io.sequences import SequenceRecord, check_names, drop_empty, reverse_complement, sliding_windows
 from .io.writers import check_destination
 
 log = logging.getLogger("hyena_glt")
@@ -264,15 +264,10 @@ class Predictor:
             yield from sliding_windows([record], self.window, self.stride, self.last)
 
     def _items(self, records: Iterable[SequenceRecord], windowed: bool) -> Iterator[SequenceRecord]:
-        skipped = 0
-        source = self.windows(records) if windowed else records
-        for item in source:
-            if len(item.seq) == 0:
-                skipped += 1
-                continue
-            yield item
-        if skipped:
-            log.warning("skipped %d record(s) with no sequence", skipped)
+        """Work items: records with no sequence are skipped (with a warning naming the first), as every
+        subcommand does; windows of the others never are empty."""
+        records = drop_empty(records)
+        return self.windows(records) if windowed else records
 
     # ---- predictions ------------------------------------------------------------------------------
     def predict(self, records: Iterable[SequenceRecord], *, windowed: bool = False,
@@ -750,6 +745,8 @@ def write_predictions_tsv(predictor: Predictor, records: Iterable[SequenceRecord
     names = predictor.output_names
     check_filters(predictor.task, names, min_score, labels, False, shard)
     written = 0
+    # Rows are in input order, so records may share a name (the mates of a read pair), but need one.
+    records = check_names(records, "TSV output")
     with text_output(dest) as fh:
         if header:
             fh.write(tsv_header(predictor.task, names) + "\n")
@@ -769,12 +766,14 @@ def write_predictions_bed(predictor: Predictor, records: Iterable[SequenceRecord
     """BED6+ rows (contig, start, end, label, score 0–1000, strand, one column per class probability or
     regression target) for the windows of every record, sorted like ``sort -k1,1 -k2,2n``, filtered,
     optionally merged. ``.bed.gz``: BGZF + a tabix index ``<dest>.tbi``. ``header``: a ``#`` line naming
-    the columns. Returns the number of rows written."""
+    the columns. A record without coordinates is its own contig, so record names must be unique and not
+    empty (InputError, and no file, otherwise). Returns the number of rows written."""
     from .io.writers import bed_output
 
     names, task = predictor.output_names, predictor.task
     check_filters(task, names, min_score, labels, merge, shard)
     check_destination(dest)  # now, not after the scan
+    records = check_names(records, "BED output", unique=True)
     rows = SortedRows()
     try:
         for batch in predictor.predict(records, windowed=True, shard=shard):

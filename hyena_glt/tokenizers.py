@@ -11,7 +11,12 @@ Every tokenizer shares the same five special ids: PAD=0, CLS=1, SEP=2, MASK=3, U
   S, or a sequence shorter than K) become single-base tokens A..N=5..9, so nothing is lost.
   k-mer ids start at 10: id = 10 + sum(digit_i * 5**(K-1-i)), digits A0 C1 G2 T3 N4.
 - ``byte``: each UTF-8 byte b is id b + 5 (any alphabet, BLT-style).
-- ``protein``: the 20 amino acids ACDEFGHIKLMNPQRSTVWY = 5..24 and X = 25; B Z J U O read as X.
+- ``protein``: the 20 amino acids ACDEFGHIKLMNPQRSTVWY = 5..24 and X = 25; B Z J U O read as X; ``*``
+  (a stop codon, common in translated FASTA) is SEP = 2, the end of a sequence (the vocabulary stays 26,
+  so saved protein models, LM heads included, still load).
+
+No tokenizer has ids of its own for nucleotide ambiguity codes (R, Y, ...): they read as N, so a
+reader's ``iupac="keep"`` gives the same ids as ``iupac="N"``.
 """
 
 from __future__ import annotations
@@ -229,7 +234,8 @@ class ByteTokenizer(_TableTokenizer):
 
 
 class ProteinTokenizer(_TableTokenizer):
-    """The 20 amino acids + X (+ specials); B Z J U O → X; case folded."""
+    """The 20 amino acids + X (+ specials); B Z J U O → X; ``*`` (stop) → SEP, decoded back to ``*``;
+    case folded."""
 
     name = "protein"
     alphabet = "protein"
@@ -240,9 +246,11 @@ class ProteinTokenizer(_TableTokenizer):
         letters = self.AMINO_ACIDS + "X"
         mapping = {aa + aa.lower(): _FIRST + i for i, aa in enumerate(letters)}
         mapping["BZJUObzjuo"] = _FIRST + len(self.AMINO_ACIDS)
+        # A stop codon takes an existing id: a new one would change the vocabulary of saved models.
+        mapping["*"] = SEP_ID
         self._lut = _table(mapping, UNK_ID)
         self.vocab_size = _FIRST + len(letters)
-        self._chars = np.array([0, 0, 0, 0, ord("?")] + [ord(c) for c in letters], dtype=np.uint8)
+        self._chars = np.array([0, 0, ord("*"), 0, ord("?")] + [ord(c) for c in letters], dtype=np.uint8)
 
     def to_dict(self) -> dict:
         return {"type": "protein", "vocab_size": self.vocab_size}
@@ -309,7 +317,8 @@ def encode_records(records: Iterable, tokenizer: Tokenizer, *, check: bool = Fal
 
     With ``check`` (tokenizers with ``checks_alphabet``), a character outside the tokenizer's
     alphabet raises the same InputError that ``read_sequences(alphabet=...)`` raises (``source``
-    names the file), found from the UNK ids of the encoding itself: the input is read once.
+    names the file, else the record's own ``source``), found from the UNK ids of the encoding itself:
+    the input is read once.
     """
     from .errors import InputError
 
@@ -328,7 +337,7 @@ def encode_records(records: Iterable, tokenizer: Tokenizer, *, check: bool = Fal
                 raise InputError(
                     f"invalid character {record.seq[position]!r} at position {position + 1} "
                     f"(not in the {tokenizer.alphabet} alphabet)",
-                    path=source,
+                    path=source if source is not None else getattr(record, "source", None),
                     record=record.id,
                 )
         yield record, ids

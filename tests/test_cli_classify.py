@@ -320,3 +320,50 @@ def test_bundled_default_model_is_used_without_model_option(tmp_path):
     bed = ok(str(DATA / "MT-human.fa"), "--format", "bed").splitlines()
     assert bed[0] == "#contig\tstart\tend\tlabel\tscore\tstrand\tp_non_promoter\tp_promoter"
     assert len(bed) == 1 + 237 and bed[-1].split("\t")[1:3] == ["16499", "16569"]
+
+
+# ---------------------------------------------------------------------------------------------- record names
+def _random_fasta(path: Path, records: list[tuple[str, int]], seed: int = 2) -> Path:
+    rng = np.random.default_rng(seed)
+    path.write_text("".join(f">{name}\n{''.join(rng.choice(list('ACGT'), length))}\n" for name, length in records))
+    return path
+
+
+@pytest.mark.parametrize("out_name", ["dl.bed", "dl.bed.gz"])
+def test_duplicate_names_refused_for_bed_kept_for_tsv(model, tmp_path, out_name):
+    # Two different records named chrA would be one contig in the BED, with conflicting rows for one interval.
+    dup = _random_fasta(tmp_path / "dup_long.fa", [("chrA", 150), ("chrB", 90), ("chrA", 100)])
+    out = tmp_path / out_name
+    result = run(str(dup), "-m", model, "-o", str(out))
+    assert result.exit_code == 2
+    assert result.stderr == (f"hyena-glt: error: {dup}: record 'chrA' appears twice (records 1 and 3); "
+                             "names must be unique for BED output\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dup_long.fa"]  # no BED, no .tbi, no temporaries
+    # One row per record in input order: both records keep their name (as the mates of a read pair do).
+    text = ok(str(dup), "-m", model, "--format", "tsv")
+    assert [line.split("\t")[0] for line in text.splitlines()[1:]] == ["chrA", "chrB", "chrA"]
+
+
+def test_bam_mates_share_a_name_in_tsv(model):
+    # ex1.bam holds read pairs: both mates of a pair are rows of their own, under the pair's name.
+    text = ok(str(DATA / "ex1.bam"), "-m", model, "--format", "tsv")
+    names = [line.split("\t")[0] for line in text.splitlines()[1:]]
+    assert len(names) == 3307 and len(set(names)) == 1699
+
+
+def test_record_without_a_name_is_refused(model, tmp_path):
+    nameless = _random_fasta(tmp_path / "noname_long.fa", [("", 150)], seed=3)
+    for out_name, output in (("nn.bed", "BED output"), ("nn.bed.gz", "BED output"), ("nn.tsv", "TSV output")):
+        result = run(str(nameless), "-m", model, "-o", str(tmp_path / out_name))
+        assert result.exit_code == 2
+        assert result.stderr == f"hyena-glt: error: {nameless}: record 1 has no name; {output} needs one\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noname_long.fa"]
+
+
+def test_record_without_sequence_is_skipped_with_a_warning(model, tmp_path):
+    path = tmp_path / "emptyrec.fa"
+    path.write_text(">a\nACGTACGTAC\n>b\n>c\nACGT\n")
+    result = runner.invoke(app, ["-@", "1", "classify", str(path), "-m", model, "-o", str(tmp_path / "e.tsv")])
+    assert result.exit_code == 0, result.stderr
+    assert f"hyena-glt: {path}: record 'b' has no sequence; skipped\n" in result.stderr
+    assert [line.split("\t")[0] for line in (tmp_path / "e.tsv").read_text().splitlines()[1:]] == ["a", "c"]

@@ -152,3 +152,24 @@ def test_bad_input_one_line_exit_2_no_output(case, model, reads_fq, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hyena-glt: error: ") and expect in lines[0]
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_duplicate_names_refused_for_windows_kept_for_whole_records(model, tmp_path):
+    # Windows carry (contig, start, end) and a record's contig is its name: two records named chrA would give
+    # rows with the same coordinates for different sequences. Whole records are rows of their own.
+    rng = np.random.default_rng(2)
+    dup = tmp_path / "dup_long.fa"
+    dup.write_text("".join(f">chrA\n{''.join(rng.choice(list('ACGT'), n))}\n" for n in (150, 100)))
+    out = tmp_path / "e.npz"
+    result = runner.invoke(app, ["-@", "1", "embed", str(dup), "-m", model, "-o", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr == (f"hyena-glt: error: {dup}: record 'chrA' appears twice (records 1 and 2); "
+                             "names must be unique for windowed embedding output\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dup_long.fa"]
+    embed(str(dup), "-m", model, "-o", str(out), "--window", "0")
+    assert np.load(out)["names"].tolist() == ["chrA", "chrA"]
+    nameless = tmp_path / "noname.fa"
+    nameless.write_text(">\nACGTACGT\n")
+    result = runner.invoke(app, ["-@", "1", "embed", str(nameless), "-m", model, "-o", str(tmp_path / "n.npz")])
+    assert result.exit_code == 2
+    assert result.stderr == f"hyena-glt: error: {nameless}: record 1 has no name; embedding output needs one\n"

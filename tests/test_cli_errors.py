@@ -41,6 +41,16 @@ def test_parser_errors_are_one_line(tmp_path):
     assert bad.stderr.startswith("hyena-glt: error: Invalid value for '--batch-size'")
 
 
+def test_top_level_option_errors_are_one_line(data_dir):
+    for args, problem in ((["-@", "abc"], "Invalid value for '--threads' / '-@'"), (["--seed", "x"], "Invalid value for '--seed'"),
+                          (["--bogus"], "No such option: --bogus")):
+        result = runner.invoke(app, [*args, "tokenize", str(data_dir / "ex1.fa")])
+        assert result.exit_code == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"hyena-glt: error: {problem}") and result.stderr.endswith("(see 'hyena-glt -h')\n")
+    alone = runner.invoke(app, [])  # no subcommand: the help, as before
+    assert "Usage: hyena-glt" in alone.stdout + alone.stderr
+
+
 def run_bad(*args: str, input: str | None = None) -> str:
     """Run a command that must fail with exit 2, one line on stderr and nothing on stdout; return the line."""
     result = runner.invoke(app, ["-@", "1", *args], input=input)
@@ -123,3 +133,22 @@ def test_module_entry_point_runs():
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert result.returncode == 0 and result.stdout == f"hyena-glt {__version__}\n"
+
+
+def test_binary_garbage_is_described_readably_by_every_subcommand(tmp_path):
+    # Not 40 raw bytes (U+FFFD characters and \x0e escapes): the first bytes in hex, on one line.
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(bytes([0x73, 0xF3, 0xB1, 0x91, 0x31, 0xF3, 0x0E, 0x81, 0x9D, 0x0A, 0xFF]) * 50)
+    expected = (f"{garbage}: unknown format (not FASTA, FASTQ, SAM, BAM, CRAM or a CSV/TSV table with a 'sequence' "
+                "column; binary data: 73 f3 b1 91 31 f3 0e 81 ...)")
+    for command, output in (("tokenize", "x.tsv"), ("classify", "x.tsv"), ("embed", "x.npz"), ("interpret", "x.tsv")):
+        assert run_bad(command, str(garbage), "-o", str(tmp_path / output)) == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.bin"]
+
+
+def test_malformed_sam_is_not_called_truncated(tmp_path):
+    bad = tmp_path / "bad.sam"
+    bad.write_text("@SQ\tSN:x\tLN:10\nbad\tline\n")
+    assert run_bad("classify", str(bad), "-o", str(tmp_path / "bs.tsv")) == \
+        f"{bad}: malformed SAM record at line 2 (after record 0)"
+    assert not (tmp_path / "bs.tsv").exists()

@@ -164,7 +164,8 @@ def test_variant_effects_tsv_and_vcf(tmp_path, model_dir, genome):
     ("contig", "contig 'chrZ' is not in the reference"),
     ("beyond", "beyond the end of contig 'chrT' (120 bp)"),
     ("mismatch", "record 'chrT:51 A>C': REF 'A' does not match the reference ('G')"),
-    ("malformed", "malformed VCF"),
+    ("malformed", "calls.vcf: cannot read VCF record 1 (Could not parse the position 'not_a_number')"),
+    ("window0", "--window must be at least 1 (got 0)"),  # not the model's window in disguise
 ])
 def test_bad_vcf_is_one_line_exit_2_and_no_output(tmp_path, model_dir, genome, case, message):
     path, _ = genome
@@ -173,10 +174,12 @@ def test_bad_vcf_is_one_line_exit_2_and_no_output(tmp_path, model_dir, genome, c
         vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=chrT,length=120>\n"
                        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nchrT\tnot_a_number\t.\tG\tC\t.\t.\t.\n")
     else:
-        row = {"contig": ("chrZ", 5, "A", "C"), "beyond": ("chrT", 121, "A", "C"), "mismatch": ("chrT", 51, "A", "C")}[case]
+        row = {"contig": ("chrZ", 5, "A", "C"), "beyond": ("chrT", 121, "A", "C"), "mismatch": ("chrT", 51, "A", "C"),
+               "window0": ("chrT", 51, "G", "C")}[case]
         vcf = write_vcf(tmp_path / "calls.vcf.gz", {"chrT": 200, "chrZ": 50}, [row])
     out = tmp_path / "effects.tsv"
-    result = invoke("interpret", "--variants", vcf, "--reference", path, "--model", model_dir, "-o", out)
+    extra = ["--window", "0"] if case == "window0" else []
+    result = invoke("interpret", "--variants", vcf, "--reference", path, "--model", model_dir, "-o", out, *extra)
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("hyena-glt: error: ")
     assert message in result.stderr
@@ -214,3 +217,26 @@ def test_ism_window_to_stdout(model_dir, fasta):
     assert len(rows) == 3 * LENGTH
     inside = [float(r[6]) != 0 for r in rows[:LENGTH]]
     assert inside == [4 <= i < 12 for i in range(LENGTH)]  # only bases 5..12 (1-based) were mutated
+
+
+def test_duplicate_names_refused_for_per_position_outputs(tmp_path, model_dir, fasta):
+    # Two records named 'dup' would be averaged into one bedGraph track, or share the TSV's positions.
+    records = fasta.read_text().splitlines()
+    dup = tmp_path / "dup.fa"
+    dup.write_text("\n".join([">dup", records[1], ">other", records[3], ">dup", records[5]]) + "\n")
+    for name, output in (("i.bedgraph", "bedGraph output"), ("i.bedgraph.gz", "bedGraph output"),
+                         ("i.tsv", "per-position TSV output")):
+        result = invoke("interpret", dup, "--model", model_dir, "-o", tmp_path / name)
+        assert result.exit_code == 2
+        assert result.stderr == (f"hyena-glt: error: {dup}: record 'dup' appears twice (records 1 and 3); "
+                                 f"names must be unique for {output}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dup.fa", "seqs.fa"]
+    # the .npz holds one row per record: both are kept, under their name
+    result = invoke("interpret", dup, "--model", model_dir, "-o", tmp_path / "i.npz")
+    assert result.exit_code == 0, result.stderr
+    assert np.load(tmp_path / "i.npz")["names"].tolist() == ["dup", "other", "dup"]
+    nameless = tmp_path / "noname.fa"
+    nameless.write_text(f">\n{records[1]}\n")
+    result = invoke("interpret", nameless, "--model", model_dir, "-o", tmp_path / "n.npz")
+    assert result.exit_code == 2
+    assert result.stderr == f"hyena-glt: error: {nameless}: record 1 has no name; .npz output needs one\n"

@@ -137,6 +137,8 @@ def test_static_patcher_on_windows_uses_genome_coordinates(data_dir):
         (["-o", "{tmp}/out.tsv", "--window", "0"], "--window must be >= 1"),
         (["-o", "{tmp}/out.xyz"], "cannot tell the output format of"),
         (["-o", "{tmp}/out.bed", "-t", "kmer:3", "--patcher", "static:4"], "--patcher needs one unit per character"),
+        (["-o", "{tmp}/out.tsv", "-t", "byte", "--iupac", "error"],
+         "--iupac error does not apply to the byte tokenizer (it reads every byte as it is)"),
     ],
 )
 def test_usage_errors(tmp_path, data_dir, args, message):
@@ -179,6 +181,26 @@ def _cram(tmp: Path, data: Path) -> Path:
     return cram
 
 
+def _garbage(tmp: Path, data: Path) -> Path:
+    (tmp / "in" / "garbage.bin").write_bytes(bytes([0x73, 0xF3, 0xB1, 0x91, 0x31, 0xF3, 0x0E, 0x81, 0x9D]) * 40)
+    return tmp / "in" / "garbage.bin"
+
+
+def _bad_sam(tmp: Path, data: Path) -> Path:
+    (tmp / "in" / "bad.sam").write_text("@SQ\tSN:x\tLN:10\nbad\tline\n")
+    return tmp / "in" / "bad.sam"
+
+
+def _nameless(tmp: Path, data: Path) -> Path:
+    (tmp / "in" / "noname.fa").write_text(">\nACGT\n")
+    return tmp / "in" / "noname.fa"
+
+
+def _duplicate(tmp: Path, data: Path) -> Path:
+    (tmp / "in" / "dup.fa").write_text(">dup\nACGTACGT\n>dup\nGGGGCCCC\n")
+    return tmp / "in" / "dup.fa"
+
+
 def _bed(tmp: Path, data: Path) -> Path:
     (tmp / "in" / "regions.bed").write_text("seq1\t0\t10\n\nseq2\t5\n")
     return tmp / "in" / "regions.bed"
@@ -194,6 +216,14 @@ def _bed(tmp: Path, data: Path) -> Path:
         (_bad_char, [], "bad.fa: record 'x': invalid character '*' at position 11 (not in the nucleotide alphabet)"),
         (_empty, [], "empty.fq: empty file"),
         (_cram, [], "reads.cram: CRAM input needs its reference FASTA (--reference)"),
+        (_garbage, [], "garbage.bin: unknown format (not FASTA, FASTQ, SAM, BAM, CRAM or a CSV/TSV table with a "
+                       "'sequence' column; binary data: 73 f3 b1 91 31 f3 0e 81 ...)"),
+        (_bad_sam, [], "bad.sam: malformed SAM record at line 2 (after record 0)"),
+        (_nameless, [], "noname.fa: record 1 has no name; NPZ output needs one"),
+        (_duplicate, ["--region", "dup:1-4"], "dup.fa: record 'dup' appears twice (records 1 and 2); names must be "
+                                               "unique in an indexed FASTA (its .fai index keeps only the first)"),
+        (_duplicate, ["--window", "4"], "dup.fa: record 'dup' appears twice (records 1 and 2); names must be "
+                                        "unique for windows"),
     ],
 )
 def test_bad_inputs(tmp_path, data_dir, make, extra, message):
@@ -205,6 +235,7 @@ def test_bad_inputs(tmp_path, data_dir, make, extra, message):
     assert result.stderr.startswith("hyena-glt: error: ") and message in result.stderr
     assert result.stderr.count("\n") == 1
     assert list((tmp_path / "out").iterdir()) == []
+    assert [p.name for p in (tmp_path / "in").iterdir()] == [source.name]  # no .fai left behind either
 
 
 @pytest.mark.parametrize(
@@ -233,3 +264,62 @@ def test_closed_pipe_exits_quietly(data_dir):
     assert producer.wait(timeout=60) == 0
     assert head.stdout == b"id\tlength\tids\n"
     assert stderr == b""
+
+
+def test_record_without_sequence_is_skipped_with_a_warning(tmp_path):
+    # as classify, embed and interpret do: no length-0 row
+    path = tmp_path / "emptyrec.fa"
+    path.write_text(">a\nACGTACGTAC\n>b\n\n>c\nACGT\n")
+    result = run(path)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "id\tlength\tids\na\t10\t5 6 7 8 5 6 7 8 5 6\nc\t4\t5 6 7 8\n"
+    assert result.stderr == f"hyena-glt: {path}: record 'b' has no sequence; skipped\n"
+    npz = run(path, "-o", tmp_path / "e.npz")
+    assert npz.exit_code == 0 and load_tokenized(tmp_path / "e.npz")["names"].tolist() == ["a", "c"]
+
+
+def test_duplicate_names_keyed_outputs_refused_per_record_outputs_kept(tmp_path):
+    dup = tmp_path / "dup.fa"
+    dup.write_text(">dup\nACGTACGT\n>dup\nGGGGCCCC\n")
+    per_record = run(dup)  # one row per record, in input order: both kept
+    assert per_record.exit_code == 0 and per_record.stdout.splitlines()[1:] == [
+        "dup\t8\t5 6 7 8 5 6 7 8", "dup\t8\t7 7 7 7 6 6 6 6"]
+    out = tmp_path / "p.bed"
+    patches = run(dup, "--patcher", "static:4", "-o", out)
+    assert patches.exit_code == 2 and patches.stderr == (
+        f"hyena-glt: error: {dup}: record 'dup' appears twice (records 1 and 2); names must be unique for BED output\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dup.fa"]
+
+
+def test_iupac_keep_is_documented_as_the_same_ids_as_n(tmp_path):
+    # No tokenizer has ids for ambiguity codes: keep and N read R/Y/k/m alike (N = 9; kmer:2 codes them as N).
+    path = tmp_path / "iupac.fa"
+    path.write_text(">a\nACRYGTkm\n")
+    assert run(path).stdout == "id\tlength\tids\na\t8\t5 6 9 9 7 8 9 9\n"
+    for extra in ([], ["-t", "kmer:2"]):
+        assert run(path, "--iupac", "keep", *extra).stdout == run(path, "--iupac", "N", *extra).stdout
+    help_text = " ".join(run("--help").stdout.split())
+    assert "keep gives the same ids as N: no tokenizer has ids of its own for them" in help_text
+    bad = run(path, "--iupac", "error")
+    assert bad.exit_code == 2 and "record 'a': invalid character 'R' at position 3" in bad.stderr
+
+
+def test_protein_stop_codon_is_accepted(tmp_path):
+    path = tmp_path / "prot.fa"
+    path.write_text(">p\nMKTAY*\n>q\nMK*B\n")
+    result = run(path, "-t", "protein")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "id\tlength\tids\np\t6\t15 13 21 5 24 2\nq\t4\t15 13 2 25\n"
+    # the reader's check (--iupac error, windows) accepts '*' too, and still rejects the ambiguity code B
+    windows = run(path, "-t", "protein", "--window", "100")
+    assert windows.exit_code == 0 and windows.stdout == result.stdout.replace("p\t", "p:1-6\t").replace("q\t", "q:1-4\t")
+    strict = run(path, "-t", "protein", "--iupac", "error")
+    assert strict.exit_code == 2 and "record 'q': invalid character 'B' at position 4" in strict.stderr
+
+
+def test_empty_regions_bed_warns(tmp_path, data_dir):
+    bed = tmp_path / "empty.bed"
+    bed.write_text("")
+    result = run(data_dir / "ex1.fa", "--regions", bed)
+    assert result.exit_code == 0
+    assert result.stdout == "id\tlength\tids\n" and result.stderr == f"hyena-glt: {bed}: no regions\n"

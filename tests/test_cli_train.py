@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,3 +128,171 @@ def test_entropy_patcher_needs_a_model(rows, tmp_path):
     train = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows])
     out = tmp_path / "m"
     assert_bad(invoke("train", str(train), "--patcher", "entropy", "-o", str(out)), out, "--entropy-model")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bad input found by a new-user sweep: each is one line naming the file (and the line or record), exit 2, and no
+# output folder (nor any parent folder the run would have made)
+
+
+def write_bytes(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def test_unreadable_training_files_are_input_errors(rows, tmp_path):
+    import gzip
+
+    out = tmp_path / "new" / "deeper" / "model"
+    good = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows])
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    garbage = write_bytes(tmp_path / "garbage.bin", bytes(range(128, 256)) * 20)
+    text = good.read_bytes()
+    truncated = write_bytes(tmp_path / "trunc.csv.gz", gzip.compress(text)[: len(gzip.compress(text)) // 2])
+    nul = write_bytes(tmp_path / "nul.csv", b"sequence,label\nACGT,1\nAC\x00GT,0\n")
+    for args, message in (
+        ([str(folder)], "adir: is a folder, not a sequence file"),
+        ([str(garbage)], "garbage.bin: line 1: not a text table (binary data)"),
+        ([str(truncated)], "trunc.csv.gz: truncated gzip file (unexpected end of compressed data)"),
+        ([str(nul)], "nul.csv: line 3: not a text table (binary data)"),
+        ([str(good), "--val", str(folder)], "adir: is a folder, not a sequence file"),
+        ([str(good), "--test", str(garbage)], "garbage.bin: line 1: not a text table (binary data)"),
+        ([str(good), "--val", str(truncated)], "trunc.csv.gz: truncated gzip file"),
+        (["--task", "lm", str(folder)], "adir: is a folder, not a sequence file"),
+    ):
+        assert_bad(invoke("train", *args, "--max-steps", "1", "-o", str(out)), out, message)
+        assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc, where nothing can be created")
+def test_output_folder_that_cannot_be_created(rows, tmp_path):
+    good = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows])
+    out = Path("/proc/hyena-glt-test-model")
+    assert_bad(invoke("train", str(good), "--max-steps", "1", "-o", str(out)), out,
+               "hyena-glt: error: /proc/hyena-glt-test-model: cannot create the output folder: ")
+
+
+def test_failure_inside_training_leaves_no_parent_folders(rows, tmp_path):
+    good = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows])
+    out = tmp_path / "new" / "model"
+    assert_bad(invoke("train", str(good), "--set", "wings=2", "-o", str(out)), out, "unknown model config field(s): wings")
+    assert not (tmp_path / "new").exists()
+
+
+def test_sequences_are_checked_against_the_tokenizer_alphabet(tmp_path):
+    out = tmp_path / "model"
+    cases = {
+        "badseq.csv": ("sequence,label\nACGT,1\nACGX,0\nGGCC,0\n",
+                       "badseq.csv: line 3: invalid character 'X' at position 4 (not in the nucleotide alphabet)"),
+        "space.csv": ("sequence,label\nACGTAC GT,1\nACGTACGTA,0\n", "space.csv: line 2: invalid character ' ' at position 7"),
+        "quoted.csv": ('"sequence","label"\n"ACGTA",1\n"GG,CC",0\n', "quoted.csv: line 3: invalid character ',' at position 3"),
+        "labelled.fa": (">a label=1\nACGT\n>b label=0\nAC!T\n",
+                        "labelled.fa: record 'b': invalid character '!' at position 3 (not in the nucleotide alphabet)"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        assert_bad(invoke("train", str(tmp_path / name), "--window", "8", "--max-steps", "1", "-o", str(out)), out, message)
+    digits = write_csv(tmp_path / "digits.csv", ["sequence", "code", "label"], [("ACGT", "1", "0"), ("GGCC", "2", "1")])
+    assert_bad(invoke("train", str(digits), "--sequence-column", "code", "--max-steps", "1", "-o", str(out)), out,
+               "digits.csv: line 2: invalid character '1' at position 1 (not in the nucleotide alphabet)")
+    assert_bad(invoke("train", str(digits), "--sequence-column", "label", "--max-steps", "1", "-o", str(out)), out,
+               "digits.csv: line 1: column 'label' cannot be both the sequence and a label column")
+    good = write_csv(tmp_path / "good.csv", ["sequence", "label"], [("ACGT", "0"), ("GGCC", "1")])
+    bad_test = write_csv(tmp_path / "test.csv", ["sequence", "label"], [("ACGT", "0"), ("GGJC", "1")])
+    assert_bad(invoke("train", str(good), "--test", str(bad_test), "--max-steps", "1", "-o", str(out)), out,
+               "test.csv: line 3: invalid character 'J' at position 3")
+    (tmp_path / "lm.fa").write_text(">x\nACGTXACGT\n")
+    assert_bad(invoke("train", "--task", "lm", str(tmp_path / "lm.fa"), "--max-steps", "1", "-o", str(out)), out,
+               "lm.fa: record 'x': invalid character 'X' at position 5 (not in the nucleotide alphabet)")
+    (tmp_path / "a.fa").write_text(">a1\nACGT\n")
+    (tmp_path / "b.fa").write_text(">b1\nAC-T\n")
+    assert_bad(invoke("train", "--class-fasta", f"a={tmp_path / 'a.fa'}", "--class-fasta", f"b={tmp_path / 'b.fa'}",
+                      "--max-steps", "1", "-o", str(out)), out, "b.fa: record 'b1': invalid character '-' at position 3")
+    # a protein tokenizer reads protein letters: the same X is fine there
+    result = invoke("train", str(tmp_path / "badseq.csv"), "--tokenizer", "protein", *TINY, "--max-steps", "1",
+                    "--batch-size", "4", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+
+
+def test_lm_on_a_one_base_record_is_bad_input(tmp_path):
+    one = tmp_path / "one.fa"
+    one.write_text(">one\nA\n")
+    out = tmp_path / "lm"
+    assert_bad(invoke("train", "--task", "lm", str(one), "--max-steps", "1", "--batch-size", "4", "-o", str(out)), out,
+               "one.fa: no training sequence is long enough for a next-unit prediction (each has fewer than 2 units")
+    assert_bad(invoke("train", "--task", "lm", str(one), "--window", "1", "--max-steps", "1", "-o", str(out)), out,
+               "--task lm needs --window of at least 2")
+    # a single-base record beside real ones is left out with a warning, not a diverged loss
+    mixed = tmp_path / "mixed.fa"
+    mixed.write_text(">one\nA\n>two\nACGTACGTAC\n")
+    result = invoke("train", "--task", "lm", str(mixed), *TINY, "--max-steps", "1", "--batch-size", "4", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert "mixed.fa: left out 1 training sequence(s) of a single unit" in result.stderr
+    assert from_pretrained(out)[1]["training"]["data"]["train"]["n_sequences"] == 1
+
+
+def test_utf8_bom_in_the_header_is_dropped(tmp_path):
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfsequence,label\nACGTACGT,1\nGGCCGGCC,0\n")
+    out = tmp_path / "model"
+    result = invoke("train", str(bom), *TINY, "--max-steps", "1", "--batch-size", "4", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert from_pretrained(out)[1]["class_names"] == ["0", "1"]
+
+
+def test_data_format_is_honoured_or_refused(rows, tmp_path):
+    out = tmp_path / "model"
+    table = write_csv(tmp_path / "tr.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows])
+    fasta = tmp_path / "lab.fa"
+    fasta.write_text(">a label=1\nACGTACGT\n>b label=0\nGGCCGGCC\n")
+    assert_bad(invoke("train", str(table), "--data-format", "fasta", "--max-steps", "1", "-o", str(out)), out,
+               "tr.csv: --data-format fasta, but the file holds no FASTA/FASTQ records")
+    assert_bad(invoke("train", str(fasta), "--data-format", "table", "--max-steps", "1", "-o", str(out)), out,
+               "lab.fa: --data-format table, but the file holds FASTA/FASTQ (or SAM/BAM/CRAM) records")
+    assert_bad(invoke("train", str(table), "--data-format", "gff", "--max-steps", "1", "-o", str(out)), out,
+               "unknown data format 'gff' (use one of: table, fasta, bed)")
+    assert_bad(invoke("train", "--task", "lm", str(fasta), "--data-format", "bed", "--max-steps", "1", "-o", str(out)),
+               out, "--data-format bed is for labelled intervals")
+    # honoured where it fits the content: a FASTA with a .txt name (which alone would mean a table)
+    renamed = tmp_path / "lab.txt"
+    renamed.write_text(fasta.read_text())
+    assert_bad(invoke("train", str(renamed), "--max-steps", "1", "-o", str(out)), out, "lab.txt: ")
+    result = invoke("train", str(renamed), "--data-format", "fasta", *TINY, "--max-steps", "1", "--batch-size", "4",
+                    "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+
+
+def test_option_values_that_were_accepted_silently(rows, tmp_path):
+    out = tmp_path / "model"
+    good = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows])
+    lm = tmp_path / "lm.fa"
+    lm.write_text(">x\n" + "ACGT" * 50 + "\n")
+    for args, message in (
+        (["--eval-every", "0"], "--eval-every must be at least 1 (got 0)"),
+        (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1 (got 0)"),
+        (["--curriculum-start", "10", "--curriculum-fraction", "2"], "--curriculum-fraction must be in (0, 1] (got 2.0)"),
+        (["--curriculum-fraction", "0"], "--curriculum-fraction must be in (0, 1] (got 0.0)"),
+        (["--target-patch-length", "0"], "--target-patch-length only applies to --patcher entropy (got --patcher none)"),
+        (["--patcher", "entropy", "--entropy-model", str(tmp_path), "--target-patch-length", "0.5"],
+         "--target-patch-length must be a number of units >= 1 (got 0.5)"),
+        (["--meta", "k={bad"], "--meta k={bad: not valid JSON (Expecting property name enclosed in double quotes"),
+        (["--set", "attn_layers=[1"], "--set attn_layers=[1: not valid JSON"),
+        (["--stride", "5"], "--stride is for --task lm"),
+    ):
+        assert_bad(invoke("train", str(good), *args, "--max-steps", "1", "-o", str(out)), out, message)
+    assert_bad(invoke("train", "--task", "lm", str(lm), "--stride", "0", "--max-steps", "1", "-o", str(out)), out,
+               "--stride must be at least 1 (got 0)")
+    flags = write_csv(tmp_path / "ml.csv", ["sequence", "a", "b"], [("ACGTACGT", "1", "0"), ("GGCCGGCC", "0", "2")])
+    assert_bad(invoke("train", str(flags), "--task", "multilabel", "--max-steps", "1", "-o", str(out)), out,
+               "ml.csv: line 3: column 'b': '2' is not 0 or 1 (a multilabel flag column)")
+    two = tmp_path / "lab.fa"
+    two.write_text(">a label=1\nACGTACGT\n>b label=0\nGGCCGGCC\n")
+    assert_bad(invoke("train", str(two), "--val-fraction", "0.5", "--max-steps", "1", "-o", str(out)), out,
+               "lab.fa: --val-fraction 0.5 of 2 sequences leaves no training example of class(es) ",
+               "classification needs at least two classes")
+    # a bare word stays a string (as --set pooling=attention does)
+    result = invoke("train", str(good), "--meta", "source=GUE", *TINY, "--max-steps", "1", "--batch-size", "50",
+                    "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert from_pretrained(out)[1]["source"] == "GUE"

@@ -198,3 +198,151 @@ def test_mixed_lengths_need_window(data_dir, tmp_path):
                                          r"70 nt 'mixed.csv:5'\); give --window N"):
         datasets.check_lengths(data, None, "training")
     datasets.check_lengths(data, 64, "training")  # a window settles it
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# unreadable files, the alphabet, BOMs and --data-format
+
+
+def test_unreadable_files_are_input_errors(tmp_path):
+    import gzip
+
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    with pytest.raises(InputError, match=r"adir: is a folder, not a sequence file"):
+        datasets.load_labelled(folder, "classification")
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(bytes(range(128, 256)) * 20)
+    with pytest.raises(InputError, match=r"garbage\.bin: line 1: not a text table \(binary data\)"):
+        datasets.load_labelled(garbage, "classification")
+    late = tmp_path / "late.tsv"
+    late.write_bytes(b"sequence\tlabel\nACGT\t1\nAC\xff\xfeGT\t0\n")
+    with pytest.raises(InputError, match=r"late\.tsv: line 3: not a text table \(binary data\)"):
+        datasets.load_labelled(late, "classification")
+    # truncated after the first 64 KiB, where a look at the head of the file cannot tell
+    bases = np.frombuffer(b"ACGT", dtype=np.uint8)[np.random.default_rng(0).integers(0, 4, (8000, 80))]
+    rows = "".join(f"{row.tobytes().decode()},{i % 2}\n" for i, row in enumerate(bases))
+    packed = gzip.compress(("sequence,label\n" + rows).encode(), compresslevel=1)
+    assert len(packed) > 2 * 65536
+    truncated = tmp_path / "trunc.csv.gz"
+    truncated.write_bytes(packed[: len(packed) - 1000])
+    with pytest.raises(InputError, match=r"trunc\.csv\.gz: truncated gzip file"):
+        datasets.load_labelled(truncated, "classification")
+    reference = tmp_path / "ref.fa"
+    reference.write_text(">chr1\nACGTACGTACGTACGTACGT\n")
+    bed = tmp_path / "x.bed"
+    bed.write_bytes(b"\x00\x01\x02chr1\t0\t10\tgene\n")
+    with pytest.raises(InputError, match=r"x\.bed: line 1: not a text BED file \(binary data\)"):
+        datasets.load_labelled(bed, "classification", reference=reference)
+
+
+def test_alphabet_checked_like_classify_with_iupac_as_n(tmp_path):
+    path = tmp_path / "iupac.csv"
+    path.write_text("sequence,label\nACGTRYNN,1\nacgtacgt,0\nACGUACGU,0\n")
+    data = datasets.load_labelled(path, "classification", alphabet="nucleotide")
+    # Ambiguity codes read as N, as classify reads them; case is kept, as classify keeps it (the tokenizer decides:
+    # nucleotide folds it, nucleotide:softmask gives soft-masked bases their own ids, in training as in inference).
+    assert data.sequences == ["ACGTNNNN", "acgtacgt", "ACGUACGU"]
+    assert datasets.load_labelled(path, "classification").sequences[0] == "ACGTRYNN"  # no alphabet: no check
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sequence,label\nACGT,1\nACGX,0\nGGCC,0\n")
+    with pytest.raises(InputError, match=r"^.*bad\.csv: line 3: invalid character 'X' at position 4 "
+                                         r"\(not in the nucleotide alphabet\)$"):
+        datasets.load_labelled(bad, "classification", alphabet="nucleotide")
+    assert datasets.load_labelled(bad, "classification", alphabet="protein").sequences[1] == "ACGX"
+    fasta = tmp_path / "bad.fa"
+    fasta.write_text(">r1 label=a\nACGT\n>r2 label=b\nAC*T\n")
+    with pytest.raises(InputError, match=r"bad\.fa: record 'r2': invalid character '\*' at position 3"):
+        datasets.load_labelled(fasta, "classification", alphabet="nucleotide")
+    lm = tmp_path / "lm.fa"
+    lm.write_text(">chunked\nACGTACGTACGTACGTAC1T\n")
+    with pytest.raises(InputError, match=r"lm\.fa: record 'chunked': invalid character '1' at position 19"):
+        datasets.load_lm_sequences([lm], window=8, alphabet="nucleotide")
+
+
+def test_bom_gzip_and_long_cells(tmp_path):
+    import gzip
+
+    bom = tmp_path / "bom.tsv.gz"
+    bom.write_bytes(gzip.compress("\ufeffsequence\tlabel\nACGTACGT\t1\nGGCCGGCC\t0\n".encode()))
+    assert datasets.load_labelled(bom, "classification").class_names == ["0", "1"]
+    long = tmp_path / "long.csv"
+    sequence = "ACGT" * 50_000  # 200 kb: past the csv module's default 128 KiB cell limit
+    long.write_text(f"sequence,label\n{sequence},1\n{sequence[:100]},0\n")
+    assert datasets.load_labelled(long, "classification").lengths().tolist() == [200_000, 100]
+
+
+def test_data_format_must_fit_the_content(tmp_path):
+    table = tmp_path / "tr.csv"
+    table.write_text("sequence,label\nACGT,1\nGGCC,0\n")
+    fasta = tmp_path / "lab.txt"  # .txt alone would mean a table
+    fasta.write_text(">a label=1\nACGT\n>b label=0\nGGCC\n")
+    with pytest.raises(UsageError, match=r"tr\.csv: --data-format fasta, but the file holds no FASTA/FASTQ records"):
+        datasets.load_labelled(table, "classification", fmt="fasta")
+    with pytest.raises(UsageError, match=r"lab\.txt: --data-format bed, but the file holds FASTA/FASTQ"):
+        datasets.load_labelled(fasta, "classification", fmt="bed")
+    with pytest.raises(UsageError, match=r"unknown data format 'gff' \(use one of: table, fasta, bed\)"):
+        datasets.load_labelled(table, "classification", fmt="gff")
+    assert datasets.load_labelled(fasta, "classification", fmt="fasta").ids == ["a", "b"]
+    with pytest.raises(UsageError, match=r"lab\.txt: --data-format table, but the file holds FASTA"):
+        datasets.load_lm_sequences([fasta], window=8, fmt="table")
+    with pytest.raises(UsageError, match=r"--stride must be at least 1 \(got 0\)"):
+        datasets.load_lm_sequences([fasta], window=8, stride=0)
+
+
+def test_multilabel_flag_columns_hold_0_or_1(tmp_path):
+    flags = tmp_path / "ml.csv"
+    flags.write_text("sequence,a,b\nACGTACGT,1,0\nGGCCGGCC,0.0,1.0\n")
+    assert datasets.load_labelled(flags, "multilabel").labels.tolist() == [[1, 0], [0, 1]]
+    flags.write_text("sequence,a,b\nACGTACGT,1,0\nGGCCGGCC,0,2\n")
+    with pytest.raises(InputError, match=r"ml\.csv: line 3: column 'b': '2' is not 0 or 1"):
+        datasets.load_labelled(flags, "multilabel")
+
+
+@pytest.fixture
+def hyena_log():
+    """The messages logged to the 'hyena_glt' logger (which the CLI stops from propagating to the root)."""
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("hyena_glt")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def test_label_column_that_is_no_label_column(tmp_path, hyena_log):
+    table = tmp_path / "tr.csv"
+    table.write_text("sequence,label\n" + "".join(f"{'ACGT'[i % 4] * 8},{i}\n" for i in range(30)))
+    with pytest.raises(InputError, match=r"tr\.csv: line 1: column 'sequence' cannot be both the sequence and a label "
+                                         r"column"):
+        datasets.load_labelled(table, "classification", label_columns=["sequence"])
+    data = datasets.load_labelled(table, "classification")
+    assert len(data.class_names) == 30
+    assert [r.getMessage() for r in hyena_log] == [
+        f"{table}: 30 classes in 30 sequences: is that the label column? (numbers to predict need --task regression)"]
+
+
+def test_split_that_leaves_a_class_untrained(tmp_path, hyena_log):
+    two = tmp_path / "two.fa"
+    two.write_text(">a label=1\nACGTACGT\n>b label=0\nGGCCGGCC\n")
+    data = datasets.load_labelled(two, "classification")
+    with pytest.raises(InputError, match=r"two\.fa: --val-fraction 0\.5 of 2 sequences leaves no training example of "
+                                         r"class\(es\) '[01]'; classification needs at least two classes"):
+        datasets.split_validation(data, 0.5, seed=0)
+    # three classes, the lone 'c' held out: training is still possible, with a warning
+    labels = np.array([0] * 5 + [1] * 4 + [2])
+    data = datasets.LabelledData([f"s{i}" for i in range(10)], ["ACGTACGT"] * 10, labels, "classification",
+                                 class_names=["a", "b", "c"], sources=["three.csv"])
+    for seed in range(100):
+        hyena_log.clear()
+        train, val = datasets.split_validation(data, 0.2, seed)
+        if "s9" in val.ids:
+            break
+    else:
+        pytest.fail("no seed held out the lone example")
+    assert [r.getMessage() for r in hyena_log] == [
+        "three.csv: --val-fraction 0.2 of 10 sequences leaves no training example of class(es) 'c'; "
+        "the model will not learn to predict them"]

@@ -211,6 +211,9 @@ def test_errors(tmp_path, lm):
         EntropyPatcher(lm, threshold=1.0, mode="sideways")
     with pytest.raises(UsageError, match="context"):
         EntropyPatcher(lm, threshold=1.0, window=100, context=100)
+    for target in (0, 0.5, float("nan")):  # 0 used to mean "unset" (calibrating to 4) on the command line
+        with pytest.raises(UsageError, match=r"target patch length must be a number >= 1"):
+            EntropyPatcher(lm, target_patch_length=target, tokenizer=TOKENIZER)
     # A threshold is compared from each record's second unit on: one unit gives it nothing to calibrate on.
     with pytest.raises(InputError, match=r"too little sequence to calibrate .* \(no record has 2 or more units\)"):
         EntropyPatcher(lm, target_patch_length=4.0, tokenizer=TOKENIZER).calibrate(["A", "C"])

@@ -239,3 +239,28 @@ def test_npz_writer_streams_layout(tmp_path, model_dir):
     assert (z["end"] - z["start"] == z["lengths"]).all() and (z["lengths"] == 70).all()
     assert json.loads(str(z["metadata"])) == {"pool": "none"}
     assert not list(tmp_path.glob(".*"))  # no temporary left beside the output
+
+
+def test_bed_writer_refuses_names_that_cannot_be_contigs_tsv_writer_keeps_duplicates(model_dir, tmp_path, caplog):
+    from hyena_glt.errors import InputError
+    from hyena_glt.inference import write_predictions_bed, write_predictions_tsv
+
+    predictor = Predictor.from_pretrained(model_dir, device="cpu")
+    fasta = tmp_path / "dup.fa"
+    fasta.write_text(">chrA\n" + "ACGT" * 40 + "\n>chrA\n" + "GGCA" * 30 + "\n")
+    out = tmp_path / "x.bed"
+    with pytest.raises(InputError) as err:
+        write_predictions_bed(predictor, read_sequences(fasta), out)
+    assert str(err.value) == f"{fasta}: record 'chrA' appears twice (records 1 and 2); names must be unique for BED output"
+    # records made in code have no file or number; the message still names the record
+    with pytest.raises(InputError, match=r"^record 'x' appears twice \(in one input\)"):
+        write_predictions_bed(predictor, [SequenceRecord("x", "ACGT" * 30), SequenceRecord("x", "ACGT" * 30)], out)
+    with pytest.raises(InputError, match=r"^a record has no name; BED output needs one$"):
+        write_predictions_bed(predictor, [SequenceRecord("", "ACGT" * 30)], out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dup.fa"]
+    # TSV: one row per record, duplicates kept; an empty record is skipped with a warning naming it
+    fasta.write_text(">chrA\nACGTACGT\n>gap\n>chrA\nGGCA\n")
+    with caplog.at_level("WARNING", logger="hyena_glt"):
+        assert write_predictions_tsv(predictor, read_sequences(fasta), tmp_path / "x.tsv") == 2
+    assert caplog.messages == [f"{fasta}: record 'gap' has no sequence; skipped"]
+    assert [line.split("\t")[0] for line in (tmp_path / "x.tsv").read_text().splitlines()] == ["id", "chrA", "chrA"]

@@ -15,6 +15,8 @@ from pyfaidx import Fasta
 from hyena_glt.errors import InputError, UsageError
 from hyena_glt.io.sequences import (
     SequenceRecord,
+    check_names,
+    drop_empty,
     read_many,
     read_sequences,
     reverse_complement,
@@ -421,3 +423,148 @@ def test_reverse_complement(data_dir):
     assert reverse_complement("AACGTNRYacgtn") == "nacgtRYNACGTT"
     sequence = next(read_sequences(data_dir / "lambda_virus.fa")).seq
     assert reverse_complement(reverse_complement(sequence)) == sequence
+
+
+# ------------------------------------------------------------------------------------------ record names
+
+
+def test_records_know_their_file_and_number(tmp_path, data_dir):
+    records = list(read_many([data_dir / "ex1.fa", data_dir / "MT-human.fa"]))
+    assert [(r.id, r.source, r.number) for r in records] == [
+        ("seq1", str(data_dir / "ex1.fa"), 1), ("seq2", str(data_dir / "ex1.fa"), 2),
+        ("MT_human", str(data_dir / "MT-human.fa"), 1)]
+    assert records[0] == SequenceRecord("seq1", records[0].seq, description=records[0].description)  # not compared
+    windows = list(sliding_windows(records[1:2], 1000))
+    assert {(w.source, w.number) for w in windows} == {(str(data_dir / "ex1.fa"), 2)}
+    # a table row with an empty id cell is named FILE:LINE, as rows of a table without an id column are
+    (tmp_path / "t.csv").write_text("id,sequence\nfirst,ACGT\n,GGCC\n")
+    assert [(r.id, r.number) for r in read_sequences(tmp_path / "t.csv")] == [("first", 1), ("t.csv:3", 2)]
+
+
+def test_duplicate_names_are_refused_where_names_key_the_output(tmp_path, data_dir):
+    dup = tmp_path / "dup.fa"
+    dup.write_text(">chrA\nACGTACGT\n>chrB\nGGGG\n>chrA desc\nTTTT\n")
+    with pytest.raises(InputError) as err:
+        list(check_names(read_sequences(dup), "BED output", unique=True))
+    assert str(err.value) == f"{dup}: record 'chrA' appears twice (records 1 and 3); names must be unique for BED output"
+    # streamed: the records before the second 'chrA' pass, nothing is read twice
+    stream = check_names(read_sequences(dup), "BED output", unique=True)
+    assert [next(stream).id, next(stream).id] == ["chrA", "chrB"]
+    # per-record outputs keep both (the mates of a read pair share a name)
+    assert [r.id for r in check_names(read_sequences(dup), "TSV output")] == ["chrA", "chrB", "chrA"]
+    # across inputs, both files are named
+    other = tmp_path / "other.fa"
+    other.write_text(">chrC\nAC\n>chrB\nAC\n")
+    with pytest.raises(InputError) as err:
+        list(check_names(read_many([other, dup]), "windows", unique=True))
+    assert str(err.value) == (f"{dup}: record 'chrB' appears twice (record 2 of {other} and record 2 of {dup}); "
+                              "names must be unique for windows")
+    # records with coordinates (regions) are keyed by those: the same region twice is allowed
+    twice = list(check_names(read_sequences(data_dir / "ex1.fa", regions=["seq1:1-10", "seq1:1-10"]), "BED output",
+                             unique=True))
+    assert [r.id for r in twice] == ["seq1:1-10", "seq1:1-10"]
+    # a record with no sequence produces no rows: skipped by every command, so not checked either
+    empty_dup = tmp_path / "empty_dup.fa"
+    empty_dup.write_text(">a\nACGT\n>a\n")
+    assert len(list(check_names(read_sequences(empty_dup), "BED output", unique=True))) == 2
+
+
+def test_a_record_without_a_name_is_refused(tmp_path):
+    nameless = tmp_path / "noname.fa"
+    nameless.write_text(">a\nACGT\n>\nACGTACGT\n")
+    assert [r.id for r in read_sequences(nameless)] == ["a", ""]  # the reader itself reports what is there
+    for output, unique in (("BED output", True), ("TSV output", False)):
+        with pytest.raises(InputError) as err:
+            list(check_names(read_sequences(nameless), output, unique=unique))
+        assert str(err.value) == f"{nameless}: record 2 has no name; {output} needs one"
+
+
+def test_records_without_sequence_are_skipped_with_a_warning_naming_them(tmp_path, caplog):
+    path = tmp_path / "emptyrec.fa"
+    path.write_text(">a\nACGT\n>b\n>c\nAC\n")
+    with caplog.at_level("WARNING", logger="hyena_glt"):
+        assert [r.id for r in drop_empty(read_sequences(path))] == ["a", "c"]
+    assert caplog.messages == [f"{path}: record 'b' has no sequence; skipped"]
+    caplog.clear()
+    path.write_text(">a\n>b\nAC\n>c\n")
+    with caplog.at_level("WARNING", logger="hyena_glt"):
+        assert [r.id for r in drop_empty(read_sequences(path))] == ["b"]
+    assert caplog.messages == [f"skipped 2 records with no sequence (the first: {path}: record 'a')"]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_region_of_a_fasta_with_duplicate_names_is_refused_and_no_index_left(tmp_path, compress):
+    # htslib's faidx keeps the first 'a' and drops the second with only a warning; so does `samtools faidx`.
+    # Records with no sequence ('b') are left out of the index too, and still counted.
+    plain = tmp_path / "dup.fa"
+    plain.write_text(">a\nACGTAC\nACGTAC\nAC\n>b\n\n>c\nGG\n>a second\nTTTTTT\nTT\n")
+    path = _bgzip(plain, tmp_path / "dup.fa.gz") if compress else plain
+    message = (f"{path}: record 'a' appears twice (records 1 and 4); names must be unique in an indexed FASTA "
+               "(its .fai index keeps only the first)")
+    with pytest.raises(InputError) as err:
+        list(read_sequences(path, regions=["c:1-2"]))
+    assert str(err.value) == message
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["dup.fa"] + (["dup.fa.gz"] if compress else []))
+    if not compress:  # an index made earlier (samtools faidx) is checked too, and left where it was
+        pysam.faidx(str(plain))
+        with pytest.raises(InputError) as err:
+            list(read_sequences(plain, regions=["c:1-2"]))
+        assert str(err.value) == message and (tmp_path / "dup.fa.fai").exists()
+    # unique names: regions read as before, records with no sequence and CRLF lines included
+    good = tmp_path / "good.fa"
+    good.write_bytes(b">a desc\r\nACGT\r\nAC\r\n>e\r\n>b\r\nGGCC\r\n")
+    assert [r.seq for r in read_sequences(good, regions=["a:5-6", "b"])] == ["AC", "GGCC"]
+
+
+def test_malformed_sam_is_named_by_line_not_called_truncated(tmp_path, data_dir):
+    bad = tmp_path / "bad.sam"
+    bad.write_text("@SQ\tSN:x\tLN:10\nbad\tline\n")
+    with pytest.raises(InputError) as err:
+        list(read_sequences(bad))
+    assert str(err.value) == f"{bad}: malformed SAM record at line 2 (after record 0)"
+    bad.write_text("@HD\tVN:1.6\n@SQ\tSN:x\tLN:10\nr1\t4\t*\t0\t0\t*\t*\t0\t0\tACGT\tIIII\nr2\t4\t*\t0\tx\n")
+    with pytest.raises(InputError) as err:
+        list(read_sequences(bad))
+    assert str(err.value) == f"{bad}: malformed SAM record at line 4 (after record 1)"
+    # a gzip-compressed SAM that really ends early is called truncated
+    sam = tmp_path / "reads.sam"
+    pysam.view("-h", "-o", str(sam), str(data_dir / "ex1.bam"), catch_stdout=False)
+    packed = gzip.compress(sam.read_bytes())
+    cut = tmp_path / "cut.sam.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(InputError) as err:
+        list(read_sequences(cut))
+    assert str(err.value) == f"{cut}: truncated gzip file (unexpected end of compressed data)"
+    # a truncated BAM is still reported as truncated
+    bam = tmp_path / "cut.bam"
+    bam.write_bytes((data_dir / "ex1.bam").read_bytes()[:20000])
+    with pytest.raises(InputError, match=r"cut\.bam: cannot read BAM after record 0 \(.*truncated"):
+        list(read_sequences(bam))
+
+
+def test_unknown_binary_format_is_shown_as_hex_not_raw_bytes(tmp_path):
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(bytes([0x73, 0xF3, 0xB1, 0x91, 0x31, 0xF3, 0x0E, 0x81, 0x9D, 0xFF]) * 5)
+    with pytest.raises(InputError) as err:
+        list(read_sequences(garbage))
+    assert str(err.value) == (f"{garbage}: unknown format (not FASTA, FASTQ, SAM, BAM, CRAM or a CSV/TSV table with a "
+                              "'sequence' column; binary data: 73 f3 b1 91 31 f3 0e 81 ...)")
+    text = tmp_path / "notes.txt"
+    text.write_text("héllo wörld\tx\nmore\n")
+    with pytest.raises(InputError, match=r"notes\.txt: unknown format \(.*; starts with 'héllo wörld\\tx'\)$"):
+        list(read_sequences(text))
+    import bz2
+
+    packed = tmp_path / "x.fa.bz2"
+    packed.write_bytes(bz2.compress(b">a\nACGT\n"))
+    with pytest.raises(InputError) as err:
+        list(read_sequences(packed))
+    assert str(err.value) == f"{packed}: unknown format: bzip2-compressed (decompress it, or recompress it with gzip or bgzip)"
+
+
+def test_empty_bed_of_regions_warns(tmp_path, data_dir, caplog):
+    bed = tmp_path / "empty.bed"
+    bed.write_text("# nothing here\ntrack name=x\n")
+    with caplog.at_level("WARNING", logger="hyena_glt"):
+        assert list(read_sequences(data_dir / "ex1.fa", regions_bed=bed)) == []
+    assert caplog.messages == [f"{bed}: no regions"]

@@ -99,9 +99,19 @@ def test_protein_tokenizer():
     tok = ProteinTokenizer()
     assert tok.vocab_size == 26
     assert tok.encode("ACDEFGHIKLMNPQRSTVWYX").tolist() == list(range(5, 26))
-    assert tok.encode("mbzjuo*").tolist() == [15, 25, 25, 25, 25, 25, 4]
+    assert tok.encode("mbzjuo").tolist() == [15, 25, 25, 25, 25, 25]
     text = _random("ACDEFGHIKLMNPQRSTVWYX", 500, 3)
     assert tok.decode(tok.encode(text)) == text
+
+
+def test_protein_stop_codon_is_sep_and_the_vocabulary_is_unchanged():
+    # '*' (a stop codon, common in translated protein FASTA) takes the existing SEP id: a 27th id would
+    # change the vocabulary, and so the embedding and LM head shapes, of every saved protein model.
+    tok = ProteinTokenizer()
+    assert tok.encode("MK*").tolist() == [15, 13, 2] and tok.vocab_size == 26
+    assert tok.decode(tok.encode("MKV*MA*")) == "MKV*MA*"
+    assert get_tokenizer({"type": "protein", "vocab_size": 26}).encode("A*").tolist() == [5, 2]
+    assert tok.encode("A?#").tolist() == [5, 4, 4]  # anything else is still UNK
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -177,5 +187,14 @@ def test_encode_records_checks_like_the_reader(tmp_path):
     assert good.id == "good"
     with pytest.raises(InputError, match="record 'p': invalid character '1' at position 3 .not in the protein alphabet"):
         list(encode_records([SequenceRecord("p", "MJ1")], get_tokenizer("protein"), check=True))
+    # a stop codon passes both checks: the reader's protein alphabet and the encoder's UNK search
+    stop = [SequenceRecord("s", "MKV*")]
+    assert next(encode_records(stop, get_tokenizer("protein"), check=True))[1].tolist() == [15, 13, 22, 2]
+    path.write_text(">s\nMKV*\n")
+    assert next(read_sequences(path, alphabet="protein", iupac="error")).seq == "MKV*"
+    # the file a record came from names it in the encoder's error when no source is given
+    path.write_text(">a\nMKV*\n>b\nMK1\n")
+    with pytest.raises(InputError, match=r"^.*x\.fa: record 'b': invalid character '1' at position 3"):
+        list(encode_records(read_sequences(path), get_tokenizer("protein"), check=True))
     with pytest.raises(UsageError, match="cannot check its input"):
         list(encode_records([], get_tokenizer("kmer:3"), check=True))

@@ -6,12 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from hyena_glt.errors import UsageError
+from hyena_glt.errors import InputError, UsageError
 from hyena_glt.io.datasets import LabelledData, load_labelled, load_lm_sequences
 from hyena_glt.model import from_pretrained
 from hyena_glt.training import Trainer, TrainOptions, metrics
@@ -214,3 +215,60 @@ def test_multilabel_run(data_dir, tmp_path):
     model, meta = from_pretrained(tmp_path / "ml")
     assert meta["class_names"] == ["gc_rich", "tata"] and model.num_outputs == 2
     assert meta["training"]["select_metric"] == "macro_f1"
+
+
+def test_option_checks(data_dir, tmp_path):
+    for kw, message in (
+        ({"eval_every": 0}, r"--eval-every must be at least 1 \(got 0\)"),
+        ({"checkpoint_every": -2}, r"--checkpoint-every must be at least 1 \(got -2\)"),
+        ({"patience": 0}, r"--patience must be at least 1 \(got 0\)"),
+        ({"curriculum_fraction": 1.5}, r"--curriculum-fraction must be in \(0, 1\] \(got 1\.5\)"),
+        ({"curriculum_fraction": float("nan")}, r"--curriculum-fraction must be in \(0, 1\] \(got nan\)"),
+        ({"target_patch_length": 4.0}, r"--target-patch-length only applies to --patcher entropy"),
+        ({"patcher": "entropy", "entropy_model": "lm", "target_patch_length": 0.0},
+         r"--target-patch-length must be a number of units >= 1 \(got 0\.0\)"),
+        ({"entropy_model": "lm"}, r"--entropy-model only applies to --patcher entropy \(got --patcher none\)"),
+        ({"task": "lm", "window": 1}, r"--task lm needs --window of at least 2"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            TrainOptions(**kw).check()
+    TrainOptions(curriculum_fraction=1.0, eval_every=1, patcher="entropy", entropy_model="lm",
+                 target_patch_length=1.0).check()  # the bounds themselves are fine
+
+
+def test_output_dir_is_checked_before_any_work(tmp_path):
+    from hyena_glt.training import check_output_dir
+
+    nested = tmp_path / "a" / "b" / "model"
+    check_output_dir(nested)  # can be made: tried for real, then undone
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="exists and is not a folder"):
+        check_output_dir(tmp_path / "file")
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "config.json").write_text("{}")
+    with pytest.raises(UsageError, match="is not empty; continue its run with --resume"):
+        check_output_dir(used)
+    check_output_dir(used, resume=True)
+    assert sorted(p.name for p in used.iterdir()) == ["config.json"]
+    if Path("/proc/self").is_dir():
+        with pytest.raises(UsageError, match=r"^/proc/hyena-glt-x/model: cannot create the output folder: "):
+            check_output_dir("/proc/hyena-glt-x/model")
+
+
+def test_lm_sequences_without_a_next_unit(tmp_path):
+    options = TrainOptions(task="lm", config_overrides=SMALL, max_steps=1, batch_size=4, device="cpu")
+    ones = LabelledData(["a", "b"], ["A", "C"], None, "lm", sources=["one.fa"])
+    with pytest.raises(InputError, match=r"^one\.fa: no training sequence is long enough for a next-unit prediction"):
+        Trainer(options, ones, None, tmp_path / "lm")
+    assert not (tmp_path / "lm").exists()
+    good = LabelledData(["c"], ["ACGTACGT"], None, "lm", sources=["good.fa"])
+    with pytest.raises(InputError, match=r"^one\.fa: no validation sequence is long enough"):
+        Trainer(options, good, ones, tmp_path / "lm")
+    # mixed with longer ones, single units are left out rather than making a batch with no loss (NaN)
+    mixed = LabelledData(["a", "b", "c"], ["A", "C", "ACGTACGT"], None, "lm", sources=["mixed.fa"])
+    trainer = Trainer(TrainOptions(task="lm", config_overrides=SMALL, max_steps=1, batch_size=2, device="cpu"),
+                      mixed, None, tmp_path / "lm")
+    assert trainer.train_t.lengths.tolist() == [8]
+    assert math.isfinite(trainer.fit().metrics["train_loss"])

@@ -4,16 +4,14 @@ comes back with its genome coordinates, one-hot, attributions and per-base impor
 from __future__ import annotations
 
 import itertools
-import logging
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..io.sequences import drop_empty
 from .attribution import attribute
 from .scoring import ScoreModel, Target
-
-log = logging.getLogger("hyena_glt")
 
 
 @dataclass
@@ -44,16 +42,8 @@ def attribute_records(scorer: ScoreModel, records: Iterable, method: str, target
                       batch_size: int = 16, ism_window: tuple[int, int] | None = None, seed: int = 0,
                       **method_options) -> Iterator[RecordAttribution]:
     rng = np.random.default_rng(seed)
-    empty = [0]
-
-    def with_sequence(records):  # records with no sequence are skipped (and counted), as classify does
-        for rec in records:
-            if rec.seq:
-                yield rec
-            else:
-                empty[0] += 1
-
-    for batch in _same_length_batches(with_sequence(records), batch_size):
+    # records with no sequence are skipped, with a warning naming the first, as every subcommand does
+    for batch in _same_length_batches(drop_empty(records), batch_size):
         window = None
         if ism_window is not None:
             length = len(batch[0].seq)
@@ -68,5 +58,3 @@ def attribute_records(scorer: ScoreModel, records: Iterable, method: str, target
                 target_name=class_names[int(result.targets[i])], score=float(result.scores[i]),
                 one_hot=result.one_hot[i], attributions=result.attributions[i], importance=result.importance[i],
                 delta=None if result.delta is None else float(result.delta[i]))
-    if empty[0]:
-        log.warning("skipped %d record(s) with no sequence", empty[0])

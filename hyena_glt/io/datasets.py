@@ -12,6 +12,11 @@ Every reader returns a :class:`LabelledData` whose ``labels`` are already numeri
 Validation and test data are encoded with the *training* class names (:func:`load_labelled` with
 ``class_names=``), so a label seen only in validation is an :class:`InputError` rather than a silent new
 class. Errors name the file and the line or record.
+
+With ``alphabet=`` (the tokenizer's ``alphabet``: 'nucleotide', 'protein'; None = no check) every sequence is
+checked as ``read_sequences`` checks it for `classify`: a character outside the alphabet is an
+:class:`InputError` naming the file, the line or record and the position; ambiguity codes read as N (X
+for protein).
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import csv
 import gzip
 import hashlib
 import io
+import logging
 import math
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -29,7 +36,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .sequences import ID_COLUMNS, SEQUENCE_COLUMNS
+from .sequences import ID_COLUMNS, SEQUENCE_COLUMNS, _AlphabetCheck, _decompressed_head, _read_head
+
+log = logging.getLogger("hyena_glt")
 
 TASKS = ("classification", "multilabel", "regression", "lm")
 # multilabel values in one table cell or header: "a;b", "a|b" or "a,b" (commas only in tab-separated files)
@@ -37,6 +46,9 @@ _MULTI_SPLIT = re.compile(r"[;|]")
 DEFAULT_LABEL_REGEX = r"(?:^|\s)label=(\S+)"
 TABLE_EXTENSIONS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 FASTA_EXTENSIONS = {".fa", ".fasta", ".fna", ".fas", ".ffn", ".fq", ".fastq"}
+DATA_FORMATS = ("table", "fasta", "bed")
+# csv's default cell limit is 128 KiB; a training table may hold longer sequences
+_CSV_FIELD_LIMIT = 2**31 - 1
 
 
 @dataclass
@@ -95,11 +107,14 @@ def load_labelled(
     target_names: Sequence[str] | None = None,
     window: int | None = None,
     stride: int | None = None,
+    alphabet: str | None = None,
 ) -> LabelledData:
-    """Read one labelled file; ``fmt`` is 'table', 'fasta' or 'bed' (default: from the extension/content).
+    """Read one labelled file; ``fmt`` is 'table', 'fasta' or 'bed' (default: from the extension/content;
+    a ``fmt`` the content contradicts is a UsageError).
 
     ``class_names``/``target_names`` (from the training set) fix the label encoding of validation and test
     files. For ``task='lm'`` the file is plain sequence (FASTA/FASTQ/...) cut into ``window``-long chunks.
+    ``alphabet`` checks every sequence (see the module docstring).
     """
     if task not in TASKS:
         raise UsageError(f"unknown task '{task}' (use one of: {', '.join(TASKS)})")
@@ -107,23 +122,23 @@ def load_labelled(
     if not path.exists():
         raise InputError("no such file", path=str(path))
     if task == "lm":
-        return load_lm_sequences([path], window=window, stride=stride)
-    fmt = fmt or detect_format(path)
+        return load_lm_sequences([path], window=window, stride=stride, alphabet=alphabet, fmt=fmt)
+    fmt = check_format(path, fmt) if fmt else detect_format(path)
     if fmt == "table":
-        return _read_table(path, task, sequence_column, label_columns, class_names, target_names)
+        return _read_table(path, task, sequence_column, label_columns, class_names, target_names, alphabet)
     if fmt == "fasta":
-        return _read_fasta_labels(path, task, label_regex, class_names, target_names)
-    if fmt == "bed":
-        if reference is None:
-            raise UsageError(f"{path}: BED intervals need --reference genome.fa to read their sequences")
-        return _read_bed(path, task, Path(reference), label_columns, class_names, target_names)
-    raise UsageError(f"unknown data format '{fmt}' (use table, fasta or bed)")
+        return _read_fasta_labels(path, task, label_regex, class_names, target_names, alphabet)
+    if reference is None:
+        raise UsageError(f"{path}: BED intervals need --reference genome.fa to read their sequences")
+    return _read_bed(path, task, Path(reference), label_columns, class_names, target_names, alphabet)
 
 
 def load_class_fastas(
-    specs: Sequence[tuple[str, str | Path]], *, class_names: Sequence[str] | None = None
+    specs: Sequence[tuple[str, str | Path]], *, class_names: Sequence[str] | None = None,
+    alphabet: str | None = None,
 ) -> LabelledData:
-    """One FASTA (or FASTQ/BAM: anything :func:`read_sequences` reads) per class: ``[(name, path), ...]``."""
+    """One FASTA (or FASTQ/BAM: anything :func:`read_sequences` reads) per class: ``[(name, path), ...]``;
+    ``alphabet`` checks every sequence (see the module docstring)."""
     from .sequences import read_sequences
 
     names = [name for name, _ in specs]
@@ -132,9 +147,9 @@ def load_class_fastas(
     ids, seqs, raw, where = [], [], [], []
     for name, file in specs:
         n_before = len(seqs)
-        for rec in read_sequences(str(file)):
+        for rec in read_sequences(str(file), alphabet=alphabet):
             ids.append(rec.id)
-            seqs.append(rec.seq.upper())
+            seqs.append(rec.seq)
             raw.append(name)
             where.append((str(file), rec.id))
         if len(seqs) == n_before:
@@ -147,15 +162,28 @@ def load_class_fastas(
 
 
 def load_lm_sequences(
-    paths: Sequence[str | Path], *, window: int | None, stride: int | None = None
+    paths: Sequence[str | Path], *, window: int | None, stride: int | None = None,
+    alphabet: str | None = None, fmt: str | None = None,
 ) -> LabelledData:
     """Plain sequences for next-unit language modelling, cut into ``window``-long chunks (the last,
     shorter chunk of each record is kept when at least a quarter of a window long; records shorter than
-    that are kept whole only when no window is set)."""
+    that are kept whole only when no window is set). ``alphabet`` checks every sequence (see the module
+    docstring); ``fmt`` ('fasta' or 'table'), when given, must agree with each file's content."""
     from .sequences import read_many
 
+    if window is not None and window < 1:
+        raise UsageError(f"--window must be at least 1 (got {window})")
+    if stride is not None and stride < 1:
+        raise UsageError(f"--stride must be at least 1 (got {stride})")
+    if fmt is not None:
+        if fmt == "bed":
+            raise UsageError("--data-format bed is for labelled intervals; --task lm reads sequences "
+                             "(FASTA/FASTQ/SAM/BAM/CRAM, or a table with a sequence column)")
+        for p in paths:
+            if str(p) != "-":
+                check_format(Path(p), fmt)
     ids, seqs = [], []
-    for rec in read_many([str(p) for p in paths]):
+    for rec in read_many([str(p) for p in paths], alphabet=alphabet):
         if window is None or len(rec.seq) <= window:
             if rec.seq:
                 ids.append(rec.id)
@@ -188,11 +216,36 @@ def detect_format(path: Path) -> str:
         return "fasta"
     if ext == ".bed":
         return "bed"
-    with _open_text(path) as fh:
-        first = fh.read(1)
-    if first in (">", "@"):
-        return "fasta"
-    return "table"
+    return "fasta" if _holds_records(path) else "table"
+
+
+def check_format(path: Path, fmt: str) -> str:
+    """``fmt`` (--data-format) after checking the file's content does not contradict it: 'fasta' must be
+    sequence records (FASTA/FASTQ/SAM/BAM/CRAM), 'table' and 'bed' must not be."""
+    if fmt not in DATA_FORMATS:
+        raise UsageError(f"unknown data format '{fmt}' (use one of: {', '.join(DATA_FORMATS)})")
+    records = _holds_records(path)
+    if fmt == "fasta" and not records:
+        raise UsageError("--data-format fasta, but the file holds no FASTA/FASTQ records (it does not start with "
+                         "'>' or '@'); leave --data-format out, or give table or bed", path=str(path))
+    if fmt != "fasta" and records:
+        raise UsageError(f"--data-format {fmt}, but the file holds FASTA/FASTQ (or SAM/BAM/CRAM) records; "
+                         f"leave --data-format out, or give fasta", path=str(path))
+    return fmt
+
+
+def _holds_records(path: Path) -> bool:
+    """Whether the file's content (gzip looked into) is sequence records that ``read_sequences`` reads
+    (FASTA, FASTQ, SAM, BAM, CRAM) rather than text lines (a table, BED). A missing file, a folder or a
+    gzip file truncated within its first block is an InputError."""
+    head = _read_head(str(path))
+    if head[:4] == b"CRAM":
+        return True
+    if head[:2] == b"\x1f\x8b":
+        head = _decompressed_head(head, str(path))
+    if head[:4] == b"BAM\x01":
+        return True
+    return head.lstrip()[:1] in (b">", b"@")
 
 
 def split_validation(data: LabelledData, fraction: float, seed: int) -> tuple[LabelledData, LabelledData]:
@@ -211,7 +264,29 @@ def split_validation(data: LabelledData, fraction: float, seed: int) -> tuple[La
     train_idx, val_idx = train_test_split(
         np.arange(len(data)), test_size=n_val, random_state=seed, shuffle=True, stratify=stratify
     )
-    return data.subset(np.sort(train_idx)), data.subset(np.sort(val_idx))
+    train, val = data.subset(np.sort(train_idx)), data.subset(np.sort(val_idx))
+    _check_split_classes(data, train, fraction)
+    return train, val
+
+
+def _check_split_classes(data: LabelledData, train: LabelledData, fraction: float) -> None:
+    """A class (or multilabel label) the split left without a training example: an InputError when fewer
+    than two classes are left to learn, else a warning (the model can never predict it)."""
+    if data.task == "classification":
+        counts = np.bincount(train.labels, minlength=len(data.class_names or []))
+    elif data.task == "multilabel":
+        counts = train.labels.sum(0)
+    else:
+        return
+    missing = [name for name, count in zip(data.class_names or [], counts) if count == 0]
+    if not missing:
+        return
+    what = f"--val-fraction {fraction} of {len(data)} sequences leaves no training example of " \
+           f"{'class(es)' if data.task == 'classification' else 'label(s)'} {', '.join(map(repr, missing))}"
+    if data.task == "classification" and len(counts) - len(missing) < 2:
+        raise InputError(f"{what}; classification needs at least two classes to train on (give more data, "
+                         f"a smaller --val-fraction or --val FILE)", path=", ".join(data.sources))
+    log.warning("%s: %s; the model will not learn to predict them", ", ".join(data.sources), what)
 
 
 def check_lengths(data: LabelledData, window: int | None, what: str) -> None:
@@ -317,12 +392,27 @@ def _parse_float(value: str, path: str, line, column: str) -> float:
     return number
 
 
+def _check_alphabet(seqs: list[str], where: list, alphabet: str | None) -> None:
+    """Check (and normalise: ambiguity codes to N/X) every sequence in place, as ``read_sequences``
+    does for `classify`; the error names the file and the line or record (``where[i]``)."""
+    if alphabet is None:
+        return
+    check = _AlphabetCheck(alphabet)
+    for i, seq in enumerate(seqs):
+        try:
+            seqs[i] = check(seq, *where[i])
+        except InputError as err:
+            raise _error(err.problem, *where[i]) from None
+
+
 def _finish(
-    path: Path, task: str, ids, seqs, raw, where, class_names, target_names, value_names
+    path: Path, task: str, ids, seqs, raw, where, class_names, target_names, value_names, alphabet=None
 ) -> LabelledData:
-    """Turn raw label values into the numeric layout of ``task`` and check classes are not empty."""
+    """Check the sequences' alphabet, turn raw label values into the numeric layout of ``task`` and
+    check classes are not empty."""
     if not seqs:
         raise InputError("no labelled sequences", path=str(path))
+    _check_alphabet(seqs, where, alphabet)
     if task == "classification":
         labels, names = _encode_single([r[0] for r in raw], class_names, where, "label")
         if class_names is None and len(names) < 2:
@@ -330,6 +420,9 @@ def _finish(
                 f"only one class ('{names[0]}') in the training data; classification needs at least two",
                 path=str(path),
             )
+        if class_names is None and len(names) > 20 and 2 * len(names) > len(seqs):
+            log.warning("%s: %d classes in %d sequences: is that the label column? (numbers to predict need "
+                        "--task regression)", path, len(names), len(seqs))
         return LabelledData(ids, seqs, labels, task, class_names=names, sources=[str(path)])
     if task == "multilabel":
         labels, names = _encode_multi(raw, class_names, where)
@@ -355,19 +448,53 @@ def _finish(
 # readers
 
 
-def _open_text(path: Path):
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+def _read_text(path: Path, what: str) -> str:
+    """The whole text of a table or BED file (plain or gzip; a UTF-8 byte-order mark is dropped). A
+    folder, an unreadable, truncated or corrupt gzip file and binary content are InputErrors (``what``
+    names the kind of file expected). Training data are held in memory anyway, so reading all is fine."""
+    source = str(path)
+    head = _read_head(source)  # no such file / a folder / unreadable
+    try:
+        if head[:2] == b"\x1f\x8b":
+            with gzip.open(path, "rb") as fh:
+                raw = fh.read()
+        else:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+    except EOFError:
+        raise InputError("truncated gzip file (unexpected end of compressed data)", path=source) from None
+    except (gzip.BadGzipFile, zlib.error) as err:
+        raise InputError(f"corrupt gzip data ({err})", path=source) from None
+    except OSError as err:
+        raise InputError(f"cannot read: {err.strerror or err}", path=source) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+    else:
+        nul = text.find("\x00")  # valid UTF-8 but not text either
+        if nul < 0:
+            return text
+        line = text.count("\n", 0, nul) + 1
+    raise InputError(f"line {line}: not a text {what} (binary data)", path=source)
 
 
 def _read_table(
     path: Path, task: str, sequence_column: str | None, label_columns: Sequence[str] | None,
-    class_names, target_names,
+    class_names, target_names, alphabet: str | None = None,
 ) -> LabelledData:
-    with _open_text(path) as fh:
+    limit = csv.field_size_limit(_CSV_FIELD_LIMIT)
+    try:
+        return _read_table_text(path, task, sequence_column, label_columns, class_names, target_names, alphabet)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _read_table_text(
+    path: Path, task: str, sequence_column: str | None, label_columns: Sequence[str] | None,
+    class_names, target_names, alphabet: str | None,
+) -> LabelledData:
+    with io.StringIO(_read_text(path, "table"), newline="") as fh:
         sample = fh.read(65536)
         fh.seek(0)
         suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bgz")]
@@ -409,10 +536,13 @@ def _read_table(
             label_is = [i for i in range(len(header)) if i != seq_i and i != id_i]
             if not label_is:
                 raise _error(f"no label column beside the sequence column in ({', '.join(header)})", str(path), 1)
+        if seq_i in label_is:
+            raise _error(f"column '{header[seq_i]}' cannot be both the sequence and a label column; check "
+                         f"--label-column and --sequence-column", str(path), 1)
         value_names = [header[i] for i in label_is]
 
         ids, seqs, raw, where = [], [], [], []
-        for line_no, row in enumerate(reader, start=2):
+        for line_no, row in _csv_rows(reader, path):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != len(header):
@@ -428,18 +558,42 @@ def _read_table(
                     [v for v in re.split(r"[;|,]", values[0]) if v]
             elif task == "multilabel":
                 # one 0/1 column per label
-                flags = [_parse_float(v, str(path), line_no, value_names[j]) for j, v in enumerate(values)]
+                flags = [_parse_flag(v, str(path), line_no, value_names[j]) for j, v in enumerate(values)]
                 values = [value_names[j] for j, f in enumerate(flags) if f != 0]
             ids.append(row[id_i].strip() if id_i is not None else f"{path.name}:{line_no}")
-            seqs.append(seq.upper())
+            seqs.append(seq)
             raw.append(values)
             where.append((str(path), line_no))
     if task == "multilabel" and len(label_is) > 1 and class_names is None:
         class_names = value_names
-    return _finish(path, task, ids, seqs, raw, where, class_names, target_names, value_names)
+    return _finish(path, task, ids, seqs, raw, where, class_names, target_names, value_names, alphabet)
 
 
-def _read_fasta_labels(path: Path, task: str, label_regex: str | None, class_names, target_names) -> LabelledData:
+def _csv_rows(reader, path: Path):
+    """(line number, row) of a csv reader after its header; csv's own errors become InputErrors."""
+    line_no = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise _error(f"malformed CSV/TSV line ({err})", str(path), reader.line_num) from None
+        line_no += 1
+        yield line_no, row
+
+
+def _parse_flag(value: str, path: str, line, column: str) -> float:
+    """A multilabel flag column's value: 0 or 1."""
+    number = _parse_float(value, path, line, column)
+    if number not in (0.0, 1.0):
+        raise _error(f"column '{column}': '{value}' is not 0 or 1 (a multilabel flag column)", path, line)
+    return number
+
+
+def _read_fasta_labels(
+    path: Path, task: str, label_regex: str | None, class_names, target_names, alphabet: str | None = None
+) -> LabelledData:
     from .sequences import read_sequences
 
     try:
@@ -461,22 +615,21 @@ def _read_fasta_labels(path: Path, task: str, label_regex: str | None, class_nam
         else:
             values = [v for v in re.split(r"[,;|]", value) if v]
         ids.append(rec.id)
-        seqs.append(rec.seq.upper())
+        seqs.append(rec.seq)
         raw.append(values)
         where.append((str(path), rec.id))
     value_names = [f"target{j + 1}" for j in range(len(raw[0]))] if raw else []
-    return _finish(path, task, ids, seqs, raw, where, class_names, target_names, value_names)
+    return _finish(path, task, ids, seqs, raw, where, class_names, target_names, value_names, alphabet)
 
 
 def _read_bed(
-    path: Path, task: str, reference: Path, label_columns: Sequence[str] | None, class_names, target_names
+    path: Path, task: str, reference: Path, label_columns: Sequence[str] | None, class_names, target_names,
+    alphabet: str | None = None,
 ) -> LabelledData:
     """BED (0-based, half-open) intervals; the label is column 4 (name) for classification and
     column 5 (score) for regression unless ``label_columns`` gives 1-based column numbers. A '-' strand
     (column 6) reads the reverse complement."""
-    import pyfaidx
-
-    from .sequences import reverse_complement
+    from .sequences import open_indexed_fasta, reverse_complement
 
     if not reference.exists():
         raise InputError("no such reference FASTA", path=str(reference))
@@ -489,42 +642,40 @@ def _read_bed(
             raise UsageError("BED label columns must come after chrom, start, end (column 4 or later)")
     else:
         cols = [4] if task == "regression" else [3]
-    try:
-        genome = pyfaidx.Fasta(str(reference), as_raw=True, sequence_always_upper=True, rebuild=False)
-    except Exception as err:  # pyfaidx raises several types for unreadable files
-        raise InputError(f"cannot read reference FASTA: {err}", path=str(reference)) from None
+    text = _read_text(path, "BED file")
+    genome = open_indexed_fasta(reference)  # the one reader of genome regions: duplicate names refused, case kept
+    sizes = dict(zip(genome.references, genome.lengths))
     ids, seqs, raw, where = [], [], [], []
     try:
-        with _open_text(path) as fh:
-            for line_no, line in enumerate(fh, start=1):
-                if not line.strip() or line.startswith(("#", "track", "browser")):
-                    continue
-                fields = line.rstrip("\r\n").split("\t")
-                if len(fields) <= max(cols) or len(fields) < 3:
-                    raise _error(f"{len(fields)} tab-separated columns; the label is in column {max(cols) + 1}", str(path), line_no)
-                contig = fields[0]
-                try:
-                    start, end = int(fields[1]), int(fields[2])
-                except ValueError:
-                    raise _error("start and end (columns 2, 3) must be integers", str(path), line_no) from None
-                if contig not in genome:
-                    raise _error(f"contig '{contig}' is not in the reference {reference}", str(path), line_no)
-                size = len(genome[contig])
-                if not 0 <= start < end <= size:
-                    raise _error(f"interval {contig}:{start}-{end} is empty or outside the contig "
-                                     f"(length {size})", str(path), line_no)
-                seq = genome[contig][start:end]
-                if len(fields) > 5 and fields[5] == "-":
-                    seq = reverse_complement(seq)
-                values = [fields[c].strip() for c in cols]
-                if task == "multilabel" and len(values) == 1:
-                    values = [v for v in re.split(r"[,;|]", values[0]) if v]
-                name = fields[3] if len(fields) > 3 and 3 not in cols else f"{contig}:{start + 1}-{end}"
-                ids.append(name)
-                seqs.append(seq)
-                raw.append(values)
-                where.append((str(path), line_no))
+        for line_no, line in enumerate(io.StringIO(text, newline=""), start=1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) <= max(cols) or len(fields) < 3:
+                raise _error(f"{len(fields)} tab-separated columns; the label is in column {max(cols) + 1}", str(path), line_no)
+            contig = fields[0]
+            try:
+                start, end = int(fields[1]), int(fields[2])
+            except ValueError:
+                raise _error("start and end (columns 2, 3) must be integers", str(path), line_no) from None
+            if contig not in sizes:
+                raise _error(f"contig '{contig}' is not in the reference {reference}", str(path), line_no)
+            size = sizes[contig]
+            if not 0 <= start < end <= size:
+                raise _error(f"interval {contig}:{start}-{end} is empty or outside the contig "
+                             f"(length {size})", str(path), line_no)
+            seq = genome.fetch(contig, start, end)
+            if len(fields) > 5 and fields[5] == "-":
+                seq = reverse_complement(seq)
+            values = [fields[c].strip() for c in cols]
+            if task == "multilabel" and len(values) == 1:
+                values = [v for v in re.split(r"[,;|]", values[0]) if v]
+            name = fields[3] if len(fields) > 3 and 3 not in cols else f"{contig}:{start + 1}-{end}"
+            ids.append(name)
+            seqs.append(seq)
+            raw.append(values)
+            where.append((str(path), line_no))
     finally:
         genome.close()
     value_names = [f"column{c + 1}" for c in cols]
-    return _finish(path, task, ids, seqs, raw, where, class_names, target_names, value_names)
+    return _finish(path, task, ids, seqs, raw, where, class_names, target_names, value_names, alphabet)

@@ -10,8 +10,12 @@
 - Regions of an indexed FASTA (``.fai`` built when missing; bgzipped FASTA with ``.gzi``):
   samtools-style strings ``chrI:1,001-2,000`` (1-based, inclusive; a bare contig is the whole
   contig) and BED files (0-based, half-open). A region record is named ``contig:start1-end`` and
-  carries contig/start (0-based)/end (exclusive).
+  carries contig/start (0-based)/end (exclusive). Record names must be unique there (an index keeps only
+  the first of two).
 - ``sliding_windows`` cuts long records into windows with genome coordinates.
+- ``drop_empty`` skips records with no sequence (with a warning naming the first); ``check_names`` checks record
+  names as an output needs them: not empty, and unique where a record's name becomes its contig (BED, bedGraph,
+  windows), as ``samtools faidx`` wants them. Each record knows its file and 1-based number, for messages.
 
 Soft-masked (lower-case) bases are kept as they are; tokenizers fold case by default.
 Every problem with the data raises ``InputError`` naming the file, the record and the problem.
@@ -23,12 +27,13 @@ import contextlib
 import gzip
 import itertools
 import logging
+import mmap
 import os
 import re
 import sys
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -61,6 +66,9 @@ class SequenceRecord:
     strand: str = "."
     description: str = ""
     standalone: bool = False  # a table row: a sequence of its own, never taken for a genome to scan in windows
+    # Where the reader found it, for messages: the input ('-' for stdin) and the record's 1-based number in it.
+    source: str | None = field(default=None, compare=False, repr=False)
+    number: int = field(default=0, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -88,7 +96,7 @@ ALPHABETS = {
     "dna": ("ACGTN", "RYKMSWBDHV", "N"),
     "rna": ("ACGUN", "RYKMSWBDHV", "N"),
     "nucleotide": ("ACGTUN", "RYKMSWBDHV", "N"),  # DNA or RNA: what the nucleotide tokenizer reads
-    "protein": ("ACDEFGHIKLMNPQRSTVWYX", "BZJUO", "X"),
+    "protein": ("ACDEFGHIKLMNPQRSTVWYX*", "BZJUO", "X"),  # '*': a stop codon
 }
 IUPAC_POLICIES = ("N", "keep", "error")
 
@@ -189,11 +197,35 @@ def _sniff(head: bytes, path: str) -> tuple[str, bool]:
         return "table", compressed
     if content[:3] == b"BCF":
         raise InputError("unknown format: looks like BCF, not sequences", path=path)
-    shown = first_line[:30].decode("ascii", "replace")
+    for magic, what, hint in _OTHER_CONTAINERS:
+        if content.startswith(magic):
+            raise InputError(f"unknown format: {what} ({hint})", path=path)
     raise InputError(
         f"unknown format (not FASTA, FASTQ, SAM, BAM, CRAM or a CSV/TSV table with a 'sequence' column; "
-        f"starts with {shown!r})", path=path
+        f"{_shown_start(first_line)})", path=path
     )
+
+
+# Compressed or archive files people hand to sequence tools by mistake (gzip and BGZF are read).
+_OTHER_CONTAINERS = (
+    (b"BZh", "bzip2-compressed", "decompress it, or recompress it with gzip or bgzip"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it, or recompress it with gzip or bgzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it, or recompress it with gzip or bgzip"),
+    (b"PK\x03\x04", "a zip archive", "unzip it first"),
+)
+
+
+def _shown_start(line: bytes) -> str:
+    """How an unreadable file starts, for a one-line message: its first characters when they are text,
+    else the first bytes in hex (raw binary would print as replacement characters and escapes)."""
+    sample = line[:30]
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as err:  # text cut inside a multi-byte character at the end is still text
+        text = sample[: err.start].decode("utf-8") if err.reason == "unexpected end of data" else None
+    if text and text.replace("\t", " ").rstrip("\r").isprintable():
+        return f"starts with {text.rstrip(chr(13))!r}"
+    return f"binary data: {line[:8].hex(' ')}{' ...' if len(line) > 8 else ''}"
 
 
 def _table_columns(header: bytes) -> list[str] | None:
@@ -344,7 +376,7 @@ def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check) -
                     raise InputError("FASTQ record inside a FASTA file", path=path, record=name)
                 if check is not None:
                     seq = check(seq, path, name)
-                yield SequenceRecord(name, seq, qual, description=entry.comment or "")
+                yield SequenceRecord(name, seq, qual, description=entry.comment or "", source=path, number=count)
     except (ValueError, OSError) as err:
         if compressed and path != "-" and _gzip_is_truncated(path):
             raise InputError("truncated gzip file (unexpected end of compressed data)", path=path) from None
@@ -378,17 +410,20 @@ def _read_table(pysam_path: str, path: str, compressed: bool, check) -> Iterator
         id_col = next((columns.index(c) for c in ID_COLUMNS if c in columns), None)
         others = [i for i in range(len(columns)) if i not in (seq_col, id_col)]
         stem = "stdin" if path == "-" else Path(path).name
+        count = 0
         for line_no, row in enumerate(csv.reader(handle, delimiter=delimiter), 2):
             if not row or not "".join(row).strip():
                 continue
             if len(row) <= seq_col:
                 raise InputError(f"line {line_no}: {len(row)} column(s), no sequence", path=path)
-            name = row[id_col].strip() if id_col is not None and id_col < len(row) else f"{stem}:{line_no}"
+            count += 1
+            # a row with an empty id cell is named as rows are in a table without an id column
+            name = (row[id_col].strip() if id_col is not None and id_col < len(row) else "") or f"{stem}:{line_no}"
             seq = row[seq_col].strip()
             if check is not None:
                 seq = check(seq, path, name)
             extra = " ".join(f"{columns[i]}={row[i]}" for i in others if i < len(row))
-            yield SequenceRecord(name, seq, None, description=extra, standalone=True)
+            yield SequenceRecord(name, seq, None, description=extra, standalone=True, source=path, number=count)
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,16 +431,21 @@ def _read_table(pysam_path: str, path: str, compressed: bool, check) -> Iterator
 
 
 def _read_alignments(
-    pysam_path: str, path: str, fmt: str, reference, stored_orientation: bool, check, regions=None, regions_bed=None
+    pysam_path: str, path: str, fmt: str, reference, stored_orientation: bool, check, regions=None, regions_bed=None,
+    compressed: bool = False,
 ) -> Iterator[SequenceRecord]:
     """Primary alignments as reads (in sequencing orientation unless ``stored_orientation``); with regions,
-    the reads of an indexed BAM/CRAM overlapping each region in turn, as ``samtools view FILE REGION``."""
+    the reads of an indexed BAM/CRAM overlapping each region in turn, as ``samtools view FILE REGION``.
+
+    htslib reports a SAM line it cannot parse as a "truncated file" (its read returns -2, as for a BAM cut
+    short): for SAM text that is a malformed line, named by its number, unless a gzip stream really ends early."""
     if fmt == "cram" and reference is None:
         raise InputError("CRAM input needs its reference FASTA (--reference)", path=path)
     if reference is not None and not Path(reference).exists():
         raise InputError("no such file (reference FASTA)", path=str(reference))
     mode = {"sam": "r", "bam": "rb", "cram": "rc"}[fmt]
     count = 0
+    lines_read = 0  # SAM: header lines, then one per alignment (secondary and supplementary included)
     try:
         with quiet_htslib(), pysam.AlignmentFile(
             pysam_path, mode, reference_filename=None if reference is None else str(reference), check_sq=False
@@ -422,7 +462,10 @@ def _read_alignments(
                     for contig, start, end, _, _ in wanted_regions(regions, regions_bed, lengths, path))
             else:
                 alignments = handle.fetch(until_eof=True)
+            if fmt == "sam":
+                lines_read = str(handle.header).count("\n")
             for aln in alignments:
+                lines_read += 1
                 if aln.is_secondary or aln.is_supplementary:
                     continue
                 count += 1
@@ -440,9 +483,18 @@ def _read_alignments(
                 where = "unmapped" if aln.is_unmapped else (
                     f"{aln.reference_name}:{aln.reference_start + 1}-{aln.reference_end}"
                 )
-                yield SequenceRecord(name, seq, qual, strand=strand, description=(where + mate))
+                yield SequenceRecord(name, seq, qual, strand=strand, description=(where + mate), source=path,
+                                     number=count)
     except (ValueError, OSError) as err:
+        if "Closing failed" in str(err) and err.__context__ is not None:  # closing after the real error
+            err = err.__context__
         reason = str(err).replace(pysam_path, "input").strip()
+        if fmt == "sam" and compressed and path != "-" and _gzip_is_truncated(path):
+            raise InputError("truncated gzip file (unexpected end of compressed data)", path=path) from None
+        if fmt == "sam" and reason == "truncated file":
+            what = "truncated gzip stream or malformed" if compressed and path == "-" else "malformed"
+            raise InputError(f"{what} SAM record at line {lines_read + 1} (after record {count})",
+                             path=path) from None
         raise InputError(f"cannot read {fmt.upper()} after record {count} ({reason})", path=path) from None
 
 
@@ -454,15 +506,30 @@ _REGION = re.compile(r"(?P<contig>.+):(?P<start>[\d,]+)(?:-(?P<end>[\d,]*))?")
 
 def open_indexed_fasta(path: str | os.PathLike) -> pysam.FastaFile:
     """A random-access FASTA (plain or bgzipped). pysam builds ``.fai`` (and ``.gzi``) when missing
-    and the folder is writable."""
+    and the folder is writable.
+
+    Record names must be unique: htslib's index keeps the first of two records with one name and drops
+    the second with only a warning (samtools faidx does the same), so a region would silently read the
+    first. A duplicate is an InputError, and an index built for this call is removed again."""
     path = str(path)
     if not Path(path).is_file():
         raise InputError("no such file", path=path)
+    made = [index for index in (Path(path + ".fai"), Path(path + ".gzi")) if not index.exists()]
     try:
         with quiet_htslib():
-            return pysam.FastaFile(path)
+            fasta = pysam.FastaFile(path)
     except (OSError, ValueError):
-        pass
+        fasta = None
+    if fasta is not None:
+        try:
+            _check_indexed_names(path, built=Path(path + ".fai") in made)
+        except InputError:
+            fasta.close()
+            for index in made:
+                with contextlib.suppress(OSError):
+                    index.unlink()
+            raise
+        return fasta
     with open(path, "rb") as fh:
         head = fh.read(_SNIFF_BYTES)
     fmt, compressed = _sniff(head, path)
@@ -473,6 +540,79 @@ def open_indexed_fasta(path: str | os.PathLike) -> pysam.FastaFile:
     if not os.access(Path(path).resolve().parent, os.W_OK):
         raise InputError("no .fai index and its folder is not writable (run `samtools faidx` where you can)", path=path)
     raise InputError("cannot build a FASTA index (lines of unequal length?)", path=path)
+
+
+_GAP_BYTES = 1 << 16
+
+
+def _check_indexed_names(path: str, built: bool) -> None:
+    """InputError if two records of an indexed FASTA share a name (see ``open_indexed_fasta``).
+
+    Plain FASTA: the index gives where each indexed record's sequence starts and ends, so only the few bytes
+    between records are read: one header line each, unless htslib left out records there (duplicates, and
+    records with no sequence, which it also leaves out). Cheap, so an index made earlier (by samtools) is
+    checked too. Bgzipped FASTA cannot be read at an offset without decompressing, so its names are streamed
+    once, when this call has just built its index."""
+    with open(path, "rb") as probe:
+        compressed = probe.read(2) == b"\x1f\x8b"
+    if compressed:
+        if built:
+            with quiet_htslib(), pysam.FastxFile(path) as handle:
+                _first_duplicate((entry.name for entry in handle), path)
+        return
+    try:
+        with open(path + ".fai") as fh:
+            rows = [line.rstrip("\n").split("\t") for line in fh if line.strip()]
+        entries = [(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4])) for row in rows]
+    except (OSError, ValueError, IndexError):
+        return  # an index pysam opened but we cannot parse: leave it to htslib
+    names = _names_between_records(path, entries)
+    if names is not None:
+        _first_duplicate(names, path)
+
+
+def _names_between_records(path: str, entries: list[tuple[str, int, int, int, int]]) -> list[str] | None:
+    """Every record name of a plain FASTA in file order, read from the header lines between the sequences of
+    its ``.fai`` ``entries`` (name, length, offset, line bases, line width); None when the index does not
+    match the file (the header before a record's sequence is not that record's)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return None
+    names: list[str] = []
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        end = 0  # where the previous record's sequence ends
+        for name, length, offset, line_bases, line_width in [*entries, (None, 0, size, 0, 0)]:
+            if offset < end or offset > size:
+                return None
+            cut = offset - end > _GAP_BYTES  # a left-out record with a long sequence: its header comes first
+            gap = data[end:end + _GAP_BYTES] if cut else data[end:offset]
+            lines = gap.split(b"\n")
+            if cut:
+                lines = lines[:-1]  # the last line may be partial
+            headers = [line[1:].split(maxsplit=1)[0].decode("utf-8", "replace") if line[1:].strip() else ""
+                       for line in lines if line.startswith(b">")]
+            if name is not None and not cut:
+                if not headers or headers[-1] != name:
+                    return None
+            names.extend(headers)
+            if cut:
+                return names  # enough to name the duplicate; the rest is not needed
+            if line_bases > 0 and length > 0:
+                full, rest = divmod(length, line_bases)
+                end = offset + full * line_width + (rest + line_width - line_bases if rest else 0)
+            else:
+                end = offset
+            end = min(end, size)
+    return names
+
+
+def _first_duplicate(names: Iterable[str], path: str) -> None:
+    seen: dict[str, int] = {}
+    for number, name in enumerate(names, 1):
+        earlier = seen.setdefault(name, number)
+        if earlier != number:
+            raise InputError(f"record {name!r} appears twice (records {earlier} and {number}); names must be "
+                             "unique in an indexed FASTA (its .fai index keeps only the first)", path=path)
 
 
 def parse_region(text: str, lengths: dict[str, int], path: str) -> tuple[str, int, int]:
@@ -513,7 +653,8 @@ def _text_lines(handle, path: str, what: str) -> Iterator[tuple[int, str]]:
 
 def read_bed_regions(bed: str | os.PathLike) -> Iterator[tuple[str, int, int, str, str, int]]:
     """(contig, start, end, name, strand, line number) for each interval of a BED file (0-based,
-    half-open). Comment, ``track`` and ``browser`` lines are skipped; gzip is read transparently."""
+    half-open). Comment, ``track`` and ``browser`` lines are skipped; gzip is read transparently. A file
+    without intervals gives none and a warning (as ``samtools view -L`` with an empty BED gives no reads)."""
     bed = str(bed)
     if Path(bed).is_dir():
         raise InputError("is a folder, not a BED file (BED regions)", path=bed)
@@ -521,6 +662,7 @@ def read_bed_regions(bed: str | os.PathLike) -> Iterator[tuple[str, int, int, st
         raise InputError("no such file (BED regions)", path=bed)
     with open(bed, "rb") as probe:
         opener = gzip.open if probe.read(2) == b"\x1f\x8b" else open
+    intervals = 0
     with opener(bed, "rt") as handle:
         for number, line in _text_lines(handle, bed, "BED regions"):
             if not line.strip() or line.startswith(("#", "track", "browser")):
@@ -537,7 +679,10 @@ def read_bed_regions(bed: str | os.PathLike) -> Iterator[tuple[str, int, int, st
                 raise InputError(f"line {number}: BED start must be >= 0 and < end (got {start}, {end})", path=bed)
             name = fields[3] if len(fields) > 3 else ""
             strand = fields[5] if len(fields) > 5 and fields[5] in ("+", "-") else "."
+            intervals += 1
             yield contig, start, end, name, strand, number
+    if not intervals:
+        log.warning("%s: no regions", bed)
 
 
 def wanted_regions(regions, regions_bed, lengths: dict[str, int], path: str) -> Iterator[tuple[str, int, int, str, str]]:
@@ -563,7 +708,8 @@ def _read_regions(path: str, regions, regions_bed, check) -> Iterator[SequenceRe
     fasta = open_indexed_fasta(path)
     with fasta:
         lengths = dict(zip(fasta.references, fasta.lengths))
-        for contig, start, end, name, strand in wanted_regions(regions, regions_bed, lengths, path):
+        for number, (contig, start, end, name, strand) in enumerate(
+                wanted_regions(regions, regions_bed, lengths, path), 1):
             region_id = f"{contig}:{start + 1}-{end}" + ("(-)" if strand == "-" else "")
             seq = fasta.fetch(contig, start, end)
             if "\n" in seq or ">" in seq:  # offsets from an index of another version of the file
@@ -573,7 +719,7 @@ def _read_regions(path: str, regions, regions_bed, check) -> Iterator[SequenceRe
                 seq = reverse_complement(seq)
             if check is not None:
                 seq = check(seq, path, region_id)
-            yield SequenceRecord(region_id, seq, None, contig, start, end, strand, name)
+            yield SequenceRecord(region_id, seq, None, contig, start, end, strand, name, source=path, number=number)
 
 
 # --------------------------------------------------------------------------------------------
@@ -619,13 +765,66 @@ def read_sequences(
             yield from _read_table(pysam_path, source, compressed, check)
         else:
             yield from _read_alignments(pysam_path, source, fmt, reference, stored_orientation, check,
-                                        regions, regions_bed)
+                                        regions, regions_bed, compressed=compressed)
 
 
 def read_many(sources: Iterable[str | os.PathLike], **kwargs) -> Iterator[SequenceRecord]:
     """``read_sequences`` over several inputs, one after the other (same keyword arguments)."""
     for source in sources:
         yield from read_sequences(source, **kwargs)
+
+
+def _where(record: SequenceRecord) -> str:
+    """``FILE: record 'ID'`` (or ``record N`` when it has no name) for messages."""
+    source = "" if record.source is None else ("stdin: " if record.source == "-" else f"{record.source}: ")
+    return source + (f"record {record.id!r}" if record.id else f"record {record.number}")
+
+
+def drop_empty(records: Iterable[SequenceRecord]) -> Iterator[SequenceRecord]:
+    """The records that have a sequence. Those without one (a FASTA header with no sequence lines) are
+    skipped, every subcommand alike, with one warning once the stream ends naming the first of them."""
+    skipped, first = 0, None
+    for record in records:
+        if record.seq:
+            yield record
+            continue
+        skipped += 1
+        if first is None:
+            first = record
+    if skipped == 1:
+        log.warning("%s has no sequence; skipped", _where(first))
+    elif skipped:
+        log.warning("skipped %d records with no sequence (the first: %s)", skipped, _where(first))
+
+
+def check_names(records: Iterable[SequenceRecord], output: str, *, unique: bool = False) -> Iterator[SequenceRecord]:
+    """Pass ``records`` through, checking their names as ``output`` (e.g. "BED output", named in the
+    error) needs them: every record with a sequence has a name (a FASTA header ``>`` alone has none); with
+    ``unique``, no two records share one (as ``samtools faidx`` requires), for outputs keyed by coordinates,
+    where a record's name becomes its contig (BED, bedGraph, windows). Streaming: a set of the names seen,
+    no second pass. Records with genome coordinates (regions) are keyed by those and are not checked;
+    records with no sequence are skipped by every command, so neither are they."""
+    seen: dict[str, tuple[str | None, int]] = {}
+    for record in records:
+        if record.seq and record.contig is None:
+            if not record.id:
+                which = f"record {record.number}" if record.number else "a record"
+                raise InputError(f"{which} has no name; {output} needs one", path=record.source)
+            if unique:
+                here = (record.source, record.number)
+                earlier = seen.setdefault(record.id, here)
+                if earlier is not here:
+                    raise InputError(f"record {record.id!r} appears twice ({_both(earlier, here)}); names must "
+                                     f"be unique for {output}", path=record.source)
+        yield record
+
+
+def _both(first: tuple[str | None, int], second: tuple[str | None, int]) -> str:
+    """Where the two records with one name are: ``records 1 and 3``, or ``record 1 of a.fa and record 2 of b.fa``."""
+    if first[0] == second[0]:  # records made in code, not read, have no numbers
+        return f"records {first[1]} and {second[1]}" if first[1] and second[1] else "in one input"
+    shown = ["stdin" if src == "-" else str(src) for src, _ in (first, second)]
+    return f"record {first[1]} of {shown[0]} and record {second[1]} of {shown[1]}"
 
 
 def sliding_windows(
@@ -679,4 +878,6 @@ def sliding_windows(
                 stop,
                 record.strand,
                 record.description,
+                source=record.source,
+                number=record.number,
             )

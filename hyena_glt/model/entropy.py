@@ -320,6 +320,8 @@ class EntropyPatcher:
             raise UsageError(f"entropy context ({context}) must be smaller than the window ({window})")
         if getattr(entropy_model, "task", "lm") != "lm":
             raise ModelError(f"the entropy model must be a language model (task lm), not '{entropy_model.task}'")
+        if target_patch_length is not None and not (math.isfinite(target_patch_length) and target_patch_length >= 1):
+            raise UsageError(f"target patch length must be a number >= 1 (got {target_patch_length})")
         if target_patch_length is not None and max_patch_length is not None and target_patch_length > max_patch_length:
             raise UsageError(f"target patch length {target_patch_length} exceeds max patch length {max_patch_length}")
         if threshold is not None and not math.isfinite(threshold):
@@ -721,7 +723,8 @@ def patch_records(
     needs_threshold = is_entropy and patcher.threshold is None
 
     def calibrate_pending() -> None:
-        target = patcher.settings.target_patch_length or default_target_patch_length
+        target = patcher.settings.target_patch_length
+        target = default_target_patch_length if target is None else target
         if patcher.settings.target_patch_length is None:
             log.info("entropy patcher: no threshold stored or given; calibrating to mean patch length %.1f "
                      "on the input", target)

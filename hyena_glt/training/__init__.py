@@ -2,9 +2,9 @@
 stopping, atomic checkpoints with exact resume, DDP) and task metrics."""
 
 from .metrics import classification_metrics, lm_metrics, multilabel_metrics, regression_metrics, task_metrics
-from .trainer import Trainer, TrainingInterrupted, TrainOptions, TrainResult, train
+from .trainer import Trainer, TrainingInterrupted, TrainOptions, TrainResult, check_output_dir, train
 
 __all__ = [
-    "Trainer", "TrainOptions", "TrainResult", "TrainingInterrupted", "train",
+    "Trainer", "TrainOptions", "TrainResult", "TrainingInterrupted", "train", "check_output_dir",
     "classification_metrics", "multilabel_metrics", "regression_metrics", "lm_metrics", "task_metrics",
 ]

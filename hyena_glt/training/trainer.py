@@ -105,13 +105,29 @@ class TrainOptions:
                 raise UsageError(f"--{name.replace('_', '-')} must be a number >= 0 (got {value})")
         if self.window is not None and self.window < 1:
             raise UsageError(f"--window must be at least 1 (got {self.window})")
-        if self.curriculum_start is not None and self.curriculum_start < 1:
-            raise UsageError(f"--curriculum-start must be at least 1 (got {self.curriculum_start})")
+        if self.task == "lm" and self.window is not None and self.window < 2:
+            raise UsageError(f"--task lm needs --window of at least 2: a unit to see and the next to predict "
+                             f"(got {self.window})")
+        for name in ("curriculum_start", "eval_every", "checkpoint_every", "patience"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+        if not (math.isfinite(self.curriculum_fraction) and 0 < self.curriculum_fraction <= 1):
+            raise UsageError(f"--curriculum-fraction must be in (0, 1] (got {self.curriculum_fraction})")
         if self.select_metric is not None and self.select_metric not in HIGHER_IS_BETTER:
             raise UsageError(f"unknown --select-metric '{self.select_metric}' "
                              f"(use one of: {', '.join(sorted(HIGHER_IS_BETTER))})")
         if self.patcher.startswith("entropy") and not self.entropy_model:
             raise UsageError("--patcher entropy needs --entropy-model DIR (a model trained with --task lm)")
+        if not self.patcher.startswith("entropy"):
+            for name, value in (("entropy_model", self.entropy_model), ("target_patch_length", self.target_patch_length)):
+                if value is not None:
+                    raise UsageError(f"--{name.replace('_', '-')} only applies to --patcher entropy "
+                                     f"(got --patcher {self.patcher})")
+        if self.target_patch_length is not None and not (
+                math.isfinite(self.target_patch_length) and self.target_patch_length >= 1):
+            # what the entropy patcher's calibration accepts: 1 = every unit its own patch
+            raise UsageError(f"--target-patch-length must be a number of units >= 1 (got {self.target_patch_length})")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,6 +141,40 @@ class TrainResult:
     epochs_run: int
     wall_time_s: float
     stopped_early: bool
+
+
+def check_output_dir(output_dir: str | Path, resume: bool = False) -> None:
+    """UsageError now, before any data are read or a model is built, if ``output_dir`` cannot be the
+    folder of a new run (or, with ``resume``, of a continued one): it is a file, it is a non-empty folder
+    without ``resume``, or it cannot be created or written into. Creating it is tried for real (with any
+    missing parent folders) and undone, so nothing is left behind."""
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output {out} exists and is not a folder")
+    try:
+        used = out.is_dir() and any(out.iterdir())
+    except OSError as err:
+        raise UsageError(f"cannot read the output folder: {(err.strerror or str(err)).lower()}", path=str(out)) from None
+    if used and not resume:
+        raise UsageError(f"output folder {out} is not empty; continue its run with --resume or choose another -o")
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun rank 0 alone tries: the ranks would trip over each other's trial folders
+    if out.is_dir():
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise UsageError("cannot write into the output folder: permission denied", path=str(out))
+        return
+    missing = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
+    try:
+        out.mkdir(parents=True)  # (no trial file inside: another rank may be looking whether it is empty)
+    except OSError as err:
+        raise UsageError(f"cannot create the output folder: {(err.strerror or str(err)).lower()}",
+                         path=str(out)) from None
+    finally:
+        for folder in missing:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -163,6 +213,23 @@ def tensorize(data: LabelledData, tokenizer, window: int | None) -> TensorData:
         dtype = torch.long if data.task == "classification" else torch.float32
         labels = torch.as_tensor(data.labels, dtype=dtype)
     return TensorData(batch["input_ids"].long(), batch["lengths"].long(), labels)
+
+
+def _predictable(data: TensorData, source: LabelledData, what: str) -> TensorData:
+    """The rows of language-model data with a next unit to predict (at least 2 units). Shorter rows are
+    left out with a warning (a batch of them only would have no loss at all); none left is an InputError."""
+    keep = data.lengths >= 2
+    if bool(keep.all()):
+        return data
+    files = ", ".join(source.sources) or None
+    if not bool(keep.any()):
+        raise InputError(f"no {what} sequence is long enough for a next-unit prediction (each has fewer than "
+                         f"2 units: a language model needs a unit to see and the next to predict)", path=files)
+    log.warning("%s: left out %d %s sequence(s) of a single unit: no next unit to predict",
+                files or "input", int((~keep).sum()), what)
+    index = torch.nonzero(keep).squeeze(1)
+    width = int(data.lengths[index].max())
+    return TensorData(data.input_ids[index, :width], data.lengths[index], None)
 
 
 def _gather(data: TensorData, index: torch.Tensor):
@@ -280,9 +347,6 @@ class Trainer:
                 "files": [str(f) for f in files],
                 "sha256": [fingerprint(f) for f in files if Path(f).is_file()],
             }
-        for split, data in (("train", train_data), ("val", val_data), ("test", test_data)):
-            if data is not None:
-                self.data_info.setdefault(split, {})["n_sequences"] = len(data)
 
         # --- model -----------------------------------------------------------------------------------
         runtime.seed_everything(options.seed)
@@ -310,6 +374,15 @@ class Trainer:
         self.train_t = tensorize(train_data, self.tokenizer, options.window)
         self.val_t = tensorize(val_data, self.tokenizer, options.window) if val_data is not None else None
         self.test_t = tensorize(test_data, self.tokenizer, options.window) if test_data is not None else None
+        if self.task == "lm":
+            self.train_t = _predictable(self.train_t, train_data, "training")
+            if self.val_t is not None:
+                self.val_t = _predictable(self.val_t, val_data, "validation")
+            if self.test_t is not None:
+                self.test_t = _predictable(self.test_t, test_data, "test")
+        for split, tensors in (("train", self.train_t), ("val", self.val_t), ("test", self.test_t)):
+            if tensors is not None:
+                self.data_info.setdefault(split, {})["n_sequences"] = len(tensors)
         self.window = options.window or int(self.train_t.lengths.max())
 
         self.dist = Dist(self.device)
@@ -356,11 +429,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------
     def _check_output_dir(self) -> None:
-        out = self.output_dir
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"output {out} exists and is not a folder")
-        if out.is_dir() and any(out.iterdir()) and not self.resume:
-            raise UsageError(f"output folder {out} is not empty; continue its run with --resume or choose another -o")
+        check_output_dir(self.output_dir, self.resume)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         # no weight decay on biases, norms and embeddings (the usual AdamW recipe)

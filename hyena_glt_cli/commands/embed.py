@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
         Example: hyena-glt embed example_data/lambda_reads_1.fq -o reads.npz --pool mean
         """
         from hyena_glt.inference import EMBED_DTYPES, POOLS, NpzEmbeddingWriter, Predictor, looks_like_genome
-        from hyena_glt.io.sequences import read_many
+        from hyena_glt.io.sequences import check_names, read_many
 
         check_files([*inputs, regions, reference], [output])
         output_format(output, None, ("npz",), "npz", has_format_option=False)
@@ -98,7 +98,10 @@ def register(app: typer.Typer) -> None:
         # Windows when asked for (--window N), else when the input looks like a genome (as classify does).
         windowed = predictor.window is not None and not whole_records and (
             window is not None or (first is not None and looks_like_genome(first, predictor.window)))
-        records = progress(itertools.chain([first] if first is not None else [], records), "embedding")
+        records = itertools.chain([first] if first is not None else [], records)
+        # A window's contig is its record's name (unless the record has coordinates): unique names then.
+        records = check_names(records, "windowed embedding output" if windowed else "embedding output", unique=windowed)
+        records = progress(records, "embedding")
         # Rows are staged beside the output (same file system, where the user has room), not in /tmp.
         staging = None if output == "-" else str(Path(output).resolve().parent)
         with NpzEmbeddingWriter(predictor.embedding_dim, dtype=dtype, pool=pool, tmp_dir=staging) as writer:

@@ -95,13 +95,15 @@ def register(app: typer.Typer) -> None:
                 raise UsageError("VCF output is bgzipped and tabix-indexed: name it *.vcf.gz")
             _, metadata, scorer = lib.load_scorer(model, device=device, precision=precision, rc_average=rc_average)
             names = lib.output_names(metadata, scorer.num_outputs)
-            width = window or metadata.get("window") or 1000
+            width = window if window is not None else metadata.get("window") or 1000
             scan = lib.scan_variants(variants, reference, scorer, window=int(width), batch_size=batch_size,
                                      skip_mismatch=skip_mismatch, max_indel=max_indel)
             if scan.skipped_mismatch:
                 log.warning("skipped %d variant allele(s) whose REF does not match the reference", scan.skipped_mismatch)
             if scan.skipped_unsupported:
                 log.warning("skipped %d symbolic allele(s) or indel(s) longer than --max-indel", scan.skipped_unsupported)
+            if scan.skipped_ambiguous:
+                log.warning("skipped %d ALT allele(s) with IUPAC ambiguity codes (R, Y, ...)", scan.skipped_ambiguous)
             from hyena_glt.interpret import variants as vmod
 
             if kind == "vcf":
@@ -131,9 +133,14 @@ def register(app: typer.Typer) -> None:
         names = lib.output_names(metadata, scorer.num_outputs)
         chosen = lib.resolve_target(metadata, scorer.num_outputs, target)
 
-        from hyena_glt.io.sequences import read_many, sliding_windows
+        from hyena_glt.io.sequences import check_names, read_many, sliding_windows
 
         records = read_many(inputs, regions=region, regions_bed=regions, alphabet="dna")
+        # bedGraph and per-position TSV rows (and windows) are keyed by contig and position, and a record
+        # without coordinates is its own contig: its name must be unique there (checked as records stream).
+        keyed = kind in ("bedgraph", "tsv") or window is not None
+        what = {"bedgraph": "bedGraph output", "tsv": "per-position TSV output", "npz": ".npz output"}.get(kind, "logos")
+        records = check_names(records, "windows" if window is not None and kind == "npz" else what, unique=keyed)
         if window is not None:
             records = sliding_windows(records, window, stride)
         results = lib.attribute_records(

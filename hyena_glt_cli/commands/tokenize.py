@@ -38,7 +38,10 @@ LastOpt = Annotated[
     str,
     typer.Option("--last", help="Last partial window: shift (back to end at the record end), pad (keep it short) or drop."),
 ]
-IupacOpt = Annotated[str, typer.Option("--iupac", help="Ambiguity codes (R, Y, ...): N (read as N; X for protein), keep, or error.")]
+IupacOpt = Annotated[str, typer.Option(
+    "--iupac", help="Ambiguity codes (R, Y, ...): N (accept them; the nucleotide and k-mer tokenizers read them as N, "
+                    "protein reads B Z J U O as X) or error (reject them). keep gives the same ids as N: no tokenizer "
+                    "has ids of its own for them.")]
 OrientationOpt = Annotated[
     bool, typer.Option("--stored-orientation", help="SAM/BAM/CRAM: keep reverse-strand reads as stored, not as sequenced.")
 ]
@@ -88,7 +91,7 @@ def register(app: typer.Typer) -> None:
 
         Example: hyena-glt tokenize example_data/ex1.fa --region seq1:1-100 -o seq1.npz
         """
-        from hyena_glt.io.sequences import read_many, read_sequences, sliding_windows
+        from hyena_glt.io.sequences import check_names, drop_empty, read_many, sliding_windows
         from hyena_glt.io.writers import write_encoded
         from hyena_glt.tokenizers import encode_records, get_tokenizer
 
@@ -126,6 +129,8 @@ def register(app: typer.Typer) -> None:
                     raise UsageError(f"{name} needs --patcher")
         if stride is not None and window is None:
             raise UsageError("--stride needs --window")
+        if tok.alphabet is None and iupac != "N":
+            raise UsageError(f"--iupac {iupac} does not apply to the {tok.name} tokenizer (it reads every byte as it is)")
 
         # Nucleotide/protein tokenizers check the alphabet while encoding (one pass over the input
         # instead of two); the reader checks it where that cannot be done the same way.
@@ -139,21 +144,20 @@ def register(app: typer.Typer) -> None:
             iupac=iupac,
         )
 
+        # Records with no sequence are skipped with a warning, as the other subcommands do. Every record needs
+        # a name; windows and patch BED rows are keyed by contig, which is the record's name unless it has
+        # coordinates (regions), so names must be unique there.
+        records = drop_empty(read_many(inputs, **read_options))
+        what = "BED output" if patching else ("windows" if window is not None else f"{fmt.upper()} output")
+        records = check_names(records, what, unique=patching or window is not None)
+        if window is not None:
+            records = sliding_windows(records, window, stride, last)
         if not patching:
-            def encoded():
-                for source in inputs:
-                    records = read_sequences(source, **read_options)
-                    if window is not None:
-                        records = sliding_windows(records, window, stride, last)
-                    yield from encode_records(records, tok, check=encoder_checks, source=source)
-
-            count, units = write_encoded(progress(encoded(), "tokenizing"), tok, output, fmt)
+            encoded = encode_records(records, tok, check=encoder_checks)
+            count, units = write_encoded(progress(encoded, "tokenizing"), tok, output, fmt)
             log.debug("tokenized %d records, %d units (%s)", count, units, tok.name)
             return
 
-        records = read_many(inputs, **read_options)
-        if window is not None:
-            records = sliding_windows(records, window, stride, last)
         summary = entropy.write_patches(
             records, output, the_patcher, tok, stats_path=stats, plot_path=plot,
             progress=lambda stream: progress(stream, "patching"),

@@ -28,6 +28,26 @@ def _parse_pairs(values: list[str], option: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _parse_json_values(values: list[str], option: str) -> dict:
+    """KEY=JSON pairs: the value is JSON (a number, list, object, quoted string...), or, when it does not
+    start like JSON, a bare word kept as a string (``--set pooling=attention``). Broken JSON is an error."""
+    parsed = {}
+    for key, text in _parse_pairs(values, option):
+        try:
+            parsed[key] = json.loads(text)
+        except json.JSONDecodeError as err:
+            if text[:1] in '{["':
+                raise UsageError(f"{option} {key}={text}: not valid JSON ({err.msg} at character "
+                                 f"{err.pos + 1})") from None
+            parsed[key] = text
+    return parsed
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    return [p for p in (folder, *folder.parents) if not p.exists()]
+
+
 def _command_line() -> str:
     # under `torchrun -m hyena_glt_cli` argv[0] is a path to __main__.py; record the user-facing name
     return " ".join(shlex.quote(a) for a in ["hyena-glt", *sys.argv[1:]])
@@ -90,7 +110,8 @@ def register(app: typer.Typer) -> None:
         Example: hyena-glt train example_data/gue/prom_core_all/train.csv --val example_data/gue/prom_core_all/dev.csv -o promoter_model
         """
         from hyena_glt.io import datasets
-        from hyena_glt.training import TrainOptions, train as run_training
+        from hyena_glt.tokenizers import get_tokenizer
+        from hyena_glt.training import TrainOptions, check_output_dir, train as run_training
 
         global_options = ctx.find_object(Settings) or Settings()
         seed = global_options.seed
@@ -99,12 +120,9 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give either --val or --val-fraction, not both")
         if task == "lm" and window is None:
             window = LM_DEFAULT_WINDOW
-        overrides = {}
-        for key, text in _parse_pairs(config_set or [], "--set"):
-            try:
-                overrides[key] = json.loads(text)
-            except json.JSONDecodeError:
-                overrides[key] = text  # a bare string such as --set pooling=attention
+        if stride is not None and task != "lm":
+            raise UsageError("--stride is for --task lm (the step between training chunks)")
+        overrides = _parse_json_values(config_set or [], "--set")
         overrides.update({k: v for k, v in (("d_model", d_model), ("n_layers", n_layers), ("dropout", dropout)) if v is not None})
         options = TrainOptions(
             task=task, preset=preset, config_overrides=overrides, tokenizer=tokenizer, patcher=patcher,
@@ -116,16 +134,16 @@ def register(app: typer.Typer) -> None:
             keep_checkpoints=keep_checkpoints, device=device, precision=precision, seed=seed,
         )
         options.check()
-        extra_metadata = {}
-        for key, text in _parse_pairs(meta or [], "--meta"):
-            try:
-                extra_metadata[key] = json.loads(text)
-            except json.JSONDecodeError:
-                extra_metadata[key] = text
+        extra_metadata = _parse_json_values(meta or [], "--meta")
+        # sequences are checked against the tokenizer's alphabet, as classify checks them
+        alphabet = get_tokenizer(tokenizer).alphabet
+        missing_folders = _missing_folders(output)
+        check_output_dir(output, resume)
 
         # --- read and check every input before anything is written -----------------------------------
         read = dict(fmt=data_format, sequence_column=sequence_column, label_columns=label_column,
-                    label_regex=label_regex, reference=reference, window=window, stride=stride)
+                    label_regex=label_regex, reference=reference, window=window, stride=stride,
+                    alphabet=alphabet)
         data_files: dict[str, list[str]] = {}
         if class_fasta:
             if train_files:
@@ -133,13 +151,14 @@ def register(app: typer.Typer) -> None:
             if task != "classification":
                 raise UsageError("--class-fasta is for --task classification")
             specs = _parse_pairs(class_fasta, "--class-fasta")
-            train_data = datasets.load_class_fastas(specs)
+            train_data = datasets.load_class_fastas(specs, alphabet=alphabet)
             data_files["train"] = [f for _, f in specs]
         else:
             if not train_files:
                 raise UsageError("no training data: give TRAIN_FILE (or --class-fasta NAME=FILE ...)")
             if task == "lm":
-                train_data = datasets.load_lm_sequences(train_files, window=window, stride=stride)
+                train_data = datasets.load_lm_sequences(train_files, window=window, stride=stride,
+                                                        alphabet=alphabet, fmt=data_format)
             else:
                 if len(train_files) > 1:
                     raise UsageError("give one TRAIN_FILE for labelled data (several only for --task lm)")
@@ -164,15 +183,17 @@ def register(app: typer.Typer) -> None:
                 if data is not None:
                     datasets.apply_class_display_names(data, mapping)
 
-        created = not output.exists()
         try:
             result = run_training(
                 options, train_data, val_data, output, test_data=test_data, data_files=data_files,
                 command=_command_line(), resume=resume, extra_metadata=extra_metadata,
             )
         except BaseException:
-            if created and output.is_dir() and not any(output.iterdir()):
-                output.rmdir()  # a run that failed before writing anything leaves no empty folder behind
+            # a run that failed before writing anything leaves no empty folder (nor parents it made) behind
+            for folder in missing_folders:
+                if not folder.is_dir() or any(folder.iterdir()):
+                    break
+                folder.rmdir()
             raise
         import logging
 
