@@ -155,24 +155,19 @@ def _truncated_gzip(tmp: Path, data: Path) -> Path:
     return tmp / "in" / "reads.fq.gz"
 
 
-def _bad_quality(tmp: Path, data: Path) -> Path:
-    (tmp / "in" / "bad.fq").write_text("@r1\nACGT\n+\nIIII\n@r2\nACGTA\n+\nIIII\n")
-    return tmp / "in" / "bad.fq"
+def _written(name: str, content: str | bytes):
+    """A builder of the input file ``name`` holding ``content``."""
+    def make(tmp: Path, data: Path) -> Path:
+        path = tmp / "in" / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return path
+    return make
 
 
-def _bad_char(tmp: Path, data: Path) -> Path:
-    (tmp / "in" / "bad.fa").write_text(">x\nACGTAC\nGTAC*G\n")
-    return tmp / "in" / "bad.fa"
-
-
-def _empty(tmp: Path, data: Path) -> Path:
-    (tmp / "in" / "empty.fq").write_bytes(b"")
-    return tmp / "in" / "empty.fq"
-
-
-def _unknown_format(tmp: Path, data: Path) -> Path:
-    (tmp / "in" / "dev.csv").write_text("name,label\nACGT,1\n")  # a table, but no 'sequence' column
-    return tmp / "in" / "dev.csv"
+_bad_quality = _written("bad.fq", "@r1\nACGT\n+\nIIII\n@r2\nACGTA\n+\nIIII\n")
+_bad_char = _written("bad.fa", ">x\nACGTAC\nGTAC*G\n")
+_empty = _written("empty.fq", b"")
+_unknown_format = _written("dev.csv", "name,label\nACGT,1\n")  # a table, but no 'sequence' column
 
 
 def _cram(tmp: Path, data: Path) -> Path:
@@ -181,24 +176,10 @@ def _cram(tmp: Path, data: Path) -> Path:
     return cram
 
 
-def _garbage(tmp: Path, data: Path) -> Path:
-    (tmp / "in" / "garbage.bin").write_bytes(bytes([0x73, 0xF3, 0xB1, 0x91, 0x31, 0xF3, 0x0E, 0x81, 0x9D]) * 40)
-    return tmp / "in" / "garbage.bin"
-
-
-def _bad_sam(tmp: Path, data: Path) -> Path:
-    (tmp / "in" / "bad.sam").write_text("@SQ\tSN:x\tLN:10\nbad\tline\n")
-    return tmp / "in" / "bad.sam"
-
-
-def _nameless(tmp: Path, data: Path) -> Path:
-    (tmp / "in" / "noname.fa").write_text(">\nACGT\n")
-    return tmp / "in" / "noname.fa"
-
-
-def _duplicate(tmp: Path, data: Path) -> Path:
-    (tmp / "in" / "dup.fa").write_text(">dup\nACGTACGT\n>dup\nGGGGCCCC\n")
-    return tmp / "in" / "dup.fa"
+_garbage = _written("garbage.bin", bytes([0x73, 0xF3, 0xB1, 0x91, 0x31, 0xF3, 0x0E, 0x81, 0x9D]) * 40)
+_bad_sam = _written("bad.sam", "@SQ\tSN:x\tLN:10\nbad\tline\n")
+_nameless = _written("noname.fa", ">\nACGT\n")
+_duplicate = _written("dup.fa", ">dup\nACGTACGT\n>dup\nGGGGCCCC\n")
 
 
 def _bed(tmp: Path, data: Path) -> Path:
