@@ -462,6 +462,8 @@ def predicted_labels(values: np.ndarray, task: str, names: Sequence[str]) -> tup
     """(label per row, BED score 0–1000 per row). Classification: the most probable class, score = its
     probability × 1000. Multilabel: the classes with probability ≥ 0.5 joined by ',' ('.' if none), score =
     the highest probability × 1000. Regression: '.' and 0."""
+    if not np.isfinite(values).all():  # NaN would become an int64-min BED score and an arbitrary label
+        raise HyenaGLTError("the model produced NaN or infinite scores (a numerical overflow: try --precision fp32)")
     n = len(values)
     if task == "classification":
         best = values.argmax(axis=1)

@@ -100,7 +100,7 @@ def test_bam_region_reads_and_empty_region(model, tmp_path):
     result = runner.invoke(app, ["-@", "1", "classify", bam, "-m", model, "--region", "CHROMOSOME_V:1-100",
                                  "-o", str(tmp_path / "none.tsv")])
     assert result.exit_code == 0
-    assert "no reads in the given region(s)" in result.stderr
+    assert "ce_reads.bam: no records in the given region(s)" in result.stderr
     assert (tmp_path / "none.tsv").read_text() == "id\tlength\tlabel\tp_background\tp_promoter\n"
 
 

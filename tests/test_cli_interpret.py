@@ -121,6 +121,11 @@ def test_minus_strand_region_lands_on_the_right_genome_bases(tmp_path, model_dir
     values = {int(r.split("\t")[1]): float(r.split("\t")[3]) for r in graph.read_text().splitlines()[1:]}
     assert sorted(values) == list(range(30, 70))
     assert {p: values[p] for p in values} == {int(r[2]) - 1: pytest.approx(float(r[6]), abs=1e-5) for r in rows}
+    # An empty BED leaves nothing to attribute: one line naming the input, exit 2, no output.
+    (tmp_path / "empty.bed").write_text("")
+    result = invoke("interpret", path, "--regions", tmp_path / "empty.bed", "--model", model_dir, "-o", tmp_path / "e.tsv")
+    assert result.exit_code == 2 and not (tmp_path / "e.tsv").exists()
+    assert result.stderr.endswith(f"hyena-glt: error: {path}: no records in the given region(s)\n"), result.stderr
 
 
 def test_plot_writes_logos_of_the_top_records(tmp_path, model_dir, fasta):

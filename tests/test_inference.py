@@ -264,3 +264,15 @@ def test_bed_writer_refuses_names_that_cannot_be_contigs_tsv_writer_keeps_duplic
         assert write_predictions_tsv(predictor, read_sequences(fasta), tmp_path / "x.tsv") == 2
     assert caplog.messages == [f"{fasta}: record 'gap' has no sequence; skipped"]
     assert [line.split("\t")[0] for line in (tmp_path / "x.tsv").read_text().splitlines()] == ["id", "chrA", "chrA"]
+
+
+def test_nan_scores_are_a_runtime_error_not_a_bed_score():
+    from hyena_glt.errors import HyenaGLTError
+    from hyena_glt.inference import predicted_labels
+
+    labels, scores = predicted_labels(np.array([[0.2, 0.8], [0.9, 0.1]]), "classification", ["a", "b"])
+    assert labels == ["b", "a"] and scores.tolist() == [800, 900]
+    for task in ("classification", "multilabel", "regression"):
+        with pytest.raises(HyenaGLTError, match=r"NaN or infinite scores .* try --precision fp32") as err:
+            predicted_labels(np.array([[0.2, 0.8], [np.nan, np.nan]]), task, ["a", "b"])
+        assert err.value.exit_code == 1  # a runtime failure, not the user's input

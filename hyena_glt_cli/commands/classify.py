@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
         if first is None and not (region or regions):
             raise InputError("no sequences in the input", path=", ".join(inputs))
         if first is None:  # no reads in the regions: an empty result, as `samtools view` gives
-            log.warning("no reads in the given region(s) of %s", ", ".join(inputs))
+            log.warning("%s: no records in the given region(s)", ", ".join(inputs))
             kind = explicit or "tsv"
         else:
             kind = explicit or _auto_kind(first, predictor.window)

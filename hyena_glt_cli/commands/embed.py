@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         if first is None and not (region or regions):
             raise InputError("no sequences in the input", path=", ".join(inputs))
         if first is None:  # no reads in the regions: an empty result, as `samtools view` gives
-            log.warning("no reads in the given region(s) of %s", ", ".join(inputs))
+            log.warning("%s: no records in the given region(s)", ", ".join(inputs))
         # Windows when asked for (--window N), else when the input looks like a genome (as classify does).
         windowed = predictor.window is not None and not whole_records and (
             window is not None or (first is not None and looks_like_genome(first, predictor.window)))

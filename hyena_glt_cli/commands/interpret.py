@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hyena_glt.errors import UsageError
+from hyena_glt.errors import InputError, UsageError
 
 from ..common import (
     DeviceOpt, FormatOpt, ModelOpt, PrecisionOpt, RegionOpt, RegionsOpt, check_files, output_format,
@@ -161,8 +161,9 @@ def register(app: typer.Typer) -> None:
                     heapq.heappushpop(best, item)
             if rec.delta is not None and abs(rec.delta) > 0.05 * (1 + abs(rec.score)):
                 log.warning("record '%s': attributions miss f(x) - f(baseline) by %.3g; raise --steps", rec.name, rec.delta)
-        if count == 0:
-            raise UsageError("no sequences in the input")
+        if count == 0:  # nothing to attribute: no output to write, unlike classify's empty table
+            raise InputError("no records in the given region(s)" if region or regions else "no sequences in the input",
+                             path=", ".join(inputs))
 
         from hyena_glt.interpret import outputs, plots
 
