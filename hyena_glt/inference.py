@@ -541,30 +541,48 @@ def format_bed_row(row: BedRow, task: str) -> str:
 
 
 def merge_bed_rows(rows: Iterable[BedRow], task: str) -> Iterator[BedRow]:
-    """Merge sorted rows that overlap or touch, on the same contig and strand, with the same label.
-    The merged interval carries the mean of its windows' values; its score is recomputed from that mean
-    (so score and columns agree as they do for single windows)."""
-    current: BedRow | None = None
-    sums: np.ndarray | None = None
-    count = 0
+    """Merge sorted rows that overlap or touch, on the same contig and strand, with the same label — what
+    ``bedtools merge`` gives run per label and strand: windows of another label in between do not split a
+    run. The merged interval carries the mean of its windows' values; its score is recomputed from that mean
+    (so score and columns agree as they do for single windows). The output stays sorted: an interval is
+    given out once no interval still growing (one per label and strand) can start before it."""
+    growing: dict[tuple[str, str], list] = {}  # (strand, label) -> [first row, end, sums, count]
+    done: list[tuple] = []  # heap of finished intervals, in BedRow.key order
+    contig = None
 
-    def close() -> BedRow:
+    def finish(entry) -> None:
+        first, end, sums, count = entry
         mean = sums / count
-        score = _score_of(mean, task, current.label)
-        return dataclasses.replace(current, score=score, values=tuple(float(v) for v in mean))
+        row = dataclasses.replace(first, end=end, score=_score_of(mean, task, first.label),
+                                  values=tuple(float(v) for v in mean))
+        heapq.heappush(done, (row.start, row.end, row.strand, row.label, len(done), row))
 
     for row in rows:
-        if (current is not None and row.contig == current.contig and row.strand == current.strand
-                and row.label == current.label and row.start <= current.end):
-            current = dataclasses.replace(current, end=max(current.end, row.end))
-            sums += row.values
-            count += 1
-            continue
-        if current is not None:
-            yield close()
-        current, sums, count = row, np.asarray(row.values, dtype=np.float64), 1
-    if current is not None:
-        yield close()
+        if row.contig != contig:
+            for entry in growing.values():
+                finish(entry)
+            growing.clear()
+            while done:
+                yield heapq.heappop(done)[-1]
+            contig = row.contig
+        key = (row.strand, row.label)
+        entry = growing.get(key)
+        if entry is not None and row.start <= entry[1]:
+            entry[1] = max(entry[1], row.end)
+            entry[2] += row.values
+            entry[3] += 1
+        else:
+            if entry is not None:
+                finish(entry)
+            growing[key] = [row, row.end, np.asarray(row.values, dtype=np.float64), 1]
+        # rows come sorted by start, so nothing still to come starts before the earliest growing interval
+        first_open = min(e[0].start for e in growing.values())
+        while done and done[0][0] < first_open:
+            yield heapq.heappop(done)[-1]
+    for entry in growing.values():
+        finish(entry)
+    while done:
+        yield heapq.heappop(done)[-1]
 
 
 def _score_of(values: np.ndarray, task: str, label: str) -> int:

@@ -107,14 +107,13 @@ def test_gz_outputs_are_compressed_and_bed_gz_is_indexed(tmp_path, data_dir):
     assert run(data_dir / "ex1.fa", "-o", tmp_path / "t.tsv").exit_code == 0
     assert run(data_dir / "ex1.fa", "-o", tmp_path / "t.tsv.gz").exit_code == 0
     assert gzip.decompress((tmp_path / "t.tsv.gz").read_bytes()) == (tmp_path / "t.tsv").read_bytes()
-    # Rows out of order (regions given backwards): still compressed, but no index (the stale one from the
-    # run above is removed), and a warning says why.
+    # Regions given backwards: the rows still come out sorted, and indexed.
     result = run(data_dir / "ex1.fa", "-r", "seq1:21-40", "-r", "seq1:1-20", "--patcher", "static:4",
                  "-o", tmp_path / "p.bed.gz")
-    assert result.exit_code == 0
-    assert "not sorted by contig and start, so it has no tabix index" in result.stderr
-    assert gzip.decompress((tmp_path / "p.bed.gz").read_bytes()).startswith(b"seq1\t20\t24\t")
-    assert sorted(f.name for f in tmp_path.iterdir() if f.name.startswith("p.")) == ["p.bed", "p.bed.gz"]
+    assert result.exit_code == 0 and "no tabix index" not in result.stderr
+    assert gzip.decompress((tmp_path / "p.bed.gz").read_bytes()).startswith(b"seq1\t0\t4\t")
+    with pysam.TabixFile(str(tmp_path / "p.bed.gz")) as tabix:
+        assert [row.split("\t")[1] for row in tabix.fetch("seq1", 18, 26)] == ["16", "20", "24"]
 
 
 def test_static_patcher_on_windows_uses_genome_coordinates(data_dir):
@@ -124,6 +123,25 @@ def test_static_patcher_on_windows_uses_genome_coordinates(data_dir):
         ["CHROMOSOME_II", "100", "104", "0"], ["CHROMOSOME_II", "104", "106", "1"],
         ["CHROMOSOME_II", "106", "110", "0"], ["CHROMOSOME_II", "110", "112", "1"],
     ]
+
+
+def test_patch_bed_is_sorted_like_sort_k1_k2n(tmp_path, data_dir):
+    """Records in input order zeta, alpha: rows come out by contig, then start (as classify's BED). Overlapping
+    regions on one contig are merged row by row; the rows themselves are those of the input order."""
+    fasta = tmp_path / "two.fa"
+    fasta.write_text(">zeta\nACGTACGTAC\n>alpha\nGGGGCCCCAA\n")
+    result = run(fasta, "--patcher", "static:4")
+    assert result.exit_code == 0, result.stderr
+    assert [line.split("\t")[:3] for line in result.stdout.splitlines()] == [
+        ["alpha", "0", "4"], ["alpha", "4", "8"], ["alpha", "8", "10"],
+        ["zeta", "0", "4"], ["zeta", "4", "8"], ["zeta", "8", "10"]]
+    result = run(data_dir / "ce.fa", "-r", "CHROMOSOME_II:11-20", "-r", "CHROMOSOME_I:5-12", "-r", "CHROMOSOME_I:1-8",
+                 "--patcher", "static:4")
+    assert result.exit_code == 0, result.stderr
+    assert [tuple(line.split("\t")[:4]) for line in result.stdout.splitlines()] == [
+        ("CHROMOSOME_I", "0", "4", "0"), ("CHROMOSOME_I", "4", "8", "0"), ("CHROMOSOME_I", "4", "8", "1"),
+        ("CHROMOSOME_I", "8", "12", "1"), ("CHROMOSOME_II", "10", "14", "0"), ("CHROMOSOME_II", "14", "18", "1"),
+        ("CHROMOSOME_II", "18", "20", "2")]
 
 
 @pytest.mark.parametrize(

@@ -207,6 +207,15 @@ def test_merge_bed_rows_joins_touching_same_label_windows_only():
         ("chr1", 0, 30, "p"), ("chr1", 31, 40, "p"), ("chr1", 40, 50, "b"), ("chr2", 50, 60, "b")]
     np.testing.assert_allclose(merged[0].values, (0.3, 0.7))
     assert merged[0].score == 700  # recomputed from the mean, like a single window's
+    # Windows of another label in between do not split a run (bedtools merge per label), and the output stays
+    # sorted: windows of 70 at stride 35 labelled p p b p p b b p.
+    labels = "ppbppbbp"
+    strided = [BedRow("chrM", 35 * i, 35 * i + 70, lab, 900, ".", (0.1, 0.9) if lab == "p" else (0.9, 0.1))
+               for i, lab in enumerate(labels)]
+    merged = list(merge_bed_rows(strided, "classification"))
+    assert [(r.start, r.end, r.label) for r in merged] == [(0, 210, "p"), (70, 140, "b"), (175, 280, "b"),
+                                                          (245, 315, "p")]
+    assert [r.key() for r in merged] == sorted(r.key() for r in merged)
 
 
 def test_sorted_rows_spill_to_disk_and_merge_back():

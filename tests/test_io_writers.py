@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import stat
@@ -15,6 +16,7 @@ from hyena_glt.errors import InputError
 from hyena_glt.io.sequences import read_sequences, sliding_windows
 from hyena_glt.io.writers import (
     atomic_output,
+    bed_output,
     bgzip_tabix,
     join_ints,
     load_tokenized,
@@ -97,6 +99,16 @@ def test_bgzip_tabix_bed(tmp_path, data_dir):
     with pysam.TabixFile(str(dest)) as tabix:
         rows = list(tabix.fetch("NC_000932.1", 0, 100))
     assert rows == ["NC_000932.1\t3\t76\tgene:trnH\t0\t-", "NC_000932.1\t3\t76\ttRNA:trnH\t0\t-"]
+
+
+def test_bed_gz_of_unsorted_rows_is_compressed_without_index(tmp_path, caplog):
+    (tmp_path / "rows.bed.gz.tbi").write_text("stale")  # from an earlier, sorted run: must not survive
+    with caplog.at_level("WARNING", logger="hyena_glt"):
+        with bed_output(tmp_path / "rows.bed.gz") as fh:
+            fh.write("chr1\t20\t24\n" "chr1\t0\t4\n")
+    assert "not sorted by contig and start, so it has no tabix index" in caplog.text
+    assert gzip.decompress((tmp_path / "rows.bed.gz").read_bytes()) == b"chr1\t20\t24\nchr1\t0\t4\n"
+    assert sorted(os.listdir(tmp_path)) == ["rows.bed.gz"]
 
 
 def test_tokenized_tsv_exact(tmp_path, data_dir):

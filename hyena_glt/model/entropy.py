@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
@@ -838,6 +839,42 @@ def bed_lines(patched: PatchedRecord) -> Iterable[str]:
             for i, (s, e, h) in enumerate(zip(starts.tolist(), ends.tolist(), scores.tolist())))
 
 
+def _sorted_segments(spool, segments: list[tuple[str, int, int, int, int]], chunk: int = 1 << 24) -> Iterator[str]:
+    """The BED text of spooled records in (contig, start, end) order. Each record's rows are in order already;
+    a run of records that overlap on one contig is merged row by row."""
+    order = sorted(segments)
+    i = 0
+    while i < len(order):
+        j, reach = i + 1, order[i][2]
+        while j < len(order) and order[j][0] == order[i][0] and order[j][1] < reach:
+            reach = max(reach, order[j][2])
+            j += 1
+        if j == i + 1:  # one record: its bytes as they are, in chunks cut after a newline (whole characters)
+            _, _, _, offset, size = order[i]
+            spool.seek(offset)
+            carry = b""
+            while size > 0:
+                data = carry + spool.read(min(chunk, size))
+                size -= len(data) - len(carry)
+                cut = data.rfind(b"\n") + 1 if size > 0 else len(data)
+                carry = data[cut:]
+                yield data[:cut].decode()
+        else:
+            rows = []
+            for _, _, _, offset, size in order[i:j]:
+                spool.seek(offset)
+                rows += spool.read(size).decode().splitlines(keepends=True)
+            rows.sort(key=_row_order)
+            yield "".join(rows)
+        i = j
+
+
+def _row_order(line: str) -> tuple[int, int, str]:
+    """`sort -k2,2n` within a contig, ties broken on the whole line as sort does last."""
+    fields = line.split("\t", 3)
+    return int(fields[1]), int(fields[2]), line
+
+
 def plot_entropy_track(patched: PatchedRecord, path: str | Path, *, start: int = 0, end: int | None = None,
                        threshold: float | None = None, mode: str = "global") -> None:
     """PNG: per-unit entropy over [start, end) of a record with patch starts as vertical lines."""
@@ -897,12 +934,22 @@ def write_patches(
     stream = patch_records(records, patcher, tokenizer, device=device)
     if progress is not None:
         stream = progress(stream)
-    with bed_output(output) as fh:
+    # Rows are spooled in input order, one segment per record, then written sorted like `sort -k1,1 -k2,2n`
+    # (as classify's BED): records move as whole segments; only records that overlap (overlapping --regions)
+    # have their rows sorted line by line.
+    with tempfile.TemporaryFile("w+b") as spool:
+        segments = []  # (contig, start, end, offset in spool, bytes)
         for patched in stream:
             if first is None:
                 first = patched
             stats.add(patched.contig, patched.patch_lengths)
-            fh.writelines(bed_lines(patched))
+            offset = spool.tell()
+            spool.write("".join(bed_lines(patched)).encode())
+            end = patched.offset + int(patched.patch_lengths.sum())
+            segments.append((patched.contig, patched.offset, end, offset, spool.tell() - offset))
+        with bed_output(output) as fh:
+            for text in _sorted_segments(spool, segments):
+                fh.write(text)
     if stats_path is not None:
         with text_output(stats_path) as fh:
             fh.write(stats.to_tsv())
