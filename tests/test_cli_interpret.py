@@ -60,6 +60,23 @@ def test_npz_in_tfmodisco_layout(tmp_path, model_dir, fasta):
     assert data["scores"][0] > 0 > data["scores"][2]  # log-odds of "motif": planted vs background
 
 
+def test_batch_size_auto_is_the_default_and_changes_no_value(tmp_path, model_dir, fasta):
+    """--batch-size auto (as in classify and embed) batches by a units budget; any batch size gives the same
+    attributions, and a bad one is one line, exit 2."""
+    outputs = {}
+    for batch in ("auto", "1", None):
+        out = tmp_path / f"attr_{batch}.npz"
+        args = ["--batch-size", batch] if batch else []
+        result = invoke("interpret", fasta, "--model", model_dir, "--method", "ism", "-o", out, *args)
+        assert result.exit_code == 0, result.stderr
+        outputs[batch] = np.load(out)["attributions"]
+    np.testing.assert_allclose(outputs["1"], outputs["auto"], atol=1e-5)
+    np.testing.assert_array_equal(outputs[None], outputs["auto"])
+    for bad, message in (("0", "--batch-size must be at least 1 (got 0)"), ("many", "must be a number or 'auto'")):
+        result = invoke("interpret", fasta, "--model", model_dir, "-o", tmp_path / "x.npz", "-b", bad)
+        assert result.exit_code == 2 and message in result.stderr and not (tmp_path / "x.npz").exists()
+
+
 def test_bedgraph_of_a_region_is_in_genome_coordinates_and_sorted(tmp_path, model_dir, genome):
     path, seq = genome
     out = tmp_path / "attr.bedgraph"

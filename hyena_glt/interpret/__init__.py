@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .attribution import BASELINES, METHODS, Attributions, attribute, dinucleotide_shuffle, ism, make_baselines
-from .records import RecordAttribution, attribute_records
+from .records import RecordAttribution, attribute_records, auto_batch_size, parse_batch_size
 from .scoring import ScoreModel, Target, one_hot, resolve_target
 from .variants import VariantEffect, VariantScan, scan_variants
 
@@ -48,6 +48,6 @@ def output_names(metadata: dict, num_outputs: int) -> list[str]:
 
 __all__ = [
     "BASELINES", "METHODS", "Attributions", "RecordAttribution", "ScoreModel", "Target", "VariantEffect",
-    "VariantScan", "attribute", "attribute_records", "dinucleotide_shuffle", "ism", "load_scorer",
-    "make_baselines", "one_hot", "output_names", "resolve_target", "scan_variants",
+    "VariantScan", "attribute", "attribute_records", "auto_batch_size", "dinucleotide_shuffle", "ism", "load_scorer",
+    "make_baselines", "one_hot", "output_names", "parse_batch_size", "resolve_target", "scan_variants",
 ]

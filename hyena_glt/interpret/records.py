@@ -9,6 +9,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ..errors import UsageError
 from ..io.sequences import drop_empty
 from .attribution import attribute
 from .scoring import ScoreModel, Target
@@ -30,25 +31,51 @@ class RecordAttribution:
     delta: float | None = None
 
 
-def _same_length_batches(records: Iterable, batch_size: int) -> Iterator[list]:
-    """Runs of consecutive records of one length, at most ``batch_size`` long (no padding needed)."""
-    for _, run in itertools.groupby(records, key=lambda r: len(r.seq)):
-        run = iter(run)
-        while batch := list(itertools.islice(run, batch_size)):
+# --batch-size auto: units per forward pass. Attributions keep activations for the backward pass, so the CPU
+# budget is a quarter of classify's; GPUs take more.
+AUTO_UNITS = {"cpu": 4096, "cuda": 1 << 16}
+
+
+def parse_batch_size(text: str | int | None) -> int | None:
+    """``--batch-size``: a number of sequences, or None for 'auto'."""
+    if text is None or str(text).strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"--batch-size must be a number or 'auto' (got '{text}')") from None
+    if value < 1:
+        raise UsageError(f"--batch-size must be at least 1 (got {value})")
+    return value
+
+
+def auto_batch_size(scorer: ScoreModel, length: int) -> int:
+    """Sequences of ``length`` units per forward pass for --batch-size auto (1 to 256)."""
+    units = AUTO_UNITS.get(scorer.device.type, AUTO_UNITS["cpu"])
+    return max(1, min(256, units // max(1, length)))
+
+
+def _same_length_batches(records: Iterable, batch_size: int | None, scorer: ScoreModel) -> Iterator[list]:
+    """Runs of consecutive records of one length, at most ``batch_size`` long (no padding needed); None: as
+    many as the auto budget allows at that length."""
+    for length, run in itertools.groupby(records, key=lambda r: len(r.seq)):
+        run, size = iter(run), batch_size or auto_batch_size(scorer, length)
+        while batch := list(itertools.islice(run, size)):
             yield batch
 
 
 def attribute_records(scorer: ScoreModel, records: Iterable, method: str, target: Target, *, class_names: list[str],
-                      batch_size: int = 16, ism_window: tuple[int, int] | None = None, seed: int = 0,
+                      batch_size: int | None = None, ism_window: tuple[int, int] | None = None, seed: int = 0,
                       **method_options) -> Iterator[RecordAttribution]:
     rng = np.random.default_rng(seed)
     # records with no sequence are skipped, with a warning naming the first, as every subcommand does
-    for batch in _same_length_batches(drop_empty(records), batch_size):
+    for batch in _same_length_batches(drop_empty(records), batch_size, scorer):
         window = None
         if ism_window is not None:
             length = len(batch[0].seq)
             window = (ism_window[0], min(ism_window[1], length))
-        result = attribute(scorer, [r.seq for r in batch], method, target, batch_size=batch_size,
+        result = attribute(scorer, [r.seq for r in batch], method, target,
+                           batch_size=batch_size or auto_batch_size(scorer, len(batch[0].seq)),
                            ism_window=window, rng=rng, **method_options)
         for i, rec in enumerate(batch):
             has_coords = rec.contig is not None and rec.start is not None

@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         top: Annotated[int, typer.Option("--top", help="How many top-scoring records --plot draws.")] = 5,
         plot_width: Annotated[int, typer.Option("--plot-width", help="Bases per logo (centred on the strongest attributions).")] = 200,
         fmt: FormatOpt = None,
-        batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Sequences per forward pass (IG: interpolation steps per pass).")] = 32,
+        batch_size: Annotated[str, typer.Option("--batch-size", "-b", help="Sequences per forward pass (IG: interpolation steps per pass), or auto (a budget of units per pass).")] = "auto",
         device: DeviceOpt = "auto",
         precision: PrecisionOpt = "auto",
     ) -> None:
@@ -80,8 +80,7 @@ def register(app: typer.Typer) -> None:
         """
         from hyena_glt import interpret as lib
 
-        if batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+        batch_size = lib.parse_batch_size(batch_size)
         check_files([*(inputs or []), variants, reference, regions], [output], folders=[plot])
         if variants is not None:
             if inputs:
@@ -96,7 +95,8 @@ def register(app: typer.Typer) -> None:
             _, metadata, scorer = lib.load_scorer(model, device=device, precision=precision, rc_average=rc_average)
             names = lib.output_names(metadata, scorer.num_outputs)
             width = window if window is not None else metadata.get("window") or 1000
-            scan = lib.scan_variants(variants, reference, scorer, window=int(width), batch_size=batch_size,
+            scan = lib.scan_variants(variants, reference, scorer, window=int(width),
+                                     batch_size=batch_size or lib.auto_batch_size(scorer, 2 * int(width)),
                                      skip_mismatch=skip_mismatch, max_indel=max_indel)
             if scan.skipped_mismatch:
                 log.warning("skipped %d variant allele(s) whose REF does not match the reference", scan.skipped_mismatch)
