@@ -193,10 +193,16 @@ class Predictor:
                 f"'{self.tokenizer.name}'); use --no-rc-average")
 
         self.max_batch, self.token_budget = self._batch_limits(batch_size)
+        log.log(runtime.VERBOSE, "model: %s, %s parameters, window %s, tokenizer %s, patcher %s; rc-average %s; batches "
+                "of up to %s sequences and %s units", self.task, f"{sum(p.numel() for p in model.parameters()):,}",
+                self.window, self.tokenizer.name, getattr(model.config, "patcher", "none"),
+                "on" if self.rc_average else "off", self.max_batch,
+                "any number of" if self.token_budget >= 2**62 else f"{self.token_budget:,}")
 
     @classmethod
     def from_pretrained(cls, directory, *, tasks: Sequence[str] | None = None, **kwargs) -> "Predictor":
         model, metadata = load_model(directory, tasks=tasks)
+        log.log(runtime.VERBOSE, "model folder: %s", directory if directory is not None else "the bundled default model")
         return cls(model, metadata, **kwargs)
 
     # ---- what the model says about itself ---------------------------------------------------------

@@ -8,6 +8,7 @@ it natively, fp16 on other CUDA GPUs and fp32 elsewhere.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import re
@@ -27,6 +28,11 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # How out-of-memory errors read when they are plain RuntimeErrors (the CPU allocator's among them), lower case.
 OOM_MESSAGES = ("out of memory", "not enough memory", "can't allocate memory")
 _DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# The log level of `hyena-glt -v`: what was chosen for the run (device, precision, threads, batch sizes, model),
+# between INFO (shown by default) and DEBUG (-vv).
+VERBOSE = 15
+logging.addLevelName(VERBOSE, "VERBOSE")
+log = logging.getLogger("hyena_glt")
 
 
 def resolve_device(spec: str = "auto") -> "torch.device":
@@ -67,6 +73,22 @@ def _mps_available() -> bool:
 
 def resolve_precision(spec: str, device: "torch.device") -> str:
     """Return one of 'fp32', 'bf16', 'fp16' for ``device``."""
+    chosen = _resolve_precision(spec, device)
+    name = torch_device_name(device)
+    log.log(VERBOSE, "device %s%s, precision %s%s", device, f" ({name})" if name else "", chosen,
+            " (auto)" if (spec or "auto").strip().lower() == "auto" else "")
+    return chosen
+
+
+def torch_device_name(device: "torch.device") -> str | None:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return None
+
+
+def _resolve_precision(spec: str, device: "torch.device") -> str:
     import torch
 
     spec = (spec or "auto").strip().lower()

@@ -40,7 +40,9 @@ def set_settings(value: Settings) -> None:
 
 def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Logs go to stderr only, prefixed `hyena-glt:`; stdout carries data."""
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    from hyena_glt.runtime import VERBOSE
+
+    level = logging.ERROR if quiet else [logging.INFO, VERBOSE, logging.DEBUG][min(verbose, 2)]
     logger = logging.getLogger("hyena_glt")
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)

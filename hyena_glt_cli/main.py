@@ -109,7 +109,7 @@ def _global(
         Optional[bool],
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug); tracebacks on error.")] = 0,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v: also what the run chose (threads, device, precision, model, batches); -vv: debug. Tracebacks on error.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr; no progress bars.")] = False,
     threads: Annotated[
         Optional[int],
@@ -127,6 +127,8 @@ def _global(
     except HyenaGLTError as err:
         _report(ctx, str(err))
         ctx.exit(err.exit_code)
+    logging.getLogger("hyena_glt").log(runtime.VERBOSE, "hyena-glt %s, %d CPU thread(s), seed %d", __version__,
+                                       ctx.obj.threads, seed)
     runtime.seed_everything(seed)
     runtime.tune_allocator(huge_pages=ctx.invoked_subcommand in ("classify", "embed", "interpret", "benchmark"))
 

@@ -51,6 +51,21 @@ def test_top_level_option_errors_are_one_line(data_dir):
     assert "Usage: hyena-glt" in alone.stdout + alone.stderr
 
 
+def test_verbose_says_what_was_chosen(data_dir, tmp_path):
+    """-v adds what the run chose (threads, device and precision, the model, batch sizes) to the default logs;
+    -q leaves errors only."""
+    args = ["classify", str(data_dir / "MT-human.fa"), "--region", "MT_human:1-140", "-o", str(tmp_path / "x.tsv")]
+    default = runner.invoke(app, ["-@", "1", *args])
+    verbose = runner.invoke(app, ["-@", "1", "-v", *args])
+    quiet = runner.invoke(app, ["-@", "1", "-q", "-v", *args])
+    assert default.exit_code == verbose.exit_code == quiet.exit_code == 0, verbose.stderr
+    extra = [line for line in verbose.stderr.splitlines() if line not in default.stderr.splitlines()]
+    assert extra[0] == f"hyena-glt: hyena-glt {__version__}, 1 CPU thread(s), seed 0"
+    assert "hyena-glt: device cpu, precision fp32 (auto)" in extra
+    assert any(line.startswith("hyena-glt: model: classification, 202,242 parameters, window 70") for line in extra)
+    assert quiet.stderr == ""
+
+
 def run_bad(*args: str, input: str | None = None) -> str:
     """Run a command that must fail with exit 2, one line on stderr and nothing on stdout; return the line."""
     result = runner.invoke(app, ["-@", "1", *args], input=input)

@@ -15,6 +15,7 @@ embedding layer, n-grams included. ISM and variant scoring re-run the whole mode
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .attribution import BASELINES, METHODS, Attributions, attribute, dinucleotide_shuffle, ism, make_baselines
@@ -27,7 +28,7 @@ def load_scorer(model_dir: str | Path | None = None, *, device: str = "auto", pr
                 rc_average: bool | None = None):
     """(model, metadata, ScoreModel) for a model directory (the bundled default model when None)."""
     from ..model import from_pretrained
-    from ..runtime import resolve_device, resolve_precision
+    from ..runtime import VERBOSE, resolve_device, resolve_precision
     from ..tokenizers import get_tokenizer
 
     if model_dir is None:
@@ -39,6 +40,9 @@ def load_scorer(model_dir: str | Path | None = None, *, device: str = "auto", pr
     model, metadata = from_pretrained(model_dir, map_location=str(dev))
     tokenizer = get_tokenizer(metadata.get("tokenizer", "nucleotide"))
     scorer = ScoreModel(model, metadata, tokenizer, rc_average=rc_average, device=dev, precision=prec)
+    logging.getLogger("hyena_glt").log(
+        VERBOSE, "model folder: %s (%s, %s parameters, window %s); rc-average %s", model_dir, metadata.get("task"),
+        f"{sum(p.numel() for p in model.parameters()):,}", metadata.get("window"), "on" if scorer.rc_average else "off")
     return model, metadata, scorer
 
 
