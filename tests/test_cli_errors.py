@@ -116,6 +116,17 @@ def test_bad_numbers_and_files(tmp_path, data_dir):
     assert not (tmp_path / "m").exists()
 
 
+def test_window_options_that_would_be_ignored_are_refused(tmp_path, data_dir):
+    """An explicit --window/--stride that an output cannot honour is an error, as in tokenize, not ignored."""
+    reads, fasta = str(data_dir / "ce_reads.fastq"), str(data_dir / "MT-human.fa")
+    assert run_bad("classify", reads, "--window", "50", "-o", str(tmp_path / "w.tsv")) == (
+        "--window/--stride apply to window scans (BED output, -o out.bed); TSV output has one row per record, read whole")
+    assert run_bad("embed", fasta, "--window", "0", "--stride", "10", "-o", str(tmp_path / "e.npz")) == \
+        "--stride needs windows; --window 0 embeds whole records"
+    assert run_bad("interpret", fasta, "--stride", "10", "-o", str(tmp_path / "i.tsv")) == "--stride needs --window"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_stale_fasta_index_is_named(tmp_path, data_dir):
     fasta = tmp_path / "ex1.fa"
     fasta.write_text((data_dir / "ex1.fa").read_text().replace("CACTAGTGG", "CACTAGTGGAAAAAAAAAAAAAAA", 1))

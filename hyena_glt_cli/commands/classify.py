@@ -102,6 +102,10 @@ def register(app: typer.Typer) -> None:
         else:
             kind = explicit or _auto_kind(first, predictor.window)
             records = progress(itertools.chain([first], records), "classifying")
+        if kind == "tsv" and (window is not None or stride is not None):
+            # refused rather than ignored: a TSV row is a whole record
+            raise UsageError("--window/--stride apply to window scans (BED output, -o out.bed); TSV output has "
+                             "one row per record, read whole")
         options = dict(shard=(shard_index, shard_count), min_score=min_score, labels=label or None,
                        header=shard_index == 0)
         if kind == "bed":

@@ -84,6 +84,8 @@ def register(app: typer.Typer) -> None:
         if dtype not in EMBED_DTYPES:
             raise UsageError(f"unknown --dtype '{dtype}' (use {', '.join(EMBED_DTYPES)})")
         whole_records = window == 0
+        if whole_records and stride is not None:
+            raise UsageError("--stride needs windows; --window 0 embeds whole records")
         predictor = Predictor.from_pretrained(
             model, device=device, precision=precision, batch_size=batch_size,
             window=None if whole_records else window, stride=stride, last=last, rc_average=False)

@@ -81,6 +81,8 @@ def register(app: typer.Typer) -> None:
         from hyena_glt import interpret as lib
 
         batch_size = lib.parse_batch_size(batch_size)
+        if stride is not None and window is None:
+            raise UsageError("--stride needs --window")
         check_files([*(inputs or []), variants, reference, regions], [output], folders=[plot])
         if variants is not None:
             if inputs:
