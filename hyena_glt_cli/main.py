@@ -56,7 +56,12 @@ class _ErrorMappingGroup(TyperGroup):
             if hasattr(err, "format_message") and hasattr(err, "exit_code"):
                 # the command-line parser's own errors (missing option, bad value): one line too, with a hint
                 where = getattr(getattr(err, "ctx", None), "command_path", None) or ctx.command_path
-                _report(ctx, f"{err.format_message()} (see '{where} -h')")
+                message = err.format_message()
+                option = message.split()[3].rstrip(".") if message.startswith("No such option: ") else None
+                if option in _GLOBAL_OPTIONS:
+                    message = (f"{option} is a global option: give it before the subcommand "
+                               f"(hyena-glt {option} ... {ctx.invoked_subcommand or 'SUBCOMMAND'} ...)")
+                _report(ctx, f"{message} (see '{where} -h')")
                 ctx.exit(err.exit_code)
             from hyena_glt.runtime import OOM_MESSAGES
 
@@ -65,6 +70,9 @@ class _ErrorMappingGroup(TyperGroup):
                 ctx.exit(1)
             _report(ctx, f"internal error: {type(err).__name__}: {err} (run with -v for a traceback)")
             ctx.exit(1)
+
+
+_GLOBAL_OPTIONS = {"-@", "--threads", "--seed", "-v", "--verbose", "-q", "--quiet"}
 
 
 def _report(ctx: typer.Context, message: str) -> None:

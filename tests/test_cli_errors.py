@@ -127,6 +127,17 @@ def test_window_options_that_would_be_ignored_are_refused(tmp_path, data_dir):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_global_option_after_the_subcommand_and_streams_that_cannot_be(tmp_path, data_dir):
+    fasta = str(data_dir / "MT-human.fa")
+    assert run_bad("classify", "-@", "2", fasta) == (
+        "-@ is a global option: give it before the subcommand (hyena-glt -@ ... classify ...) (see 'hyena-glt classify -h')")
+    assert run_bad("train", str(data_dir / "gue" / "mouse_2" / "dev.csv"), "-o", "-") == \
+        "-o -: a trained model is a folder, not a stream (give -o FOLDER)"
+    assert run_bad("tokenize", fasta, "--patcher", "static:4", "--stats", "-") == \
+        "--stats - and the BED would share stdout: write one of them to a file"
+    assert not Path("-").exists()
+
+
 def test_stale_fasta_index_is_named(tmp_path, data_dir):
     fasta = tmp_path / "ex1.fa"
     fasta.write_text((data_dir / "ex1.fa").read_text().replace("CACTAGTGG", "CACTAGTGGAAAAAAAAAAAAAAA", 1))

@@ -60,6 +60,19 @@ def test_npz_in_tfmodisco_layout(tmp_path, model_dir, fasta):
     assert data["scores"][0] > 0 > data["scores"][2]  # log-odds of "motif": planted vs background
 
 
+def test_npz_to_stdout_equals_the_file(tmp_path, model_dir, fasta):
+    """Like tokenize and embed, interpret writes its .npz to a pipe with -o - --format npz."""
+    import io
+
+    out = tmp_path / "attr.npz"
+    assert invoke("interpret", fasta, "--model", model_dir, "-o", out).exit_code == 0
+    piped = invoke("interpret", fasta, "--model", model_dir, "--format", "npz", "-o", "-")
+    assert piped.exit_code == 0, piped.stderr
+    streamed, saved = np.load(io.BytesIO(piped.stdout_bytes)), np.load(out)
+    assert sorted(streamed.files) == sorted(saved.files)
+    np.testing.assert_array_equal(streamed["attributions"], saved["attributions"])
+
+
 def test_batch_size_auto_is_the_default_and_changes_no_value(tmp_path, model_dir, fasta):
     """--batch-size auto (as in classify and embed) batches by a units budget; any batch size gives the same
     attributions, and a bad one is one line, exit 2."""

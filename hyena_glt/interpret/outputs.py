@@ -11,7 +11,8 @@ from typing import Iterable
 
 import numpy as np
 
-from ..io.writers import atomic_path, bed_output, text_output
+from ..io.writers import bed_output, text_output
+from ..io.writers import write_npz as write_arrays
 from .records import RecordAttribution
 from .scoring import BASES
 
@@ -42,14 +43,12 @@ def write_npz(path: str, results: list[RecordAttribution], method: str) -> None:
         importance[i, : len(r.seq)] = r.importance
     coordinates = np.array([(r.contig, r.start, r.start + len(r.seq), r.strand) for r in results],
                            dtype=object).astype(str).reshape(n, 4)
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh, one_hot=one_hot, attributions=attributions, importance=importance,
-                names=np.array([r.name for r in results], dtype=str), coordinates=coordinates,
-                lengths=np.array([len(r.seq) for r in results], dtype=np.int64),
-                scores=np.array([r.score for r in results], dtype=np.float32),
-                targets=np.array([r.target_name for r in results], dtype=str), method=np.array(method))
+    arrays = dict(one_hot=one_hot, attributions=attributions, importance=importance,
+                  names=np.array([r.name for r in results], dtype=str), coordinates=coordinates,
+                  lengths=np.array([len(r.seq) for r in results], dtype=np.int64),
+                  scores=np.array([r.score for r in results], dtype=np.float32),
+                  targets=np.array([r.target_name for r in results], dtype=str), method=np.array(method))
+    write_arrays(path, arrays, compressed=True)  # '-': stdout
 
 
 def bedgraph_tracks(results: Iterable[RecordAttribution]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -148,6 +148,8 @@ def check_output_dir(output_dir: str | Path, resume: bool = False) -> None:
     folder of a new run (or, with ``resume``, of a continued one): it is a file, it is a non-empty folder
     without ``resume``, or it cannot be created or written into. Creating it is tried for real (with any
     missing parent folders) and undone, so nothing is left behind."""
+    if str(output_dir) == "-":
+        raise UsageError("-o -: a trained model is a folder, not a stream (give -o FOLDER)")
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} exists and is not a folder")

@@ -12,9 +12,8 @@ import typer
 
 from hyena_glt.errors import InputError, UsageError
 
-from ..common import (
-    DeviceOpt, FormatOpt, ModelOpt, PrecisionOpt, RegionOpt, RegionsOpt, check_files, output_format,
-                      progress, settings)
+from ..common import (DeviceOpt, FormatOpt, ModelOpt, PrecisionOpt, RegionOpt, RegionsOpt, check_files, output_format,
+                      progress, refuse_binary_to_terminal, settings)
 
 log = logging.getLogger("hyena_glt")
 
@@ -126,8 +125,8 @@ def register(app: typer.Typer) -> None:
         if steps < 1 or n_baselines < 1 or top < 1 or plot_width < 1:
             raise UsageError("--steps, --baselines, --top and --plot-width must be at least 1")
         kind = output_format(output, fmt, ATTRIBUTION_FORMATS, "tsv") if output is not None else None
-        if kind == "npz" and output == "-":
-            raise UsageError("npz output needs a file name (-o attributions.npz)")
+        if kind == "npz":
+            refuse_binary_to_terminal(output)
         if ism_window is not None and method != "ism":
             raise UsageError("--ism-window only applies to --method ism")
         span = _parse_span(ism_window)

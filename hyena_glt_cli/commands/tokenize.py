@@ -98,6 +98,8 @@ def register(app: typer.Typer) -> None:
         check_files([*inputs, regions, reference], [output, stats, plot])
         if plot is not None:
             output_format(str(plot), None, ("png",), "png", has_format_option=False)
+        if stats is not None and str(stats) == "-" and output == "-":
+            raise UsageError("--stats - and the BED would share stdout: write one of them to a file")
         tok = get_tokenizer(tokenizer)
         patching = patcher.strip() != "none"
         the_patcher = None

@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         n_layers: Annotated[Optional[int], typer.Option("--n-layers", help="Override the preset's depth.")] = None,
         dropout: Annotated[Optional[float], typer.Option("--dropout", help="Dropout rate.")] = None,
         config_set: Annotated[Optional[list[str]], typer.Option("--set", help="Override any model config field, KEY=VALUE with a JSON value (e.g. --set d_inner=256 --set attn_layers=[1]).")] = None,
-        tokenizer: Annotated[str, typer.Option("--tokenizer", help="nucleotide, kmer:K, byte or protein.")] = "nucleotide",
+        tokenizer: Annotated[str, typer.Option("--tokenizer", help="nucleotide, nucleotide:softmask, kmer:K, byte or protein.")] = "nucleotide",
         patcher: Annotated[str, typer.Option("--patcher", help="none, static:K or entropy.")] = "none",
         entropy_model: Annotated[Optional[Path], typer.Option("--entropy-model", help="LM folder (from --task lm) for --patcher entropy.")] = None,
         target_patch_length: Annotated[Optional[float], typer.Option("--target-patch-length", help="Mean patch length the entropy threshold is calibrated to.")] = None,
