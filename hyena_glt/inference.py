@@ -269,10 +269,22 @@ class Predictor:
                 continue
             yield from sliding_windows([record], self.window, self.stride, self.last)
 
-    def _items(self, records: Iterable[SequenceRecord], windowed: bool) -> Iterator[SequenceRecord]:
+    def genome_windows(self, records: Iterable[SequenceRecord]) -> Iterator[SequenceRecord]:
+        """Record by record: those that look like genomes (:func:`looks_like_genome`) as their windows, reads
+        and table rows whole — whatever order they come in."""
+        for record in records:
+            if looks_like_genome(record, self.window):
+                yield from sliding_windows([record], self.window, self.stride, self.last)
+            else:
+                yield record
+
+    def _items(self, records: Iterable[SequenceRecord], windowed: bool | str) -> Iterator[SequenceRecord]:
         """Work items: records with no sequence are skipped (with a warning naming the first), as every
-        subcommand does; windows of the others never are empty."""
+        subcommand does; windows of the others never are empty. ``windowed``: True (every record longer than
+        the window in windows), False (whole records) or "genomes" (:meth:`genome_windows`)."""
         records = drop_empty(records)
+        if windowed == "genomes":
+            return self.genome_windows(records)
         return self.windows(records) if windowed else records
 
     # ---- predictions ------------------------------------------------------------------------------

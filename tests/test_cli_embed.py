@@ -122,6 +122,24 @@ def test_genome_is_windowed_by_default_whole_with_window_0(model, tmp_path):
     assert z["names"].tolist() == [next(read_sequences(DATA / "MT-human.fa")).id] and z["end"].tolist() == [16569]
 
 
+def test_default_windows_are_decided_record_by_record(model, tmp_path):
+    """By default a record is windowed when it looks like a genome (longer than the window, no qualities),
+    whatever comes first: a short record then a long one give the same rows as the other order."""
+    rng = np.random.default_rng(4)
+    short, long = ("".join(rng.choice(list("ACGT"), n)) for n in (50, 200))
+    rows = {}
+    for order in ("short_first", "long_first"):
+        records = [("short", short), ("long", long)][:: 1 if order == "short_first" else -1]
+        fasta = tmp_path / f"{order}.fa"
+        fasta.write_text("".join(f">{name}\n{seq}\n" for name, seq in records))
+        embed(str(fasta), "-m", model, "-o", str(tmp_path / f"{order}.npz"))
+        z = np.load(tmp_path / f"{order}.npz")
+        rows[order] = {name: (start, end) for name, start, end in zip(z["names"].tolist(), z["start"], z["end"])}
+    assert rows["short_first"] == rows["long_first"]
+    assert rows["short_first"] == {"short": (0, 50), "long:1-70": (0, 70), "long:71-140": (70, 140),
+                                   "long:131-200": (130, 200)}
+
+
 @pytest.mark.parametrize("case", ["not npz", "missing model", "empty input", "bad pool", "bad dtype", "bad layer",
                                   "no such folder"])
 def test_bad_input_one_line_exit_2_no_output(case, model, reads_fq, tmp_path):

@@ -35,7 +35,7 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import pysam
 
@@ -797,11 +797,13 @@ def drop_empty(records: Iterable[SequenceRecord]) -> Iterator[SequenceRecord]:
         log.warning("skipped %d records with no sequence (the first: %s)", skipped, _where(first))
 
 
-def check_names(records: Iterable[SequenceRecord], output: str, *, unique: bool = False) -> Iterator[SequenceRecord]:
+def check_names(records: Iterable[SequenceRecord], output: str, *,
+                unique: bool | Callable[[SequenceRecord], bool] = False) -> Iterator[SequenceRecord]:
     """Pass ``records`` through, checking their names as ``output`` (e.g. "BED output", named in the
     error) needs them: every record with a sequence has a name (a FASTA header ``>`` alone has none); with
     ``unique``, no two records share one (as ``samtools faidx`` requires), for outputs keyed by coordinates,
-    where a record's name becomes its contig (BED, bedGraph, windows). Streaming: a set of the names seen,
+    where a record's name becomes its contig (BED, bedGraph, windows); ``unique`` may be a test of which
+    records are so keyed (those cut into windows, when only some are). Streaming: a set of the names seen,
     no second pass. Records with genome coordinates (regions) are keyed by those and are not checked;
     records with no sequence are skipped by every command, so neither are they."""
     seen: dict[str, tuple[str | None, int]] = {}
@@ -810,7 +812,7 @@ def check_names(records: Iterable[SequenceRecord], output: str, *, unique: bool 
             if not record.id:
                 which = f"record {record.number}" if record.number else "a record"
                 raise InputError(f"{which} has no name; {output} needs one", path=record.source)
-            if unique:
+            if unique is True or (unique and unique(record)):
                 here = (record.source, record.number)
                 earlier = seen.setdefault(record.id, here)
                 if earlier is not here:

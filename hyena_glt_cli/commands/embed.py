@@ -1,10 +1,10 @@
 """`hyena-glt embed`: embeddings of sequences (or of genome windows) into an ``.npz``.
 
 Which rows: with ``--window N``, records longer than N are embedded window by window (each row carries its
-coordinates); ``--window 0`` embeds whole records. By default, as in ``classify``: when the first record is
-longer than the model's window and has no base qualities (a genome, not reads), records are scanned in the
-model's windows; otherwise (reads, short sequences) each record is one row. The embeddings are streamed to disk as they are computed, so a genome never
-has to fit in memory. ``--shard I/N`` embeds part I of N (blocks of records or windows, as in ``classify``);
+coordinates); ``--window 0`` embeds whole records. By default, record by record: a record longer than the
+model's window without base qualities (a genome or contig, not a read or a table row) is embedded in the model's
+windows, and every other record (reads, short sequences) is one row, whatever the order of the records. The
+embeddings are streamed to disk as they are computed, so a genome never has to fit in memory. ``--shard I/N`` embeds part I of N (blocks of records or windows, as in ``classify``);
 the shards' rows together are the rows of a full run. Layout of the ``.npz`` (``np.load`` needs no pickle):
 
 * ``names`` (N,), ``contig`` (N,), ``start``/``end`` (N,) 0-based half-open (a record without
@@ -56,8 +56,9 @@ def register(app: typer.Typer) -> None:
                                                       "block, N = the output of block N, -1 = the last block's "
                                                       "(before the final norm); default: the final states.")] = None,
         dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16.")] = "float32",
-        window: Annotated[Optional[int], typer.Option("--window", help="Window length for long records "
-                                                       "(default: the model's; 0: whole records).")] = None,
+        window: Annotated[Optional[int], typer.Option("--window", help="Cut records longer than this into windows "
+                                                       "(default: the model's window, for records without base "
+                                                       "qualities; 0: whole records).")] = None,
         stride: Annotated[Optional[int], typer.Option("--stride", help="Window step (default: the window).")] = None,
         last: Annotated[str, typer.Option("--last", help="Last partial window: shift, pad or drop.")] = "shift",
         region: RegionOpt = None,
@@ -97,12 +98,22 @@ def register(app: typer.Typer) -> None:
             raise InputError("no sequences in the input", path=", ".join(inputs))
         if first is None:  # no reads in the regions: an empty result, as `samtools view` gives
             log.warning("%s: no records in the given region(s)", ", ".join(inputs))
-        # Windows when asked for (--window N), else when the input looks like a genome (as classify does).
-        windowed = predictor.window is not None and not whole_records and (
-            window is not None or (first is not None and looks_like_genome(first, predictor.window)))
+        # Windows when asked for (--window N); by default, record by record, for the records that look like a
+        # genome (longer than the window, no base qualities, not a table row), while reads stay whole.
+        windowed = False if predictor.window is None or whole_records else (True if window is not None else "genomes")
         records = itertools.chain([first] if first is not None else [], records)
-        # A window's contig is its record's name (unless the record has coordinates): unique names then.
-        records = check_names(records, "windowed embedding output" if windowed else "embedding output", unique=windowed)
+        # A window's contig is its record's name (unless the record has coordinates): unique names there.
+        genomes = []  # by default: whether some record was windowed (the metadata then gives the window)
+
+        def keyed(record) -> bool:
+            genome = looks_like_genome(record, predictor.window)
+            if genome and not genomes:
+                genomes.append(record.id)
+            return genome
+
+        records = check_names(records, "windowed embedding output" if windowed is True else "embedding output")
+        if windowed:  # (a record without a name is reported by the check above)
+            records = check_names(records, "windowed embedding output", unique=True if windowed is True else keyed)
         records = progress(records, "embedding")
         # Rows are staged beside the output (same file system, where the user has room), not in /tmp.
         staging = None if output == "-" else str(Path(output).resolve().parent)
@@ -110,6 +121,7 @@ def register(app: typer.Typer) -> None:
             for batch in predictor.embed(records, pool=pool, layer=layer, windowed=windowed,
                                            shard=(shard_index, shard_count)):
                 writer.add(batch)
+            windowed = windowed is True or bool(genomes)
             metadata = {
                 "model": predictor.metadata.get("model_dir"), "task": predictor.task, "pool": pool,
                 "layer": layer, "dtype": dtype, "window": predictor.window if windowed else None,
