@@ -35,7 +35,7 @@ log = logging.getLogger("hyena_glt")
 
 MODELS = ("hyena-glt", "transformer")
 COLUMNS = ("model", "preset", "patcher", "task", "params", "batch", "length", "median_ms", "nt_per_s",
-           "peak_mem_mb", "device", "status")
+           "peak_mem_mb", "device", "precision", "status")
 DEFAULT_LENGTHS = "1k,4k,16k,32k,64k,128k"
 QUICK = dict(lengths="1k,4k", batch_sizes="1", presets="tiny", patchers="none,static:4", repeats=2)
 VOCAB = 12  # token ids drawn from 0..11, as in the peer benchmark
@@ -65,6 +65,7 @@ class Row:
     nt_per_s: float | None = None
     peak_mem_mb: float | None = None
     device: str = "cpu"
+    precision: str = "fp32"
     status: str = "ok"
     times_ms: list[float] = field(default_factory=list)
 
@@ -211,7 +212,7 @@ def measure(case: Case, device: torch.device, precision: str = "fp32", repeats: 
 
     model = build_model(case).to(device)
     row = Row(case.model, case.preset, case.patcher, case.task, sum(p.numel() for p in model.parameters()),
-              case.batch, case.length, device=str(device))
+              case.batch, case.length, device=str(device), precision=precision)
     ids = _input_ids(case, model, device)
     cuda = device.type == "cuda"
     if cuda:
@@ -261,7 +262,7 @@ def measure_isolated(case: Case, device: torch.device, precision: str, repeats: 
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     params = sum(p.numel() for p in build_model(case).parameters())
     failed = Row(case.model, case.preset, case.patcher, case.task, params, case.batch, case.length,
-                 device=str(device))
+                 device=str(device), precision=precision)
     try:
         done = subprocess.run([sys.executable, "-m", "hyena_glt.benchmark", job], capture_output=True, text=True,
                               timeout=timeout_s, env=env)

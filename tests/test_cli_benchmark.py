@@ -34,7 +34,7 @@ def test_in_process_sweep_tsv_and_plot(tmp_path):
     assert [(r["model"], r["patcher"], int(r["length"])) for r in rows] == [
         ("hyena-glt", "none", 64), ("hyena-glt", "none", 128), ("hyena-glt", "static:4", 64),
         ("hyena-glt", "static:4", 128), ("transformer", "none", 64), ("transformer", "none", 128)]
-    assert all(r["status"] == "ok" and r["device"] == "cpu" for r in rows)
+    assert all(r["status"] == "ok" and r["device"] == "cpu" and r["precision"] == "fp32" for r in rows)
     for r in rows:
         assert float(r["nt_per_s"]) == pytest.approx(int(r["length"]) / (float(r["median_ms"]) / 1000), rel=0.01)
         assert float(r["peak_mem_mb"]) > 50  # the process's peak RSS: interpreter + torch + model
@@ -50,12 +50,12 @@ def test_isolated_rows_and_timeout(tmp_path):
     assert row.status == "ok" and row.batch == 2 and row.peak_mem_mb > 50 and len(row.times_ms) == 1
     late = bench.measure_isolated(case, torch.device("cpu"), "fp32", repeats=1, threads=1, timeout_s=0.01)
     assert late.status == "timeout" and late.median_ms is None
-    assert late.tsv().split("\t")[-5:] == ["NA", "NA", "NA", "cpu", "timeout"]
+    assert late.tsv().split("\t")[-6:] == ["NA", "NA", "NA", "cpu", "fp32", "timeout"]
     # In-process (--no-isolate) a forward cannot be stopped, but the row stops after the one past the limit
     # and reports no time either, rather than a median beside a "timeout" status.
     slow = bench.measure(case, torch.device("cpu"), "fp32", repeats=5, timeout_s=0.0)
     assert slow.status == "timeout" and slow.median_ms is None and slow.times_ms == []
-    assert slow.tsv().split("\t")[-5:-3] == ["NA", "NA"]
+    assert slow.tsv().split("\t")[-6:-4] == ["NA", "NA"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
