@@ -52,14 +52,14 @@ import torch
 
 from . import runtime
 from .errors import HyenaGLTError, ModelError, UsageError
-from .io.sequences import SequenceRecord, check_names, drop_empty, reverse_complement, sliding_windows
+from .io.sequences import (WINDOW_POLICIES, SequenceRecord, check_names, drop_empty, reverse_complement,
+                           sliding_windows)
 from .io.writers import check_destination
 
 log = logging.getLogger("hyena_glt")
 
 SEQUENCE_TASKS = ("classification", "multilabel", "regression")
 POOLS = ("mean", "cls", "none")
-LAST_WINDOW_POLICIES = ("shift", "pad", "drop")
 EMBED_DTYPES = ("float32", "float16")
 
 # Block = unit of sharding and the scope of batching (see the module docstring). Constants, so that
@@ -181,8 +181,8 @@ class Predictor:
         if stride is not None and self.window is None:
             raise UsageError("--stride needs a window: the model has none, give --window")
         self.stride = stride if stride is not None else self.window
-        if last not in LAST_WINDOW_POLICIES:
-            raise UsageError(f"unknown last-window policy '{last}' (use {', '.join(LAST_WINDOW_POLICIES)})")
+        if last not in WINDOW_POLICIES:
+            raise UsageError(f"unknown last-window policy '{last}' (use one of: {', '.join(WINDOW_POLICIES)})")
         self.last = last
 
         default_rc = bool(metadata.get("rc_average", self.is_nucleotide)) and self.is_nucleotide

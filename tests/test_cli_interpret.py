@@ -130,6 +130,12 @@ def test_tsv_rows_per_position_and_window_option(tmp_path, model_dir, genome):
                     "--window", LENGTH, "--stride", LENGTH, "-o", packed)
     assert result.exit_code == 0, result.stderr
     assert gzip.decompress(packed.read_bytes()).decode().splitlines() == lines
+    # --last as in classify: windows of 50 over 120 bases leave a 20-base tail, dropped or kept short
+    for last, positions in (("drop", 100), ("pad", 120)):
+        result = invoke("interpret", path, "--model", model_dir, "--method", "ism", "--window", 50, "--last", last,
+                        "-o", out)
+        assert result.exit_code == 0, result.stderr
+        assert [int(line.split("\t")[2]) for line in out.read_text().splitlines()[1:]] == list(range(1, positions + 1))
 
 
 def test_minus_strand_region_lands_on_the_right_genome_bases(tmp_path, model_dir, genome):

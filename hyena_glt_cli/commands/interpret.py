@@ -55,6 +55,8 @@ def register(app: typer.Typer) -> None:
         max_indel: Annotated[Optional[int], typer.Option("--max-indel", help="Longest indel to score (default: a quarter of the window).")] = None,
         window: Annotated[Optional[int], typer.Option("--window", help="Cut inputs into windows of this length / variant window (default for variants: the model's).")] = None,
         stride: Annotated[Optional[int], typer.Option("--stride", help="Step between windows (default: --window).")] = None,
+        last: Annotated[str, typer.Option("--last", help="Last partial window: shift (end at the contig end), "
+                                          "pad (keep the shorter tail) or drop.")] = "shift",
         region: RegionOpt = None,
         regions: RegionsOpt = None,
         plot: Annotated[Optional[Path], typer.Option("--plot", help="Folder for PNG logos of the top records (all records with --region).")] = None,
@@ -143,7 +145,7 @@ def register(app: typer.Typer) -> None:
         what = {"bedgraph": "bedGraph output", "tsv": "per-position TSV output", "npz": ".npz output"}.get(kind, "logos")
         records = check_names(records, "windows" if window is not None and kind == "npz" else what, unique=keyed)
         if window is not None:
-            records = sliding_windows(records, window, stride)
+            records = sliding_windows(records, window, stride, last)
         results = lib.attribute_records(
             scorer, progress(records, "interpret"), method, chosen, class_names=names, batch_size=batch_size,
             ism_window=span, seed=settings().seed, baseline=baseline, steps=steps, n_baselines=n_baselines)
