@@ -73,6 +73,19 @@ def test_npz_to_stdout_equals_the_file(tmp_path, model_dir, fasta):
     np.testing.assert_array_equal(streamed["attributions"], saved["attributions"])
 
 
+def test_rna_is_read_as_dna(tmp_path, model_dir, fasta):
+    """U reads as T, as the nucleotide tokenizer reads it for classify: the same attributions as the DNA."""
+    dna = fasta.read_text().splitlines()[1]
+    rna = tmp_path / "rna.fa"
+    rna.write_text(f">dna\n{dna}\n>rna\n{dna.replace('T', 'U')}\n")
+    out = tmp_path / "rna.npz"
+    result = invoke("interpret", rna, "--model", model_dir, "--method", "ism", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    z = np.load(out)
+    np.testing.assert_array_equal(z["attributions"][0], z["attributions"][1])
+    assert z["scores"][0] == z["scores"][1]
+
+
 def test_batch_size_auto_is_the_default_and_changes_no_value(tmp_path, model_dir, fasta):
     """--batch-size auto (as in classify and embed) batches by a units budget; any batch size gives the same
     attributions, and a bad one is one line, exit 2."""

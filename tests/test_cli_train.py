@@ -296,3 +296,16 @@ def test_option_values_that_were_accepted_silently(rows, tmp_path):
                     "-o", str(out))
     assert result.exit_code == 0, result.stderr
     assert from_pretrained(out)[1]["source"] == "GUE"
+
+
+def test_soft_masked_dna_gets_reverse_complement_augmentation_and_averaging_by_default(rows, tmp_path):
+    """nucleotide:softmask is DNA too: rc augmentation in training and rc averaging at inference are on by
+    default, as for nucleotide, and the model trains on the soft-masked ids it will classify."""
+    masked = [(r["sequence"][:20] + r["sequence"][20:40].lower() + r["sequence"][40:], r["label"]) for r in rows[:64]]
+    data = write_csv(tmp_path / "soft.csv", ["sequence", "label"], masked)
+    out = tmp_path / "soft_model"
+    result = invoke("train", str(data), "--tokenizer", "nucleotide:softmask", *TINY, "--max-steps", "1",
+                    "--batch-size", "16", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    meta = json.loads((out / "hyena_glt.json").read_text())
+    assert meta["rc_average"] is True and meta["training"]["options"]["rc_augment"] is True

@@ -386,3 +386,39 @@ def test_bad_vcf_lines_get_their_real_reason(tmp_path, scorer, data_dir):
         scan_variants(tmp_path / "empty.vcf", data_dir / "ex1.fa", scorer, window=LENGTH)
     with pytest.raises(InputError, match=r"ex1.fa: not a VCF/BCF file \(no ##fileformat header\)"):
         scan_variants(data_dir / "ex1.fa", data_dir / "ex1.fa", scorer, window=LENGTH)
+
+
+def test_soft_masked_bases_are_attributed_and_reverse_complemented_as_classify_does():
+    """nucleotide:softmask gives lower-case bases ids of their own: the one-hot path splices them through their
+    own embedding rows (so integrated gradients reach them), and RC averaging complements them as the tokenizer
+    does for classify (a record and its reverse complement, case kept, score alike)."""
+    from hyena_glt.config import HyenaGLTConfig
+    from hyena_glt.io.sequences import reverse_complement
+    from hyena_glt.model import HyenaGLTForTask, rc_average_logits
+    from hyena_glt.tokenizers import get_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = get_tokenizer("nucleotide:softmask")
+    config = HyenaGLTConfig.preset("tiny", d_model=16, d_inner=32, filter_dim=8, ngram_buckets=0,
+                                   vocab_size=tokenizer.vocab_size, bidirectional=True)
+    model = HyenaGLTForTask(config, "classification", 2).eval()
+    with torch.no_grad():  # a soft-masked base must matter to the model, as in a trained one
+        model.backbone.embed.units.weight.mul_(50)
+    scorer = ScoreModel(model, {"rc_average": True}, tokenizer, rc_average=True)
+    rng = np.random.default_rng(0)
+    upper = "".join(rng.choice(list("ACGT"), 40))
+    forward = upper[:10] + upper[10:25].lower() + upper[25:]
+    seqs = [forward, reverse_complement(forward)]
+    assert seqs[1][15:30].islower()
+    ids = scorer.encode(seqs)
+    targets = torch.ones(2, dtype=torch.long)
+    via_ids = scorer.score_ids(ids, targets, batch_size=2)
+    assert torch.allclose(via_ids[0], via_ids[1], atol=1e-5)  # strand-symmetric, lower case included
+    with torch.no_grad():
+        logits = rc_average_logits(model, ids, torch.ones_like(ids, dtype=torch.bool), tokenizer)
+    assert torch.allclose(via_ids, logits[:, 1] - logits[:, 0], atol=1e-5)  # what classify computes
+    x = torch.from_numpy(one_hot(seqs))
+    assert torch.allclose(scorer(x, ids, targets).detach(), via_ids, atol=1e-5)  # the splice reproduces the model
+    result = attribute(scorer, [forward], "integrated-gradients", Target(1, "1"), steps=8)
+    masked = np.abs(result.attributions[0][:, 10:25]).sum(axis=0)
+    assert (masked > 0).all()  # every soft-masked base gets attribution

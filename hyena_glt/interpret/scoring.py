@@ -131,10 +131,18 @@ class ScoreModel(nn.Module):
         self.device = torch.device(device)
         self.precision = precision
         self.register_buffer("acgt_ids", torch.as_tensor(acgt, dtype=torch.long), persistent=False)
-        # The complement of each id, for reverse-complementing token ids (A<->T, C<->G; others unchanged).
-        vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or (int(acgt.max()) + 1))
-        complement = torch.arange(max(vocab, int(acgt.max()) + 1))
+        # Soft-masked (lower-case) bases have ids of their own with nucleotide:softmask; else the same ids.
+        lower = np.asarray(tokenizer.encode("acgt"))
+        self.soft_masked = len(lower) == 4 and not np.array_equal(lower, acgt)
+        self.register_buffer("acgt_lower_ids", torch.as_tensor(lower if self.soft_masked else acgt, dtype=torch.long),
+                             persistent=False)
+        # The complement of each id, for reverse-complementing token ids (A<->T, C<->G in either case; others
+        # unchanged), as the tokenizer's reverse_complement_batch does for classify.
+        top = int(max(acgt.max(), self.acgt_lower_ids.max()))
+        vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or (top + 1))
+        complement = torch.arange(max(vocab, top + 1))
         complement[self.acgt_ids] = self.acgt_ids.flip(0)
+        complement[self.acgt_lower_ids] = self.acgt_lower_ids.flip(0)
         self.register_buffer("complement_ids", complement, persistent=False)
         self.embedding = _find_unit_embedding(model)
         # Hashed n-gram embeddings (BLT) are summed onto the unit embedding; gradients cannot reach them.
@@ -154,10 +162,13 @@ class ScoreModel(nn.Module):
         ids = args[0]
         if ids.shape != (x.shape[0], x.shape[2]):
             return output  # another call (e.g. an entropy LM sharing the module) — leave it alone
-        is_base = torch.isin(ids, self.acgt_ids)
-        base_vectors = module.weight[self.acgt_ids]  # (4, D)
-        spliced = torch.einsum("ncl,cd->nld", x.to(base_vectors.dtype), base_vectors)
-        return torch.where(is_base.unsqueeze(-1), spliced.to(output.dtype), output)
+        out = output
+        # Upper-case bases read the A/C/G/T rows of the embedding; soft-masked ones (nucleotide:softmask) their own.
+        for base_ids in (self.acgt_ids, self.acgt_lower_ids) if self.soft_masked else (self.acgt_ids,):
+            base_vectors = module.weight[base_ids]  # (4, D)
+            spliced = torch.einsum("ncl,cd->nld", x.to(base_vectors.dtype), base_vectors)
+            out = torch.where(torch.isin(ids, base_ids).unsqueeze(-1), spliced.to(output.dtype), out)
+        return out
 
     @contextlib.contextmanager
     def _spliced(self, x: torch.Tensor | None) -> Iterator[None]:

@@ -39,7 +39,7 @@ log = logging.getLogger("hyena_glt")
 
 LOG_FILE = "train_log.tsv"
 CHECKPOINTS = "checkpoints"
-DNA_TOKENIZERS = ("nucleotide",)
+DNA_TOKENIZERS = ("nucleotide", "nucleotide:softmask")  # reverse-complement augmentation by default
 RESERVED_METADATA = {"task", "num_outputs", "tokenizer", "patcher", "window", "rc_average", "metrics", "training",
                      "package_version", "class_names", "target_names"}
 
