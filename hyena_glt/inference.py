@@ -495,9 +495,10 @@ def predicted_labels(values: np.ndarray, task: str, names: Sequence[str]) -> tup
 
 
 def format_values(values: np.ndarray, task: str) -> list[str]:
-    """Tab-joined value columns per row: probabilities with 4 decimals, regression values with 6
-    significant digits."""
-    fmt = "%.6g" if task == "regression" else "%.4f"
+    """Tab-joined value columns per row: probabilities with 6 decimals, regression values with 6 significant
+    digits. (With 4 decimals, 100 test rows of a small model shared 54 values, and an AUROC recomputed from the
+    TSV missed the stored one by 2e-3; with 6, by 5e-5 on 200 rows.)"""
+    fmt = "%.6g" if task == "regression" else "%.6f"
     if values.size == 0:
         return []
     text = np.char.mod(fmt, values.astype(np.float64))
@@ -553,7 +554,7 @@ def bed_rows(batch: PredictionBatch, task: str, names: Sequence[str], rc_average
 
 
 def format_bed_row(row: BedRow, task: str) -> str:
-    fmt = "{:.6g}" if task == "regression" else "{:.4f}"
+    fmt = "{:.6g}" if task == "regression" else "{:.6f}"
     values = "\t".join(fmt.format(v) for v in row.values)
     return f"{row.contig}\t{row.start}\t{row.end}\t{row.label}\t{row.score}\t{row.strand}\t{values}"
 
