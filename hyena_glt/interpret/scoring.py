@@ -36,10 +36,11 @@ _BASE_INDEX = np.full(256, -1, dtype=np.int64)
 for _i, _b in enumerate(BASES):
     _BASE_INDEX[ord(_b)] = _i
     _BASE_INDEX[ord(_b.lower())] = _i
+_BASE_INDEX[[ord("U"), ord("u")]] = 3  # RNA: U is T, as the nucleotide tokenizer reads it
 
 
 def base_indices(seq: str) -> np.ndarray:
-    """0..3 for A/C/G/T (either case), -1 for anything else (N, IUPAC codes)."""
+    """0..3 for A/C/G/T (either case; U as T), -1 for anything else (N, IUPAC codes)."""
     return _BASE_INDEX[np.frombuffer(seq.encode("ascii", "replace"), dtype=np.uint8)]
 
 

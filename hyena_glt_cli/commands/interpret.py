@@ -3,7 +3,6 @@ sequence logos, and variant effects from a VCF."""
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import logging
 from pathlib import Path
@@ -19,7 +18,6 @@ from ..common import (DeviceOpt, FormatOpt, ModelOpt, PrecisionOpt, RegionOpt, R
 log = logging.getLogger("hyena_glt")
 
 ATTRIBUTION_FORMATS = ("npz", "bedgraph", "tsv")
-_U_TO_T = str.maketrans("Uu", "Tt")
 VARIANT_FORMATS = ("tsv", "vcf")
 
 
@@ -140,9 +138,8 @@ def register(app: typer.Typer) -> None:
 
         from hyena_glt.io.sequences import check_names, read_many, sliding_windows
 
-        # RNA reads as DNA (U as T), as the nucleotide tokenizer reads it for classify: attributions are over A/C/G/T.
-        records = (dataclasses.replace(r, seq=r.seq.translate(_U_TO_T)) if "U" in r.seq or "u" in r.seq else r
-                   for r in read_many(inputs, regions=region, regions_bed=regions, alphabet="nucleotide"))
+        # RNA reads as DNA (U as T), as the nucleotide tokenizer and the one-hot both read it.
+        records = read_many(inputs, regions=region, regions_bed=regions, alphabet="nucleotide")
         # bedGraph and per-position TSV rows (and windows) are keyed by contig and position, and a record
         # without coordinates is its own contig: its name must be unique there (checked as records stream).
         keyed = kind in ("bedgraph", "tsv") or window is not None
