@@ -103,15 +103,17 @@ def test_fp32_long_conv_under_bf16_autocast(monkeypatch, in_pieces):
     assert torch.allclose(low.float(), ref, atol=0.05, rtol=0.05)
 
 
-# Pieces of the megabase path (2 records x 64 projection rows): chunks of 63 positions, each re-reading the 2
-# before it for the short conv, and channel groups of 7 (16 = 7 + 7 + 2) at FFT size 600; or chunks of 256
-# positions re-reading 16 (long chunks and their halos are multiples of 16), and all 16 channels in one group.
+# Pieces of the megabase path (2 records x 64 projection rows): channel groups of 7 (16 = 7 + 7 + 2) at FFT
+# size 600, or all 16 channels in one group; positions in blocks of 64 (CPU's cache-sized blocks), or as many
+# as the limit allows (65 or 272, as on GPUs), the short conv's look-back carried from block to block.
 @pytest.mark.parametrize("limit", [2 * 600 * 7, 2 * 64 * (256 + 16)])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional, limit):
+@pytest.mark.parametrize("project_block", [64, 0])
+def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional, limit, project_block):
     import hyena_glt.model.hyena as hyena
     from hyena_glt.model.hyena import Block
 
+    monkeypatch.setattr(hyena, "_PROJECT_BLOCK", project_block)
     torch.manual_seed(0)
     block = Block(16, 32, HyenaOperator(16, order=3, filter_scale=64, bidirectional=bidirectional)).eval()
     u = torch.randn(2, 300, 16)
@@ -134,6 +136,25 @@ def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional, limit):
         assert consumed.data_ptr() == norm.data_ptr() and torch.equal(consumed, alone)
     assert torch.allclose(whole, chunked, atol=1e-5)
     assert not torch.equal(u, chunked)  # the block's input itself was not updated in place
+
+
+@pytest.mark.parametrize("short_conv", [1, 3, 4])
+def test_projection_in_blocks_equals_whole(monkeypatch, short_conv):
+    """CPU inference projects and short-convolves blocks of positions, carrying the conv's look-back."""
+    import hyena_glt.model.hyena as hyena
+
+    torch.manual_seed(0)
+    op = HyenaOperator(8, short_conv=short_conv).eval()
+    u = torch.randn(2, 300, 8)
+    with torch.no_grad():
+        want = hyena.causal_depthwise_conv(op.in_proj(u).transpose(1, 2), op.short_conv.weight.squeeze(1),
+                                           op.short_conv.bias)
+        monkeypatch.setattr(hyena, "_PROJECT_BLOCK", 64)  # 4 blocks of 64 and one of 44
+        got = op._project(u)
+        assert got.shape == want.shape
+        assert torch.allclose(got, want, atol=1e-6, rtol=0)
+        monkeypatch.setattr(hyena, "_PROJECT_BLOCK", 1024)  # whole: no blocks
+        assert torch.allclose(op._project(u), want, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("bidirectional,window", [(False, 0), (True, 0), (False, 16), (True, 16)])

@@ -44,6 +44,10 @@ _MLP_ROWS_GPU = 1 << 18
 # units take 1.2 ms against 5.7 ms, 32 x 128 x 128 1.5 against 2.1; with fewer records each matrix is
 # read for too little work (16 x 128 x 128: 1.1 against 0.9), and at 300 units FFTs are as fast.
 _DIRECT_LENGTH = 128
+# CPU inference projects (and short-convolves) this many positions at a time (see _projected_blocks); 0: all
+_PROJECT_BLOCK = 1024
+# padding of channel-major rows whose length is a multiple of 4 KB (see _unaliased)
+_ROW_PAD = 272
 
 
 @functools.lru_cache(maxsize=None)
@@ -61,6 +65,14 @@ def fast_fft_size(n: int) -> int:
             p35 *= 3
         p5 *= 5
     return best
+
+
+def _unaliased(length: int) -> int:
+    """A row stride of at least ``length`` floats for (…, channels, length) buffers that are read across
+    channels (transposed): rows a large power of two apart share cache sets, and reading position-major
+    across them thrashes (1 M units, 128 channels: a transposed multiply of 43k positions takes 12.7 ms with
+    rows 4 MB apart, 3.7 ms with 1,088 bytes more)."""
+    return length + _ROW_PAD if length % 1024 == 0 else length
 
 
 def _piece_elements(device: torch.device) -> int:
@@ -299,50 +311,82 @@ class HyenaOperator(nn.Module):
     def _project(self, u: torch.Tensor) -> torch.Tensor:
         """In-projection, then the short causal conv: (B, L, D) → (B, (order+1)·D, L). Channels-first: FFTs run
         over contiguous rows, and baddbmm reads/writes the transposed layout directly (no transposing copies)."""
+        if _blockwise(u) and u.shape[1] > _PROJECT_BLOCK:
+            out = u.new_empty(u.shape[0], self.in_proj.out_features, _unaliased(u.shape[1]))[..., :u.shape[1]]
+            for s, z in self._projected_blocks(u, _PROJECT_BLOCK):
+                out[..., s:s + z.shape[-1]] = z
+            return out
         z = torch.baddbmm(self.in_proj.bias[:, None], self.in_proj.weight.expand(u.shape[0], -1, -1), u.transpose(1, 2))
         # Shifted multiply-adds on every device, though CUDA's grouped conv1d is ~3 % faster there (H200, small,
         # 16 x 8k: 77.3 -> 74.6 ms): its other summation order changes fp32 rounding, which flipped entropy patch
         # boundaries lying on the calibrated threshold, so GPU and CPU classified 2 of 328 records differently.
         return causal_depthwise_conv(z, self.short_conv.weight.squeeze(1), self.short_conv.bias)
 
+    def _projected_blocks(self, u: torch.Tensor, block: int):
+        """Inference: yields (start, z) for blocks of ``block`` positions, z (B, (order+1)·D, n) the block's
+        projection and short conv, in a buffer reused for the next block. On CPU, blocks of ~1k positions keep
+        each block in cache for the conv's k passes, which over a whole (B, 3D, L) tensor would each go to
+        memory (tiny, 1 x 32k: ~4 % a forward). The last k-1 projected positions of a block are carried in
+        front of the next (zeros before the first); the arithmetic, in its order, is causal_depthwise_conv's."""
+        batch, length, _ = u.shape
+        weight, conv_bias = self.short_conv.weight.squeeze(1), self.short_conv.bias[:, None]
+        k = weight.shape[1]
+        # raw[..., front:front + n] holds the block's projection, raw[..., front - j] the position j before it;
+        # front is a multiple of 16 floats, so the projection's rows start on 64-byte boundaries (GEMMs writing
+        # misaligned rows ran ~1.4x slower).
+        front = -(-(k - 1) // 16) * 16
+        proj_weight, proj_bias = self.in_proj.weight.expand(batch, -1, -1), self.in_proj.bias[:, None]
+        in_place = not _autocast_on(u.device)  # autocast ignores ops with an explicit output
+        raw = out = taps = None
+        for s in range(0, length, block):
+            n = min(block, length - s)
+            if raw is not None and in_place:
+                torch.baddbmm(proj_bias, proj_weight, u[:, s:s + n].transpose(1, 2), out=raw[..., front:front + n])
+            else:
+                z = torch.baddbmm(proj_bias, proj_weight, u[:, s:s + n].transpose(1, 2))
+                if raw is None:  # the first block sets the dtype (bf16/fp16 under autocast)
+                    raw = z.new_zeros(batch, z.shape[1], front + block)
+                    out = z.new_empty(batch, z.shape[1], block)
+                    taps = [weight[:, k - 1 - j, None].to(z.dtype) for j in range(k)]  # the input j positions back
+                    conv_bias = conv_bias.to(z.dtype)
+                raw[..., front:front + n] = z
+            z = torch.mul(raw[..., front:front + n], taps[0], out=out[..., :n]).add_(conv_bias)
+            for j in range(1, k):
+                z.addcmul_(raw[..., front - j:front - j + n], taps[j])
+            yield s, z
+            if k > 1:
+                raw[..., front - k + 1:front] = raw[..., front + n - k + 1:front + n].clone()
+
     def _forward_in_pieces(self, u, keep, kernels, conv, skip, limit: int, row: int, consume_input: bool) -> torch.Tensor:
         """Inference on inputs too big for one pass (megabase records, huge batches), in three sweeps that
-        bound memory to a few (B, L, D) tensors: (1) positions in chunks: projection, short conv, v·x_{order-1};
-        (2) channels in groups: the long convolutions; (3) positions in chunks: gate x_0, output projection.
-        The projections stay large matmuls: groups of channels in (1) and (3) would re-read all of u for
-        each group and turn them into thin, memory-bound matmuls (tiny, 1 M units: 21.3 -> 16.8 s a forward).
-        x_0, and then the output, live where u was when u may be consumed (else in one new tensor), which
-        saves a (B, L, D) tensor (tiny, 1 M units: peak RSS 3.7-3.9 -> 3.3-3.5 GB, for ~5 % more time).
-        ``row`` is the length of one channel's convolution buffer (the FFT size)."""
+        bound memory to a few (B, L, D) tensors: (1) positions in blocks: projection, short conv, v·x_{order-1};
+        (2) channels in groups: the long convolutions; (3) positions in blocks: gate x_0, output projection.
+        On CPU the blocks are ~1k positions (cache-sized; the transposes between the channel-major gates and the
+        positions-major x_0 stay in cache); elsewhere as many as the memory limit allows. The projections stay
+        large matmuls: groups of channels in (1) and (3) would re-read all of u for each group and turn them
+        into thin, memory-bound matmuls (tiny, 1 M units: 21.3 -> 16.8 s a forward). x_0, and then the output,
+        live where u was when u may be consumed (else in one new tensor), which saves a (B, L, D) tensor (tiny,
+        1 M units: peak RSS 3.7-3.9 -> 3.3-3.5 GB). ``row`` is the length of one channel's convolution buffer
+        (the FFT size)."""
         batch, length, _ = u.shape
         order, d = self.order, self.d
-        k = self.short_conv.weight.shape[-1]
-        rows = batch * (order + 1) * d
-        back = k - 1  # the short conv looks back k-1 positions: each chunk re-reads them (its halo)
-        step = max(1, limit // rows - back)  # a chunk with its halo fits the limit
-        if step >= 256:
-            # Chunks (and halos) a multiple of 16 positions wide: the projection's output rows then start on
-            # 64-byte boundaries, and its GEMM runs ~1.4x faster (1 M positions, tiny: 1.01 -> 0.70 s a layer).
-            back = -(-back // 16) * 16
-            step = (limit // rows - back) // 16 * 16
+        block = _PROJECT_BLOCK if _blockwise(u) else max(1, limit // (batch * (order + 1) * d))
         # gates[:, j] = x_{j+1}, except gates[:, order-2] = v·x_{order-1}, the first convolution's input, which the
         # convolutions' output replaces; (B, order-1, D, L) keeps each channel's row contiguous for the FFTs.
-        # x0 (B, L, D) is positions-major, like u, for sweep (3).
-        gates = x0 = pending = None
-        for s in range(0, length, step):
-            e, halo = min(s + step, length), min(s, back)
-            z = self._project(u[:, s - halo:e])[..., halo:].unflatten(1, (order + 1, d))
+        # x0 (B, L, D) is positions-major, like u, for sweep (3); a block of u is read only by its own
+        # projection (the short conv's look-back is carried projected), so x_0 can overwrite it at once.
+        gates = x0 = None
+        for s, z in self._projected_blocks(u, block):
+            e = s + z.shape[-1]
+            z = z.unflatten(1, (order + 1, d))
             if gates is None:
-                gates = z.new_empty(batch, order - 1, d, length)
+                gates = z.new_empty(batch, order - 1, d, _unaliased(length))[..., :length]
                 x0 = u if consume_input and u.is_contiguous() and u.dtype == z.dtype else u.new_empty(u.shape, dtype=z.dtype)
-            if pending is not None:  # the previous chunk's x_0, written only now that this chunk has read its halo
-                x0[:, pending[0]:s] = pending[1].transpose(1, 2)
-            pending = (s, z[:, 0])
             gates[:, :order - 2, :, s:e] = z[:, 1:order - 1]
             v = torch.mul(z[:, order - 1], z[:, order], out=gates[:, order - 2, :, s:e])
             if keep is not None:
                 v.mul_(keep[..., s:e])
-        x0[:, pending[0]:] = pending[1].transpose(1, 2)
+            x0[:, s:e] = z[:, 0].transpose(1, 2)
         # Each of a group's convolution buffers (padded input, spectrum, output) holds about group x row floats,
         # within the limit (so in malloc's heap, see runtime.tune_allocator). Groups of 8 rows of 2 M points
         # transform faster than groups of 4, at no more peak memory (tiny, 1 M units: 12.7-13.1 -> 11.6-11.8 s).
@@ -361,12 +405,29 @@ class HyenaOperator(nn.Module):
             gates[:, order - 2, g] = v
         # The output projection writes straight into x0's storage (a separate output and its copy cost ~15 % more).
         weight, bias = self.out_proj.weight.to(x0.dtype).t().expand(batch, -1, -1), self.out_proj.bias.to(x0.dtype)
-        for s in range(0, length, step):
-            e = min(s + step, length)
+        y = None
+        for s in range(0, length, block):
+            e = min(s + block, length)
             # y = v·x_0, positions-major (an explicit output: the two operands' layouts differ)
-            y = torch.mul(gates[:, order - 2, :, s:e].transpose(1, 2), x0[:, s:e], out=torch.empty_like(x0[:, s:e]))
-            torch.baddbmm(bias, y, weight, out=x0[:, s:e])
+            y = x0.new_empty(batch, block, d) if y is None else y
+            torch.mul(gates[:, order - 2, :, s:e].transpose(1, 2), x0[:, s:e], out=y[:, :e - s])
+            torch.baddbmm(bias, y[:, :e - s], weight, out=x0[:, s:e])
         return x0
+
+
+def _autocast_on(device: torch.device) -> bool:
+    if device.type == "cpu":
+        return _cpu_autocast()
+    try:
+        return torch.is_autocast_enabled(device.type)
+    except TypeError:  # torch < 2.4: CUDA's
+        return torch.is_autocast_enabled()
+
+
+def _blockwise(u: torch.Tensor) -> bool:
+    """Whether inference on u runs its position-wise parts in cache-sized blocks (CPU, fp32, no autocast)."""
+    return (_PROJECT_BLOCK > 0 and u.device.type == "cpu" and u.dtype == torch.float32
+            and not torch.is_grad_enabled() and not _cpu_autocast())
 
 
 class Attention(nn.Module):
