@@ -147,7 +147,8 @@ class Predictor:
     """Runs a model over streams of records. See the module docstring for how work is cut and batched.
 
     ``batch_size``: a number of sequences per batch, or ``"auto"``. ``window``/``stride``/``last``:
-    genome scanning (defaults from the model). ``rc_average``: None = the model's default.
+    genome scanning (defaults from the model). ``rc_average``: None = the model's default. ``max_n``: windows
+    of nucleotide models with a larger fraction of N bases (assembly gaps) are skipped; None keeps them.
     """
 
     def __init__(
@@ -162,6 +163,7 @@ class Predictor:
         stride: int | None = None,
         last: str = "shift",
         rc_average: bool | None = None,
+        max_n: float | None = None,
     ):
         from .tokenizers import get_tokenizer
 
@@ -184,6 +186,9 @@ class Predictor:
         if last not in WINDOW_POLICIES:
             raise UsageError(f"unknown last-window policy '{last}' (use one of: {', '.join(WINDOW_POLICIES)})")
         self.last = last
+        if max_n is not None and not 0 <= max_n <= 1:
+            raise UsageError(f"--max-n must be a fraction from 0 to 1 (got {max_n:g})")
+        self.max_n = max_n
 
         default_rc = bool(metadata.get("rc_average", self.is_nucleotide)) and self.is_nucleotide
         self.rc_average = default_rc if rc_average is None else bool(rc_average)
@@ -284,8 +289,12 @@ class Predictor:
         the window in windows), False (whole records) or "genomes" (:meth:`genome_windows`)."""
         records = drop_empty(records)
         if windowed == "genomes":
-            return self.genome_windows(records)
-        return self.windows(records) if windowed else records
+            items = self.genome_windows(records)
+        else:
+            items = self.windows(records) if windowed else records
+        if windowed and self.max_n is not None and self.is_nucleotide:
+            items = drop_gap_windows(items, self.max_n)
+        return items
 
     # ---- predictions ------------------------------------------------------------------------------
     def predict(self, records: Iterable[SequenceRecord], *, windowed: bool = False,
@@ -421,6 +430,23 @@ class Predictor:
             log.info("out of memory with a batch of %d; retrying with %d", len(seqs), half)
             return combine(self._with_oom_retry(seqs[:half], run, combine),
                            self._with_oom_retry(seqs[half:], run, combine))
+
+
+def drop_gap_windows(windows: Iterable[SequenceRecord], max_n: float) -> Iterator[SequenceRecord]:
+    """The windows with at most a ``max_n`` fraction of N bases. A model has no answer for an assembly gap,
+    and would still give one, often a confident one; the skipped windows are counted in one log line."""
+    skipped, first = 0, None
+    for window in windows:
+        seq = window.seq
+        if seq.count("N") + seq.count("n") <= max_n * len(seq):
+            yield window
+            continue
+        skipped += 1
+        first = first or window
+    if skipped:
+        contig, start, end = record_coordinates(first)
+        log.info("skipped %d window(s) more than %g%% N (assembly gaps; the first: %s:%d-%d); --max-n 1 keeps them",
+                 skipped, 100 * max_n, contig, start + 1, end)
 
 
 def _concat_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

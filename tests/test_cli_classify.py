@@ -367,3 +367,38 @@ def test_record_without_sequence_is_skipped_with_a_warning(model, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert f"hyena-glt: {path}: record 'b' has no sequence; skipped\n" in result.stderr
     assert [line.split("\t")[0] for line in (tmp_path / "e.tsv").read_text().splitlines()[1:]] == ["a", "c"]
+
+
+def test_windows_mostly_n_are_skipped_and_counted(model, tmp_path):
+    # A real sequence with an assembly gap put in: 350 N from position 700 (windows of 70 at stride 35).
+    seq1 = next(read_sequences(DATA / "ex1.fa")).seq
+    gapped = tmp_path / "gapped.fa"
+    gapped.write_text(">seq1\n" + seq1[:700] + "N" * 350 + seq1[700:1000] + "\n")
+    result = runner.invoke(app, ["-@", "1", "classify", str(gapped), "-m", model, "--stride", "35",
+                                 "-o", str(tmp_path / "g.bed")])
+    assert result.exit_code == 0, result.stderr
+    starts = [int(r[1]) for r in parse_bed((tmp_path / "g.bed").read_text())]
+    everything = [s for s, _ in expected_windows(1350, 70, 35)]
+    # Windows starting at 665 (35 N of 70: exactly half) and 1015 (35 N) are kept; 700..980 are skipped.
+    assert starts == [s for s in everything if not 665 < s < 1015]
+    assert ("hyena-glt: skipped 9 window(s) more than 50% N (assembly gaps; the first: seq1:701-770); "
+            "--max-n 1 keeps them\n") in result.stderr
+    kept_all = parse_bed(ok(str(gapped), "-m", model, "--stride", "35", "--max-n", "1", "--format", "bed"))
+    assert [int(r[1]) for r in kept_all] == everything
+    none_n = parse_bed(ok(str(gapped), "-m", model, "--stride", "35", "--max-n", "0", "--format", "bed"))
+    assert [int(r[1]) for r in none_n] == [s for s in everything if not 630 < s < 1050]
+    # the rows that are kept are the same windows' predictions either way
+    assert {tuple(r) for r in parse_bed((tmp_path / "g.bed").read_text())} <= {tuple(r) for r in kept_all}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--max-n", "1.5", "-o", "x.bed"], "--max-n must be a fraction from 0 to 1 (got 1.5)"),
+    (["--max-n", "0.2", "-o", "x.tsv"], "--max-n applies to window scans (BED output, -o out.bed); TSV output "
+                                        "has one row per record, read whole"),
+])
+def test_max_n_refused_out_of_range_and_for_tsv(model, tmp_path, args, message):
+    args = [str(tmp_path / a) if a.startswith("x.") else a for a in args]
+    result = run(str(DATA / "ex1.fa"), "-m", model, *args)
+    assert result.exit_code == 2
+    assert result.stderr == f"hyena-glt: error: {message}\n"
+    assert list(tmp_path.iterdir()) == []

@@ -43,6 +43,7 @@ from ..common import (
 log = logging.getLogger("hyena_glt")
 
 FORMATS = ("tsv", "bed")
+DEFAULT_MAX_N = 0.5  # windows more than half N (assembly gaps) are not classified
 
 
 def register(app: typer.Typer) -> None:
@@ -63,6 +64,9 @@ def register(app: typer.Typer) -> None:
         min_score: Annotated[Optional[int], typer.Option("--min-score", help="Keep rows with score >= this (0-1000).")] = None,
         label: Annotated[Optional[list[str]], typer.Option("--label", help="Keep rows with this predicted label (repeatable).")] = None,
         merge: Annotated[bool, typer.Option("--merge", help="BED: merge overlapping/adjacent windows with the same label.")] = False,
+        max_n: Annotated[Optional[float], typer.Option(
+            "--max-n", help="BED: skip windows with more than this fraction of N bases (assembly gaps; DNA "
+            "models). 1 keeps all.  [default: 0.5]", show_default=False)] = None,
         region: RegionOpt = None,
         regions: RegionsOpt = None,
         reference: ReferenceOpt = None,
@@ -89,7 +93,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--merge needs BED output (-o out.bed or --format bed)")
         predictor = Predictor.from_pretrained(
             model, tasks=SEQUENCE_TASKS, device=device, precision=precision, batch_size=batch_size,
-            window=window, stride=stride, last=last, rc_average=rc_average)
+            window=window, stride=stride, last=last, rc_average=rc_average,
+            max_n=DEFAULT_MAX_N if max_n is None else max_n)
 
         records = read_many(inputs, regions=region, regions_bed=regions, reference=reference,
                             alphabet=predictor.alphabet)
@@ -102,9 +107,10 @@ def register(app: typer.Typer) -> None:
         else:
             kind = explicit or _auto_kind(first, predictor.window)
             records = progress(itertools.chain([first], records), "classifying")
-        if kind == "tsv" and (window is not None or stride is not None):
+        if kind == "tsv" and (window is not None or stride is not None or max_n is not None):
             # refused rather than ignored: a TSV row is a whole record
-            raise UsageError("--window/--stride apply to window scans (BED output, -o out.bed); TSV output has "
+            given = "--max-n applies" if window is None and stride is None else "--window/--stride apply"
+            raise UsageError(f"{given} to window scans (BED output, -o out.bed); TSV output has "
                              "one row per record, read whole")
         options = dict(shard=(shard_index, shard_count), min_score=min_score, labels=label or None,
                        header=shard_index == 0)
