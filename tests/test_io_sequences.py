@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pysam
 import pytest
 from pyfaidx import Fasta
@@ -17,6 +18,7 @@ from hyena_glt.io.sequences import (
     SequenceRecord,
     check_names,
     drop_empty,
+    quiet_htslib,
     read_many,
     read_sequences,
     reverse_complement,
@@ -505,15 +507,38 @@ def test_region_of_a_fasta_with_duplicate_names_is_refused_and_no_index_left(tmp
         list(read_sequences(path, regions=["c:1-2"]))
     assert str(err.value) == message
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["dup.fa"] + (["dup.fa.gz"] if compress else []))
-    if not compress:  # an index made earlier (samtools faidx) is checked too, and left where it was
-        pysam.faidx(str(plain))
-        with pytest.raises(InputError) as err:
-            list(read_sequences(plain, regions=["c:1-2"]))
-        assert str(err.value) == message and (tmp_path / "dup.fa.fai").exists()
+    # an index made earlier (samtools faidx) is checked too, and left where it was
+    with quiet_htslib():
+        pysam.faidx(str(path))
+    with pytest.raises(InputError) as err:
+        list(read_sequences(path, regions=["c:1-2"]))
+    assert str(err.value) == message and Path(f"{path}.fai").exists()
     # unique names: regions read as before, records with no sequence and CRLF lines included
     good = tmp_path / "good.fa"
     good.write_bytes(b">a desc\r\nACGT\r\nAC\r\n>e\r\n>b\r\nGGCC\r\n")
     assert [r.seq for r in read_sequences(good, regions=["a:5-6", "b"])] == ["AC", "GGCC"]
+
+
+def test_bgzipped_fasta_with_an_earlier_index_is_checked_across_blocks(tmp_path, data_dir):
+    # ce.fa (1 MB: 16 BGZF blocks) with its CHROMOSOME_V again at the end, indexed by samtools faidx first
+    # (which keeps the first CHROMOSOME_V): the names are read between records through the .gzi block index.
+    records = list(read_sequences(data_dir / "ce.fa"))
+    plain = tmp_path / "ce_dup.fa"
+    plain.write_text("".join(f">{r.id}\n{r.seq}\n" for r in [*records, records[4]]))
+    path = _bgzip(plain, tmp_path / "ce_dup.fa.gz")
+    with quiet_htslib():
+        pysam.faidx(str(path))
+    assert np.fromfile(f"{path}.gzi", dtype="<u8")[0] >= 15  # blocks after the first
+    with pytest.raises(InputError) as err:
+        list(read_sequences(path, regions=["CHROMOSOME_II:1-10"]))
+    assert str(err.value) == (f"{path}: record 'CHROMOSOME_V' appears twice (records 5 and 8); names must be unique "
+                              "in an indexed FASTA (its .fai index keeps only the first)")
+    # without the duplicate the same check passes, and regions read the bgzipped file as the plain one
+    good = _bgzip(data_dir / "ce.fa", tmp_path / "ce.fa.gz")
+    with quiet_htslib():
+        pysam.faidx(str(good))
+    got = [r.seq for r in read_sequences(good, regions=["CHROMOSOME_X:101-160", "CHROMOSOME_I:1,000,001-1,000,050"])]
+    assert got == [records[5].seq[100:160], records[0].seq[1_000_000:1_000_050]]
 
 
 def test_malformed_sam_is_named_by_line_not_called_truncated(tmp_path, data_dir):

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import pysam
 
 from ..errors import InputError, UsageError
@@ -548,61 +549,130 @@ _GAP_BYTES = 1 << 16
 def _check_indexed_names(path: str, built: bool) -> None:
     """InputError if two records of an indexed FASTA share a name (see ``open_indexed_fasta``).
 
-    Plain FASTA: the index gives where each indexed record's sequence starts and ends, so only the few bytes
-    between records are read: one header line each, unless htslib left out records there (duplicates, and
-    records with no sequence, which it also leaves out). Cheap, so an index made earlier (by samtools) is
-    checked too. Bgzipped FASTA cannot be read at an offset without decompressing, so its names are streamed
-    once, when this call has just built its index."""
+    The index gives where each indexed record's sequence starts and ends, so only the few bytes between
+    records are read: one header line each, unless htslib left out records there (duplicates, and records
+    with no sequence, which it also leaves out). Cheap, so an index made earlier (by samtools) is checked
+    too. Bgzipped FASTA is read at those (uncompressed) offsets through its ``.gzi`` block index; without a
+    readable one, its names are streamed once, when this call has just built its index."""
     with open(path, "rb") as probe:
         compressed = probe.read(2) == b"\x1f\x8b"
-    if compressed:
-        if built:
-            with quiet_htslib(), pysam.FastxFile(path) as handle:
-                _first_duplicate((entry.name for entry in handle), path)
-        return
     try:
         with open(path + ".fai") as fh:
             rows = [line.rstrip("\n").split("\t") for line in fh if line.strip()]
         entries = [(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4])) for row in rows]
     except (OSError, ValueError, IndexError):
-        return  # an index pysam opened but we cannot parse: leave it to htslib
-    names = _names_between_records(path, entries)
+        entries = None  # an index pysam opened but we cannot parse: leave it to htslib
+    names = None
+    if entries is not None:
+        with contextlib.ExitStack() as stack:
+            data = _BgzfBytes.open(path) if compressed else _mapped(path)
+            if data is not None:
+                stack.enter_context(data)
+                names = _names_between_records(data, entries)
+    if names is None and compressed and built:
+        with quiet_htslib(), pysam.FastxFile(path) as handle:
+            names = [entry.name for entry in handle]
     if names is not None:
         _first_duplicate(names, path)
 
 
-def _names_between_records(path: str, entries: list[tuple[str, int, int, int, int]]) -> list[str] | None:
-    """Every record name of a plain FASTA in file order, read from the header lines between the sequences of
-    its ``.fai`` ``entries`` (name, length, offset, line bases, line width); None when the index does not
-    match the file (the header before a record's sequence is not that record's)."""
-    size = os.path.getsize(path)
-    if size == 0:
+def _mapped(path: str):
+    """The file's bytes (an mmap: sliced, ``len``), or None for an empty file."""
+    if os.path.getsize(path) == 0:
         return None
-    names: list[str] = []
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        end = 0  # where the previous record's sequence ends
-        for name, length, offset, line_bases, line_width in [*entries, (None, 0, size, 0, 0)]:
-            if offset < end or offset > size:
+    with open(path, "rb") as fh:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+class _BgzfBytes:
+    """The uncompressed bytes of a BGZF file, sliced like an mmap (``data[a:b]``, ``len(data)``), read through
+    its ``.gzi`` index: (compressed, uncompressed) offsets of every block after the first, as htslib writes it
+    (a little-endian uint64 count, then the pairs). The last block read is kept: a draft assembly's many
+    short records mostly lie in the blocks of the ones before (50,000 records: 0.1 s, 4.7 s re-reading)."""
+
+    def __init__(self, path: str, compressed: np.ndarray, uncompressed: np.ndarray):
+        from pysam.libcbgzf import BGZFile
+
+        self._blocks_c, self._blocks_u = compressed, uncompressed
+        self._fh = BGZFile(path, "rb")
+        self._fh.seek(int(compressed[-1]) << 16)
+        self._size = int(uncompressed[-1]) + len(self._fh.read())
+        self._cached, self._data = -1, b""
+
+    @classmethod
+    def open(cls, path: str) -> "_BgzfBytes | None":
+        try:
+            raw = np.fromfile(path + ".gzi", dtype="<u8")
+            count = int(raw[0])
+            pairs = raw[1:1 + 2 * count].reshape(count, 2)
+            blocks = np.vstack([np.zeros((1, 2), dtype=pairs.dtype), pairs])
+            steps = np.diff(blocks.astype(np.int64), axis=0)
+            if not ((steps[:, 0] > 0).all() and (steps[:, 1] >= 0).all()):
                 return None
-            cut = offset - end > _GAP_BYTES  # a left-out record with a long sequence: its header comes first
-            gap = data[end:end + _GAP_BYTES] if cut else data[end:offset]
-            lines = gap.split(b"\n")
-            if cut:
-                lines = lines[:-1]  # the last line may be partial
-            headers = [line[1:].split(maxsplit=1)[0].decode("utf-8", "replace") if line[1:].strip() else ""
-                       for line in lines if line.startswith(b">")]
-            if name is not None and not cut:
-                if not headers or headers[-1] != name:
-                    return None
-            names.extend(headers)
-            if cut:
-                return names  # enough to name the duplicate; the rest is not needed
-            if line_bases > 0 and length > 0:
-                full, rest = divmod(length, line_bases)
-                end = offset + full * line_width + (rest + line_width - line_bases if rest else 0)
-            else:
-                end = offset
-            end = min(end, size)
+            return cls(path, blocks[:, 0], blocks[:, 1])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _block(self, i: int) -> bytes:
+        if i != self._cached:
+            self._fh.seek(int(self._blocks_c[i]) << 16)
+            end = int(self._blocks_u[i + 1]) if i + 1 < len(self._blocks_u) else self._size
+            self._cached, self._data = i, self._fh.read(end - int(self._blocks_u[i]))
+        return self._data
+
+    def __getitem__(self, cut: slice) -> bytes:
+        start, stop = max(0, cut.start or 0), min(self._size, self._size if cut.stop is None else cut.stop)
+        parts = []
+        while start < stop:
+            i = int(np.searchsorted(self._blocks_u, start, side="right")) - 1
+            data, first = self._block(i), int(self._blocks_u[i])
+            piece = data[start - first:stop - first]
+            if not piece:  # a block shorter than the index says: a damaged file, which htslib will report
+                break
+            parts.append(piece)
+            start += len(piece)
+        return b"".join(parts)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+
+def _names_between_records(data, entries: list[tuple[str, int, int, int, int]]) -> list[str] | None:
+    """Every record name of a FASTA in file order, read from the header lines between the sequences of its
+    ``.fai`` ``entries`` (name, length, offset, line bases, line width); None when the index does not match
+    the file (the header before a record's sequence is not that record's). ``data``: the file's
+    (uncompressed) bytes, sliced."""
+    size = len(data)
+    names: list[str] = []
+    end = 0  # where the previous record's sequence ends
+    for name, length, offset, line_bases, line_width in [*entries, (None, 0, size, 0, 0)]:
+        if offset < end or offset > size:
+            return None
+        cut = offset - end > _GAP_BYTES  # a left-out record with a long sequence: its header comes first
+        gap = data[end:end + _GAP_BYTES] if cut else data[end:offset]
+        lines = gap.split(b"\n")
+        if cut:
+            lines = lines[:-1]  # the last line may be partial
+        headers = [line[1:].split(maxsplit=1)[0].decode("utf-8", "replace") if line[1:].strip() else ""
+                   for line in lines if line.startswith(b">")]
+        if name is not None and not cut:
+            if not headers or headers[-1] != name:
+                return None
+        names.extend(headers)
+        if cut:
+            return names  # enough to name the duplicate; the rest is not needed
+        if line_bases > 0 and length > 0:
+            full, rest = divmod(length, line_bases)
+            end = offset + full * line_width + (rest + line_width - line_bases if rest else 0)
+        else:
+            end = offset
+        end = min(end, size)
     return names
 
 
