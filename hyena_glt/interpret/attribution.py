@@ -111,8 +111,11 @@ def attribute(scorer: ScoreModel, seqs: list[str], method: str, target, *, basel
     """Attributions of same-length ``seqs`` for ``target`` (a :class:`~hyena_glt.interpret.scoring.Target`)."""
     if method not in METHODS:
         raise UsageError(f"unknown --method '{method}' (use one of: {', '.join(METHODS)})")
-    if len({len(s) for s in seqs}) != 1:
-        raise ValueError("attribute() takes sequences of one length")
+    lengths = sorted({len(s) for s in seqs})
+    if len(lengths) != 1:
+        got = "no sequences" if not lengths else f"lengths from {lengths[0]:,} to {lengths[-1]:,}"
+        raise UsageError(f"attribute() takes sequences of one length (got {got}); group them by length, as "
+                         "`hyena-glt interpret` does")
     rng = rng or np.random.default_rng(0)
     ids = scorer.encode(seqs)
     targets = scorer.predicted_targets(ids, target)
