@@ -203,6 +203,15 @@ def test_eval_every_with_early_stopping(data_dir, tmp_path):
     assert json.loads((tmp_path / "es" / "hyena_glt.json").read_text())["training"]["stopped_early"] is True
 
 
+def test_eval_every_evaluates_on_its_steps_and_at_the_end_only(data_dir, tmp_path):
+    rows = gue(data_dir, n=160)
+    options = TrainOptions(task="regression", config_overrides=SMALL, epochs=3, batch_size=32, eval_every=3,
+                           device="cpu", select_metric="loss")
+    Trainer(options, gc_data(rows[:128]), gc_data(rows[128:]), tmp_path / "ev").fit()  # 4 steps an epoch
+    log = (tmp_path / "ev" / "train_log.tsv").read_text().splitlines()
+    assert [int(line.split("\t")[1]) for line in log[1:]] == [3, 6, 9, 12]  # not also at steps 4 and 8
+
+
 def test_multilabel_run(data_dir, tmp_path):
     rows = gue(data_dir, n=160)
     seqs = [r["sequence"] for r in rows]

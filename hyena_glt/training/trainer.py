@@ -553,8 +553,12 @@ class Trainer:
                 if self.finished:  # early stop at a mid-epoch evaluation
                     self._save_last(start_time)
                     break
-                # end of the epoch (or of max_steps); --eval-every may just have evaluated this very step
-                if not self.history or self.history[-1]["step"] != self.global_step:
+                # End of the epoch (or of max_steps): evaluated once an epoch by default; with --eval-every only
+                # on its steps (the loop above leaves an epoch's last step to here), and at the end of training.
+                every = self.options.eval_every
+                due = not every or self.global_step % every == 0 or self.epoch + 1 >= self.epochs \
+                    or self.global_step >= self.total_steps
+                if due and (not self.history or self.history[-1]["step"] != self.global_step):
                     self._evaluate_and_record(start_time)
                 self.epoch += 1
                 self.micro_in_epoch = 0

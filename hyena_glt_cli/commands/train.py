@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
         curriculum_fraction: Annotated[float, typer.Option("--curriculum-fraction", help="Fraction of steps over which the curriculum grows.")] = 0.3,
         patience: Annotated[Optional[int], typer.Option("--patience", help="Early stopping: evaluations without improvement before stopping.")] = None,
         select_metric: Annotated[Optional[str], typer.Option("--select-metric", help="Validation metric for the best checkpoint (default: mcc / macro_f1 / pearson / loss).")] = None,
-        eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (default: each epoch).")] = None,
+        eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps and at the end (default: each epoch).")] = None,
         checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Write the resumable checkpoint every N steps (also each epoch and every 10 minutes).")] = None,
         keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints/--no-keep-checkpoints", help="Keep OUT/checkpoints after a successful run.")] = True,
         meta: Annotated[Optional[list[str]], typer.Option("--meta", help="Extra KEY=JSON recorded in the model's hyena_glt.json (e.g. a benchmark reference).")] = None,
