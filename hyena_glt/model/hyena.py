@@ -313,8 +313,8 @@ class HyenaOperator(nn.Module):
         over contiguous rows, and baddbmm reads/writes the transposed layout directly (no transposing copies)."""
         if _blockwise(u) and u.shape[1] > _PROJECT_BLOCK:
             out = u.new_empty(u.shape[0], self.in_proj.out_features, _unaliased(u.shape[1]))[..., :u.shape[1]]
-            for s, z in self._projected_blocks(u, _PROJECT_BLOCK):
-                out[..., s:s + z.shape[-1]] = z
+            for _ in self._projected_blocks(u, _PROJECT_BLOCK, into=out):
+                pass
             return out
         z = torch.baddbmm(self.in_proj.bias[:, None], self.in_proj.weight.expand(u.shape[0], -1, -1), u.transpose(1, 2))
         # Shifted multiply-adds on every device, though CUDA's grouped conv1d is ~3 % faster there (H200, small,
@@ -322,9 +322,9 @@ class HyenaOperator(nn.Module):
         # boundaries lying on the calibrated threshold, so GPU and CPU classified 2 of 328 records differently.
         return causal_depthwise_conv(z, self.short_conv.weight.squeeze(1), self.short_conv.bias)
 
-    def _projected_blocks(self, u: torch.Tensor, block: int):
+    def _projected_blocks(self, u: torch.Tensor, block: int, into: torch.Tensor | None = None):
         """Inference: yields (start, z) for blocks of ``block`` positions, z (B, (order+1)·D, n) the block's
-        projection and short conv, in a buffer reused for the next block. On CPU, blocks of ~1k positions keep
+        projection and short conv, in a buffer reused for the next block (or in ``into``'s positions). On CPU, blocks of ~1k positions keep
         each block in cache for the conv's k passes, which over a whole (B, 3D, L) tensor would each go to
         memory (tiny, 1 x 32k: ~4 % a forward). The last k-1 projected positions of a block are carried in
         front of the next (zeros before the first); the arithmetic, in its order, is causal_depthwise_conv's."""
@@ -350,7 +350,8 @@ class HyenaOperator(nn.Module):
                     taps = [weight[:, k - 1 - j, None].to(z.dtype) for j in range(k)]  # the input j positions back
                     conv_bias = conv_bias.to(z.dtype)
                 raw[..., front:front + n] = z
-            z = torch.mul(raw[..., front:front + n], taps[0], out=out[..., :n]).add_(conv_bias)
+            z = torch.mul(raw[..., front:front + n], taps[0], out=out[..., :n] if into is None else into[..., s:s + n])
+            z.add_(conv_bias)
             for j in range(1, k):
                 z.addcmul_(raw[..., front - j:front - j + n], taps[j])
             yield s, z
