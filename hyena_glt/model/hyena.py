@@ -324,11 +324,13 @@ class HyenaOperator(nn.Module):
 
     def _projected_blocks(self, u: torch.Tensor, block: int, into: torch.Tensor | None = None):
         """Inference: yields (start, z) for blocks of ``block`` positions, z (B, (order+1)·D, n) the block's
-        projection and short conv, in a buffer reused for the next block (or in ``into``'s positions). On CPU, blocks of ~1k positions keep
-        each block in cache for the conv's k passes, which over a whole (B, 3D, L) tensor would each go to
-        memory (tiny, 1 x 32k: ~4 % a forward). The last k-1 projected positions of a block are carried in
-        front of the next (zeros before the first); the arithmetic, in its order, is causal_depthwise_conv's."""
+        projection and short conv, in a buffer reused for the next block, or in ``into``'s positions. On CPU,
+        blocks of ~1k positions keep each block in cache for the conv's k passes, which over a whole (B, 3D, L)
+        tensor would each go to memory (tiny, 1 x 32k: ~4 % a forward). The last k-1 projected positions of a
+        block are carried in front of the next (zeros before the first); the arithmetic, in its order, is
+        causal_depthwise_conv's."""
         batch, length, _ = u.shape
+        block = min(block, length)
         weight, conv_bias = self.short_conv.weight.squeeze(1), self.short_conv.bias[:, None]
         k = weight.shape[1]
         # raw[..., front:front + n] holds the block's projection, raw[..., front - j] the position j before it;
@@ -346,11 +348,11 @@ class HyenaOperator(nn.Module):
                 z = torch.baddbmm(proj_bias, proj_weight, u[:, s:s + n].transpose(1, 2))
                 if raw is None:  # the first block sets the dtype (bf16/fp16 under autocast)
                     raw = z.new_zeros(batch, z.shape[1], front + block)
-                    out = z.new_empty(batch, z.shape[1], block)
+                    out = z.new_empty(batch, z.shape[1], block) if into is None else into
                     taps = [weight[:, k - 1 - j, None].to(z.dtype) for j in range(k)]  # the input j positions back
                     conv_bias = conv_bias.to(z.dtype)
                 raw[..., front:front + n] = z
-            z = torch.mul(raw[..., front:front + n], taps[0], out=out[..., :n] if into is None else into[..., s:s + n])
+            z = torch.mul(raw[..., front:front + n], taps[0], out=out[..., :n] if into is None else out[..., s:s + n])
             z.add_(conv_bias)
             for j in range(1, k):
                 z.addcmul_(raw[..., front - j:front - j + n], taps[j])
@@ -371,7 +373,12 @@ class HyenaOperator(nn.Module):
         (the FFT size)."""
         batch, length, _ = u.shape
         order, d = self.order, self.d
-        block = _PROJECT_BLOCK if _blockwise(u) else max(1, limit // (batch * (order + 1) * d))
+        if _blockwise(u):
+            block = _PROJECT_BLOCK
+        else:  # GPUs, autocast: as many positions as the limit allows, a multiple of 16 (aligned GEMM rows)
+            block = max(1, limit // (batch * (order + 1) * d))
+            block = block // 16 * 16 if block >= 256 else block
+        block = min(block, length)
         # gates[:, j] = x_{j+1}, except gates[:, order-2] = v·x_{order-1}, the first convolution's input, which the
         # convolutions' output replaces; (B, order-1, D, L) keeps each channel's row contiguous for the FFTs.
         # x0 (B, L, D) is positions-major, like u, for sweep (3); a block of u is read only by its own
