@@ -289,12 +289,8 @@ class Predictor:
         the window in windows), False (whole records) or "genomes" (:meth:`genome_windows`)."""
         records = drop_empty(records)
         if windowed == "genomes":
-            items = self.genome_windows(records)
-        else:
-            items = self.windows(records) if windowed else records
-        if windowed and self.max_n is not None and self.is_nucleotide:
-            items = drop_gap_windows(items, self.max_n)
-        return items
+            return self.genome_windows(records)
+        return self.windows(records) if windowed else records
 
     # ---- predictions ------------------------------------------------------------------------------
     def predict(self, records: Iterable[SequenceRecord], *, windowed: bool = False,
@@ -302,7 +298,10 @@ class Predictor:
         """Class probabilities / regression values for every work item, in input order."""
         if self.task not in SEQUENCE_TASKS:
             raise ModelError(f"cannot predict with a '{self.task}' model (need {', '.join(SEQUENCE_TASKS)})")
-        for block in _shard_blocks(self._items(records, windowed), shard, _block_size(windowed)):
+        blocks = _shard_blocks(self._items(records, windowed), shard, _block_size(windowed))
+        if windowed and self.max_n is not None and self.is_nucleotide:
+            blocks = drop_gap_windows(blocks, self.max_n, shard)
+        for block in blocks:
             values = self._run_block(block, self._predict_batch)
             yield PredictionBatch(block, values)
 
@@ -432,21 +431,27 @@ class Predictor:
                            self._with_oom_retry(seqs[half:], run, combine))
 
 
-def drop_gap_windows(windows: Iterable[SequenceRecord], max_n: float) -> Iterator[SequenceRecord]:
-    """The windows with at most a ``max_n`` fraction of N bases. A model has no answer for an assembly gap,
-    and would still give one, often a confident one; the skipped windows are counted in one log line."""
+def drop_gap_windows(blocks: Iterable[list[SequenceRecord]], max_n: float,
+                     shard: tuple[int, int] = (0, 1)) -> Iterator[list[SequenceRecord]]:
+    """Blocks of windows without those whose fraction of N bases is above ``max_n`` (ambiguity codes count
+    as N: the model reads them so). A model has no answer for an assembly gap, and would still give one,
+    often a confident one. Applied to a shard's own blocks, so that its log line counts its own windows."""
     skipped, first = 0, None
-    for window in windows:
-        seq = window.seq
-        if seq.count("N") + seq.count("n") <= max_n * len(seq):
-            yield window
-            continue
-        skipped += 1
-        first = first or window
+    for block in blocks:
+        kept = [w for w in block if len(w.seq.translate(_DROP_BASES)) <= max_n * len(w.seq)]
+        if len(kept) < len(block):
+            skipped += len(block) - len(kept)
+            first = first or next(w for w in block if len(w.seq.translate(_DROP_BASES)) > max_n * len(w.seq))
+        if kept:
+            yield kept
     if skipped:
         contig, start, end = record_coordinates(first)
-        log.info("skipped %d window(s) more than %g%% N (assembly gaps; the first: %s:%d-%d); --max-n 1 keeps them",
-                 skipped, 100 * max_n, contig, start + 1, end)
+        where = f" of shard {shard[0] + 1}/{shard[1]}" if shard[1] > 1 else ""
+        log.info("skipped %d window(s)%s more than %g%% N (assembly gaps; the first: %s:%d-%d); --max-n 1 keeps them",
+                 skipped, where, 100 * max_n, contig, start + 1, end)
+
+
+_DROP_BASES = str.maketrans("", "", "ACGTUacgtu")  # what is left of a window is its N (and ambiguity codes)
 
 
 def _concat_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -387,6 +387,16 @@ def test_windows_mostly_n_are_skipped_and_counted(model, tmp_path):
     assert [int(r[1]) for r in kept_all] == everything
     none_n = parse_bed(ok(str(gapped), "-m", model, "--stride", "35", "--max-n", "0", "--format", "bed"))
     assert [int(r[1]) for r in none_n] == [s for s in everything if not 630 < s < 1050]
+    # Shards count their own windows (here all 37 windows are in shard 1's one block); IUPAC codes count as N.
+    for index, line in ((1, "hyena-glt: skipped 9 window(s) of shard 1/2 more than 50% N"), (2, None)):
+        sharded = runner.invoke(app, ["-@", "1", "classify", str(gapped), "-m", model, "--stride", "35",
+                                      "--shard", f"{index}/2", "--format", "bed"])
+        assert sharded.exit_code == 0, sharded.stderr
+        assert (line in sharded.stderr) if line else ("skipped" not in sharded.stderr)
+    iupac = tmp_path / "iupac.fa"
+    iupac.write_text(">s\n" + seq1[:70] + "RYKMSWBDHV" * 4 + "N" * 30 + seq1[70:140] + "\n")
+    starts = [int(r[1]) for r in parse_bed(ok(str(iupac), "-m", model, "--format", "bed"))]
+    assert starts == [0, 140]  # the window of 40 ambiguity codes and 30 N (70-140) is skipped
     # the rows that are kept are the same windows' predictions either way
     assert {tuple(r) for r in parse_bed((tmp_path / "g.bed").read_text())} <= {tuple(r) for r in kept_all}
 

@@ -65,8 +65,8 @@ def register(app: typer.Typer) -> None:
         label: Annotated[Optional[list[str]], typer.Option("--label", help="Keep rows with this predicted label (repeatable).")] = None,
         merge: Annotated[bool, typer.Option("--merge", help="BED: merge overlapping/adjacent windows with the same label.")] = False,
         max_n: Annotated[Optional[float], typer.Option(
-            "--max-n", help="BED: skip windows with more than this fraction of N bases (assembly gaps; DNA "
-            "models). 1 keeps all.  [default: 0.5]", show_default=False)] = None,
+            "--max-n", help="BED: skip windows with more than this fraction of N (assembly gaps; ambiguity codes "
+            "count as N, as the model reads them; DNA models). 1 keeps all.  [default: 0.5]", show_default=False)] = None,
         region: RegionOpt = None,
         regions: RegionsOpt = None,
         reference: ReferenceOpt = None,
