@@ -438,10 +438,11 @@ def drop_gap_windows(blocks: Iterable[list[SequenceRecord]], max_n: float,
     often a confident one. Applied to a shard's own blocks, so that its log line counts its own windows."""
     skipped, first = 0, None
     for block in blocks:
-        kept = [w for w in block if len(w.seq.translate(_DROP_BASES)) <= max_n * len(w.seq)]
+        keep = [len(w.seq.translate(_DROP_BASES)) <= max_n * len(w.seq) for w in block]
+        kept = [w for w, k in zip(block, keep) if k]
         if len(kept) < len(block):
             skipped += len(block) - len(kept)
-            first = first or next(w for w in block if len(w.seq.translate(_DROP_BASES)) > max_n * len(w.seq))
+            first = first or block[keep.index(False)]
         if kept:
             yield kept
     if skipped:
