@@ -541,6 +541,21 @@ def test_bgzipped_fasta_with_an_earlier_index_is_checked_across_blocks(tmp_path,
     assert got == [records[5].seq[100:160], records[0].seq[1_000_000:1_000_050]]
 
 
+def test_region_in_a_damaged_bgzf_block_is_one_clear_error(tmp_path, data_dir):
+    path = _bgzip(data_dir / "ce.fa", tmp_path / "ce.fa.gz")
+    with quiet_htslib():
+        pysam.faidx(str(path))
+    data = bytearray(path.read_bytes())
+    data[300_000:300_064] = b"x" * 64  # inside the block of CHROMOSOME_I's bases near 1,000,000
+    path.write_bytes(bytes(data))
+    assert [r.seq for r in read_sequences(path, regions=["CHROMOSOME_I:1-8"])] == ["GCCTAAGC"]  # an intact block
+    with pytest.raises(InputError) as err:
+        list(read_sequences(path, regions=["CHROMOSOME_I:101-110", "CHROMOSOME_I:1,000,001-1,000,050"]))
+    assert str(err.value) == (f"{path}: region CHROMOSOME_I:1000001-1000050: cannot read its sequence (damaged data, "
+                              "or a file changed after indexing? check it with `gzip -t`, rebuild the index with "
+                              "samtools faidx)")
+
+
 def test_malformed_sam_is_named_by_line_not_called_truncated(tmp_path, data_dir):
     bad = tmp_path / "bad.sam"
     bad.write_text("@SQ\tSN:x\tLN:10\nbad\tline\n")

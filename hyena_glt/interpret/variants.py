@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, UsageError
-from ..io.sequences import open_indexed_fasta, quiet_htslib
+from ..io.sequences import fetch_region, open_indexed_fasta, quiet_htslib
 from ..io.writers import atomic_path, text_output
 from .scoring import ScoreModel
 
@@ -117,7 +117,7 @@ def _htslib_reason(path: str | Path) -> str | None:
     return errors[0] if errors else None
 
 
-def _windows(variants, fasta, window: int):
+def _windows(variants, fasta, window: int, path):
     """(ref_seq, alt_seq) windows of one length per variant; variant = (contig, pos0, ref, alt)."""
     pairs = []
     for contig, pos0, ref, alt in variants:
@@ -126,7 +126,7 @@ def _windows(variants, fasta, window: int):
         start = min(max(0, pos0 - width // 2), contig_len - width)
         # Read enough on the right to refill a deletion's missing bases.
         extra = max(0, len(ref) - len(alt))
-        seq = fasta.fetch(contig, start, min(contig_len, start + width + extra)).upper()
+        seq = fetch_region(fasta, contig, start, min(contig_len, start + width + extra), path).upper()
         ref_seq = seq[:width]
         off = pos0 - start
         alt_seq = (seq[:off] + alt.upper() + seq[off + len(ref):])[:width]
@@ -167,7 +167,7 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
                                      path=str(vcf_path), record=name)
                 if not rec.ref or not _ALLELE.match(rec.ref):
                     raise InputError(f"REF '{rec.ref}' is not a DNA allele", path=str(vcf_path), record=name)
-                genome_ref = fasta.fetch(rec.chrom, rec.start, rec.stop).upper()
+                genome_ref = fetch_region(fasta, rec.chrom, rec.start, rec.stop, reference).upper()
                 if genome_ref != rec.ref.upper():
                     if skip_mismatch:
                         mismatches += len(rec.alts or ())
@@ -192,7 +192,7 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
     header = vcf.header
     vcf.close()
     effects = []
-    pairs = _windows(todo, fasta, window)
+    pairs = _windows(todo, fasta, window, reference)
     fasta.close()
     # Same-length windows batch together; only windows on contigs shorter than `window` differ.
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))

@@ -36,7 +36,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .sequences import ID_COLUMNS, SEQUENCE_COLUMNS, _AlphabetCheck, _decompressed_head, _read_head
+from .sequences import (ID_COLUMNS, SEQUENCE_COLUMNS, _AlphabetCheck, _decompressed_head, _read_head,
+                        fetch_region)
 
 log = logging.getLogger("hyena_glt")
 
@@ -664,7 +665,7 @@ def _read_bed(
             if not 0 <= start < end <= size:
                 raise _error(f"interval {contig}:{start}-{end} is empty or outside the contig "
                              f"(length {size})", str(path), line_no)
-            seq = genome.fetch(contig, start, end)
+            seq = fetch_region(genome, contig, start, end, reference)
             if len(fields) > 5 and fields[5] == "-":
                 seq = reverse_complement(seq)
             values = [fields[c].strip() for c in cols]

@@ -564,7 +564,8 @@ def _check_indexed_names(path: str, built: bool) -> None:
         entries = None  # an index pysam opened but we cannot parse: leave it to htslib
     names = None
     if entries is not None:
-        with contextlib.ExitStack() as stack:
+        # a damaged file is left to htslib to report, when the records are read
+        with contextlib.suppress(OSError), quiet_htslib(), contextlib.ExitStack() as stack:
             data = _BgzfBytes.open(path) if compressed else _mapped(path)
             if data is not None:
                 stack.enter_context(data)
@@ -774,6 +775,18 @@ def wanted_regions(regions, regions_bed, lengths: dict[str, int], path: str) -> 
             yield contig, start, end, name, strand
 
 
+def fetch_region(fasta: pysam.FastaFile, contig: str, start: int, end: int, path: str | os.PathLike) -> str:
+    """``fasta.fetch`` of a checked region; damaged compressed data (or a file changed after indexing) is an
+    InputError naming the region, not htslib's errno."""
+    try:
+        with quiet_htslib():
+            return fasta.fetch(contig, start, end)
+    except OSError:
+        raise InputError(f"region {contig}:{start + 1}-{end}: cannot read its sequence (damaged data, or a file "
+                         "changed after indexing? check it with `gzip -t`, rebuild the index with samtools faidx)",
+                         path=str(path)) from None
+
+
 def _read_regions(path: str, regions, regions_bed, check) -> Iterator[SequenceRecord]:
     fasta = open_indexed_fasta(path)
     with fasta:
@@ -781,7 +794,7 @@ def _read_regions(path: str, regions, regions_bed, check) -> Iterator[SequenceRe
         for number, (contig, start, end, name, strand) in enumerate(
                 wanted_regions(regions, regions_bed, lengths, path), 1):
             region_id = f"{contig}:{start + 1}-{end}" + ("(-)" if strand == "-" else "")
-            seq = fasta.fetch(contig, start, end)
+            seq = fetch_region(fasta, contig, start, end, path)
             if "\n" in seq or ">" in seq:  # offsets from an index of another version of the file
                 raise InputError(f"region {region_id}: the .fai index does not match the FASTA (was the file "
                                  f"changed after indexing? rebuild it: samtools faidx {path})", path=path)
