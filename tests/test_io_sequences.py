@@ -554,6 +554,9 @@ def test_region_in_a_damaged_bgzf_block_is_one_clear_error(tmp_path, data_dir):
     assert str(err.value) == (f"{path}: region CHROMOSOME_I:1000001-1000050: cannot read its sequence (damaged data, "
                               "or a file changed after indexing? check it with `gzip -t`, rebuild the index with "
                               "samtools faidx)")
+    # read whole, the damage is named as such (it was "malformed FASTA after record 0")
+    with pytest.raises(InputError, match=r"ce\.fa\.gz: corrupt gzip data \((CRC check failed|Error -3).*\)$"):
+        list(read_sequences(path))
 
 
 def test_malformed_sam_is_named_by_line_not_called_truncated(tmp_path, data_dir):

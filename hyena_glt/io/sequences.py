@@ -299,16 +299,18 @@ def quiet_htslib() -> Iterator[None]:
 # FASTA / FASTQ
 
 
-def _gzip_is_truncated(path: str) -> bool:
+def _gzip_problem(path: str) -> str | None:
+    """Why a gzip/BGZF file cannot be decompressed to its end (truncated, or damaged data), or None if it can
+    (then a read error is the format's). Error path only: it reads the whole file."""
     try:
         with gzip.open(path, "rb") as fh:
             while fh.read(1 << 22):
                 pass
     except EOFError:
-        return True
-    except (OSError, zlib.error):
-        return False
-    return False
+        return "truncated gzip file (unexpected end of compressed data)"
+    except (OSError, zlib.error) as err:
+        return f"corrupt gzip data ({err})"
+    return None
 
 
 def _diagnose_fastq(path: str, compressed: bool) -> InputError | None:
@@ -379,8 +381,9 @@ def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check) -
                     seq = check(seq, path, name)
                 yield SequenceRecord(name, seq, qual, description=entry.comment or "", source=path, number=count)
     except (ValueError, OSError) as err:
-        if compressed and path != "-" and _gzip_is_truncated(path):
-            raise InputError("truncated gzip file (unexpected end of compressed data)", path=path) from None
+        problem = _gzip_problem(path) if compressed and path != "-" else None
+        if problem:
+            raise InputError(problem, path=path) from None
         if fmt == "fastq" and path != "-":
             precise = _diagnose_fastq(path, compressed)
             if precise is not None:
@@ -490,8 +493,9 @@ def _read_alignments(
         if "Closing failed" in str(err) and err.__context__ is not None:  # closing after the real error
             err = err.__context__
         reason = str(err).replace(pysam_path, "input").strip()
-        if fmt == "sam" and compressed and path != "-" and _gzip_is_truncated(path):
-            raise InputError("truncated gzip file (unexpected end of compressed data)", path=path) from None
+        problem = _gzip_problem(path) if fmt == "sam" and compressed and path != "-" else None
+        if problem:
+            raise InputError(problem, path=path) from None
         if fmt == "sam" and reason == "truncated file":
             what = "truncated gzip stream or malformed" if compressed and path == "-" else "malformed"
             raise InputError(f"{what} SAM record at line {lines_read + 1} (after record {count})",
