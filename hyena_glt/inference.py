@@ -94,6 +94,11 @@ def load_model(directory: str | os.PathLike | None, tasks: Sequence[str] | None 
     if not path.is_dir():
         raise ModelError("not a model directory (expected a folder with config.json, model.safetensors, "
                          "hyena_glt.json)", path=str(path))
+    if not (path / "config.json").exists() and (path / "checkpoints" / "last" / "config.json").exists():
+        # a training run stopped before it finished: its model is only in the checkpoint
+        raise ModelError(f"no finished model here (the training run stopped early?): resume it with "
+                         f"`hyena-glt train ... -o {path} --resume`, or use its last checkpoint, "
+                         f"--model {path / 'checkpoints' / 'last'}", path=str(path))
     model, metadata = from_pretrained(path, map_location=map_location)
     task = metadata.get("task", getattr(model, "task", None))
     if tasks is not None and task not in tasks:

@@ -73,20 +73,22 @@ def output_format(output: str, fmt: Optional[str], allowed: tuple[str, ...], def
 
     ``.gz`` after the extension is allowed (``.bed.gz``); the returned name has no ``.gz``.
     """
+    suffixes = [s.lower().lstrip(".") for s in Path(output).suffixes] if output not in ("-", "") else []
+    if suffixes and suffixes[-1] == "gz":
+        suffixes = suffixes[:-1]
+    implied = suffixes[-1] if suffixes else None
+    implied = "bedgraph" if implied == "bg" and "bedgraph" in allowed else implied
     if fmt:
         fmt = fmt.lower().lstrip(".")
         if fmt not in allowed:
             raise UsageError(f"unknown --format '{fmt}' (use one of: {', '.join(allowed)})")
+        if implied in allowed and implied != fmt:  # allowed, as samtools -O, but rarely what was meant
+            log.warning("writing %s to %s: --format %s overrides its extension", fmt.upper(), output, fmt)
         return fmt
-    if output in ("-", ""):
+    if output in ("-", "", os.devnull):
         return default
-    suffixes = [s.lower().lstrip(".") for s in Path(output).suffixes]
-    if suffixes and suffixes[-1] == "gz":
-        suffixes = suffixes[:-1]
-    if suffixes and suffixes[-1] in allowed:
-        return suffixes[-1]
-    if suffixes and suffixes[-1] == "bg" and "bedgraph" in allowed:
-        return "bedgraph"
+    if implied in allowed:
+        return implied
     raise UsageError(
         f"cannot tell the output format of '{output}' from its extension (use one of: "
         f"{', '.join('.' + a for a in allowed)}{', or --format' if has_format_option else ''})"
@@ -104,6 +106,15 @@ def check_files(inputs: Iterable[object], outputs: Iterable[object] = (), folder
     if ins.count("-") > 1:
         raise UsageError("'-' (stdin) is given more than once")
     existing = [p for p in ins if p != "-" and os.path.isfile(p)]
+    # Two outputs on one path: the second written would silently replace the first.
+    written = [str(p) for p in [*outputs, *folders] if p is not None and str(p) != "-"]
+    seen: dict[str, str] = {}
+    for out in written:
+        real = os.path.realpath(out)
+        if real in seen:
+            both = seen[real] if seen[real] == out else f"{seen[real]} and {out}"
+            raise UsageError(f"two outputs are the same file ({both}): give each output its own path")
+        seen[real] = out
     for out in (str(p) for p in outputs if p is not None):
         if out == "-":
             continue

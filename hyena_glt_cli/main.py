@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input. Errors are o
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -52,6 +53,22 @@ class _ErrorMappingGroup(TyperGroup):
         except MemoryError:
             _report(ctx, "out of memory (try a smaller --batch-size or --window)")
             ctx.exit(1)
+        except OSError as err:
+            if err.errno not in _WRITE_ERRNOS:
+                _report(ctx, f"internal error: {type(err).__name__}: {err} (run with -v for a traceback)")
+                ctx.exit(1)
+            # disk full, quota, I/O error: the system's problem, not a bug; say where when it is known
+            _report(ctx, f"cannot write {err.filename or 'the output'}: {err.strerror}")
+            _silence_stdout()  # the exit's flush of what is left would fail again
+            ctx.exit(1)
+        except AttributeError as err:
+            if sys.stdout is not None and sys.stdin is not None:
+                _report(ctx, f"internal error: {type(err).__name__}: {err} (run with -v for a traceback)")
+                ctx.exit(1)
+            # `hyena-glt ... >&-` or `<&-`: Python leaves sys.stdout/sys.stdin None
+            _report(ctx, "stdout is closed: give -o FILE" if sys.stdout is None
+                    else "stdin is closed: give an input file")
+            ctx.exit(2)
         except Exception as err:  # noqa: BLE001 - the last line of defence for users
             if hasattr(err, "format_message") and hasattr(err, "exit_code"):
                 # the command-line parser's own errors (missing option, bad value): one line too, with a hint
@@ -73,6 +90,8 @@ class _ErrorMappingGroup(TyperGroup):
 
 
 _GLOBAL_OPTIONS = {"-@", "--threads", "--seed", "-v", "--verbose", "-q", "--quiet"}
+# write failures that are the system's, not the program's: disk full, over quota, I/O error
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG}
 
 
 def _report(ctx: typer.Context, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,53 @@ def test_malformed_sam_is_not_called_truncated(tmp_path):
     assert run_bad("classify", str(bad), "-o", str(tmp_path / "bs.tsv")) == \
         f"{bad}: malformed SAM record at line 2 (after record 0)"
     assert not (tmp_path / "bs.tsv").exists()
+
+
+def test_two_outputs_on_one_path_are_refused(tmp_path, data_dir):
+    # tokenize -o and --stats on one file: the stats would silently replace the patch BED
+    out = tmp_path / "q.bed"
+    for extra in (["--stats", str(out)], ["--stats", str(tmp_path / "." / "q.bed")]):
+        message = run_bad("tokenize", str(data_dir / "ex1.fa"), "--patcher", "static:4", "-o", str(out), *extra)
+        assert message == f"two outputs are the same file ({out}): give each output its own path"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    return subprocess.run([sys.executable, "-m", "hyena_glt_cli", "-@", "1", *args], stderr=subprocess.PIPE, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, **kwargs)
+
+
+def test_a_full_disk_or_closed_stdout_is_one_line(data_dir):
+    fasta = str(data_dir / "ex1.fa")
+    if Path("/dev/full").exists():
+        with open("/dev/full", "w") as full:
+            result = _cli("tokenize", fasta, stdout=full)
+        assert result.returncode == 1
+        assert result.stderr == "hyena-glt: error: cannot write the output: No space left on device\n"
+    closed = _cli("tokenize", fasta, stdout=subprocess.DEVNULL, close_fds=True,
+                  preexec_fn=lambda: __import__("os").close(1))
+    assert closed.returncode == 2 and closed.stderr == "hyena-glt: error: stdout is closed: give -o FILE\n"
+
+
+def test_format_against_the_extension_is_warned_and_dev_null_is_an_output(tmp_path, data_dir):
+    out = tmp_path / "x.bed.gz"
+    result = runner.invoke(app, ["-@", "1", "tokenize", str(data_dir / "ex1.fa"), "-o", str(out), "--format", "tsv"])
+    assert result.exit_code == 0
+    assert f"hyena-glt: writing TSV to {out}: --format tsv overrides its extension\n" in result.stderr
+    assert gzip.open(out, "rt").read().startswith("id\t")
+    devnull = runner.invoke(app, ["-@", "1", "embed", str(data_dir / "ex1.fa"), "--window", "70", "-o", "/dev/null"])
+    assert devnull.exit_code == 0 and "to /dev/null" in devnull.stderr and Path("/dev/null").is_char_device()
+
+
+def test_an_unfinished_training_run_points_at_its_checkpoint(tmp_path, data_dir):
+    import shutil
+
+    from hyena_glt.pretrained import default_model_dir
+
+    run = tmp_path / "run"
+    shutil.copytree(default_model_dir(), run / "checkpoints" / "last")
+    message = run_bad("classify", str(data_dir / "ex1.fa"), "-m", str(run), "-o", str(tmp_path / "x.tsv"))
+    assert message == (f"{run}: no finished model here (the training run stopped early?): resume it with "
+                       f"`hyena-glt train ... -o {run} --resume`, or use its last checkpoint, "
+                       f"--model {run / 'checkpoints' / 'last'}")
