@@ -255,6 +255,7 @@ def test_skip_mismatch_counts_on_stderr(tmp_path, model_dir, genome):
     (["--target", "enhancer"], "unknown --target 'enhancer'"),
     (["--baseline", "gc"], "unknown --baseline 'gc'"),
     (["--method", "deepshap"], "deepshap"),
+    (["--window", "0"], "--window must be at least 1 (got 0)"),  # as with --variants
 ])
 def test_bad_options_are_one_line_exit_2_and_no_output(tmp_path, model_dir, fasta, args, message):
     out = tmp_path / "attr.npz"
@@ -294,3 +295,63 @@ def test_duplicate_names_refused_for_per_position_outputs(tmp_path, model_dir, f
     result = invoke("interpret", nameless, "--model", model_dir, "-o", tmp_path / "n.npz")
     assert result.exit_code == 2
     assert result.stderr == f"hyena-glt: error: {nameless}: record 1 has no name; .npz output needs one\n"
+
+
+def test_plot_folder_clashing_with_a_file_is_one_line_exit_2(tmp_path, model_dir, fasta):
+    out = tmp_path / "y.tsv"
+    result = invoke("interpret", fasta, "--model", model_dir, "-o", out, "--plot", out)
+    assert result.exit_code == 2
+    assert result.stderr == f"hyena-glt: error: two outputs are the same file ({out}): give each output its own path\n"
+    assert not out.exists()
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep\n")
+    result = invoke("interpret", fasta, "--model", model_dir, "-o", out, "--plot", existing)
+    assert result.exit_code == 2
+    assert result.stderr == f"hyena-glt: error: cannot write to folder {existing}: a file of that name exists\n"
+    assert existing.read_text() == "keep\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "seqs.fa"]
+
+
+def test_ism_window_past_the_end_names_the_record_and_the_value_as_typed(tmp_path, model_dir, fasta):
+    out = tmp_path / "ism.tsv"
+    result = invoke("interpret", fasta, "--model", model_dir, "--method", "ism", "--ism-window", "500-600", "-o", out)
+    assert result.exit_code == 2
+    assert result.stderr == (f"hyena-glt: error: {fasta}: record 'with_motif_1': --ism-window 500-600 starts after "
+                             f"the end of this {LENGTH}-base sequence\n")
+    assert not out.exists()
+
+
+def test_skipped_variants_are_counted_by_reason(tmp_path, model_dir, genome):
+    path, seq = genome
+    vcf = tmp_path / "calls.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=chrT,length=120>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                   f"chrT\t10\tnone\t{seq[9]}\t.\t.\t.\t.\n"
+                   f"chrT\t20\tiupac\t{seq[19]}\tR\t.\t.\t.\n"
+                   f"chrT\t30\tlong\t{seq[29]}\t{seq[29] + 'A' * LENGTH}\t.\t.\t.\n"
+                   f"chrT\t40\tsv\t{seq[39]}\t<DEL>\t.\t.\t.\n"
+                   f"chrT\t51\tsnv\tG\tC\t.\t.\t.\n")
+    out = tmp_path / "effects.tsv"
+    result = invoke("interpret", "--variants", vcf, "--reference", path, "--model", model_dir, "--max-indel", "100",
+                    "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "hyena-glt: skipped 1 symbolic allele(s) or indel(s) longer than --max-indel",
+        "hyena-glt: skipped 1 ALT allele(s) with IUPAC ambiguity codes (R, Y, ...)",
+        "hyena-glt: skipped 1 record(s) with no ALT allele ('.')",
+        f"hyena-glt: skipped 1 allele(s) longer than the {LENGTH}-base window (or than their contig)",
+        "hyena-glt: scored 1 variant allele(s)"]
+    assert [line.split("\t")[2] for line in out.read_text().splitlines()[1:]] == ["snv"]
+
+
+def test_plain_gzip_reference_is_one_line_without_htslib_noise(tmp_path, model_dir, genome, capfd):
+    path, _ = genome
+    packed = tmp_path / "genome_plain.fa.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    vcf = write_vcf(tmp_path / "calls.vcf.gz", {"chrT": 120}, [("chrT", 51, "G", "C")])
+    out = tmp_path / "effects.tsv"
+    result = invoke("interpret", "--variants", vcf, "--reference", packed, "--model", model_dir, "-o", out)
+    assert result.exit_code == 2
+    assert result.stderr == (f"hyena-glt: error: {packed}: cannot index a plain-gzip FASTA for regions; "
+                             "recompress it with bgzip\n")
+    assert capfd.readouterr().err == ""  # htslib's own [E::fai_build_core] lines (fd 2) stay quiet
+    assert not out.exists() and not (tmp_path / "genome_plain.fa.gz.fai").exists()

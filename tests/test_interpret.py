@@ -275,6 +275,47 @@ def test_variant_that_destroys_the_motif_lowers_the_score(tmp_path, scorer):
     np.testing.assert_allclose(deletion.ref_values.sum(), 1.0, atol=1e-5)
 
 
+def test_alt_window_holds_the_whole_alt_allele_at_contig_ends(tmp_path, scorer):
+    """The alternative window is cut from the contig with REF replaced by ALT; where the reference window ends at
+    the contig's end, the alternative one ends at the alternative contig's end. So MOTIF inserted after the last
+    base is inside it (it was cut off: an effect of exactly 0), and a deletion there reads real bases, not N."""
+    fasta, seq = _reference_with_motif(tmp_path)
+    n = len(seq)
+    rows = [("chrM", 1, seq[0], seq[0] + MOTIF), ("chrM", 30, seq[29], seq[29] + MOTIF),
+            ("chrM", n - 4, seq[n - 5:], seq[n - 5]), ("chrM", n - 3, seq[n - 4], seq[n - 4] + MOTIF),
+            ("chrM", n, seq[-1], seq[-1] + MOTIF)]
+    vcf = write_vcf(tmp_path / "ends.vcf.gz", {"chrM": n}, rows)
+    scan = scan_variants(vcf, fasta, scorer, window=LENGTH)
+    assert [(e.pos, e.ref, e.alt) for e in scan.effects] == [row[1:] for row in rows]
+
+    def alt_contig(pos: int, ref: str, alt: str) -> str:
+        return seq[:pos - 1] + alt + seq[pos - 1 + len(ref):]
+
+    start = 29 - LENGTH // 2
+    windows = [(seq[:LENGTH], alt_contig(*rows[0][1:])[:LENGTH]),
+               (seq[start:start + LENGTH], alt_contig(*rows[1][1:])[start:start + LENGTH])]
+    windows += [(seq[-LENGTH:], alt_contig(*row[1:])[-LENGTH:]) for row in rows[2:]]
+    with torch.no_grad():
+        probs = scorer.probabilities(scorer.logits(scorer.encode([w for pair in windows for w in pair]))).numpy()
+    for k, effect in enumerate(scan.effects):
+        np.testing.assert_allclose(effect.ref_values, probs[2 * k], atol=1e-5)
+        np.testing.assert_allclose(effect.alt_values, probs[2 * k + 1], atol=1e-5)
+    motif = 1
+    assert scan.effects[4].diff[motif] > 0.5  # the motif inserted after the last base is called
+
+
+def test_records_without_alt_and_alleles_longer_than_the_window_are_counted(tmp_path, scorer, data_dir):
+    base = pysam.FastaFile(str(data_dir / "ex1.fa")).fetch("seq1", 59, 60)
+    snv = "C" if base != "C" else "G"
+    vcf = tmp_path / "skips.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=seq1,length=1575>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                   f"seq1\t60\tnone\t{base}\t.\t.\t.\t.\n"
+                   f"seq1\t60\tlong\t{base}\t{base + 'A' * LENGTH},{snv}\t.\t.\t.\n")
+    scan = scan_variants(vcf, data_dir / "ex1.fa", scorer, window=LENGTH, max_indel=2 * LENGTH)
+    assert [(e.id, e.alt) for e in scan.effects] == [("long", snv)]
+    assert (scan.skipped_no_alt, scan.skipped_too_long, scan.skipped_unsupported, scan.skipped_ambiguous) == (1, 1, 0, 0)
+
+
 def test_variant_errors_name_the_variant(tmp_path, scorer, data_dir):
     ex1 = pysam.FastaFile(str(data_dir / "ex1.fa"))
     base = ex1.fetch("seq1", 99, 100)

@@ -9,7 +9,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..io.sequences import drop_empty
 from .attribution import attribute
 from .scoring import ScoreModel, Target
@@ -73,6 +73,10 @@ def attribute_records(scorer: ScoreModel, records: Iterable, method: str, target
         window = None
         if ism_window is not None:
             length = len(batch[0].seq)
+            if ism_window[0] >= length:  # a window past the end is the user's; clip only one that overlaps
+                first = batch[0]
+                raise InputError(f"--ism-window {ism_window[0] + 1}-{ism_window[1]} starts after the end of this "
+                                 f"{length}-base sequence", path=first.source, record=first.id or first.number)
             window = (ism_window[0], min(ism_window[1], length))
         result = attribute(scorer, [r.seq for r in batch], method, target,
                            batch_size=batch_size or auto_batch_size(scorer, len(batch[0].seq)),

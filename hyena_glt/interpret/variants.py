@@ -2,9 +2,13 @@
 model window cut from the reference genome.
 
 For a variant at 0-based ``pos`` with alleles REF/ALT the reference window is ``window`` bases of the contig
-starting ``window // 2`` bases before ``pos`` (shifted to stay inside the contig). The alternative window has
-the same left flank, then ALT, then the reference after REF, cut or extended on the right to the same length, so
-SNVs and short indels are compared on windows of one length with the variant at the centre.
+starting ``window // 2`` bases before ``pos`` (shifted to stay inside the contig). The alternative window is cut,
+at the same length, from the alternative contig (the contig with REF replaced by ALT): it has the same left flank,
+then ALT, then the reference after REF, so SNVs and short indels are compared on windows of one length with the
+variant at the centre. Where the reference window ends at the contig's end, the alternative window ends at the
+alternative contig's end, so an insertion there is inside it rather than cut off; the whole ALT allele is always
+inside the alternative window. Alleles longer than the window (or than a contig shorter than it) are skipped
+with a count, as are records without an ALT allele (``.``).
 
 Scores are RC-averaged when the model (or the caller) asks for it. For every class/output: ref and alt
 probability (classification: softmax; multi-label: sigmoid; regression: the raw output), their difference
@@ -56,6 +60,8 @@ class VariantScan:
     skipped_unsupported: int
     header: object  # the input pysam.VariantHeader, for VCF output
     skipped_ambiguous: int = 0  # ALT alleles with IUPAC ambiguity codes (R, Y, ...): no one sequence to score
+    skipped_no_alt: int = 0     # records whose ALT is '.' (no alternative allele: nothing to compare)
+    skipped_too_long: int = 0   # REF or ALT longer than the window (or than a contig shorter than the window)
 
 
 def log_odds_ratio(ref_p: np.ndarray, alt_p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
@@ -118,19 +124,29 @@ def _htslib_reason(path: str | Path) -> str | None:
 
 
 def _windows(variants, fasta, window: int, path):
-    """(ref_seq, alt_seq) windows of one length per variant; variant = (contig, pos0, ref, alt)."""
+    """(ref_seq, alt_seq) windows of one length per variant; variant = (contig, pos0, ref, alt), with REF and
+    ALT each at most ``min(window, contig length)`` long (``scan_variants`` skips longer ones)."""
     pairs = []
     for contig, pos0, ref, alt in variants:
         contig_len = fasta.get_reference_length(contig)
         width = min(window, contig_len)
         start = min(max(0, pos0 - width // 2), contig_len - width)
-        # Read enough on the right to refill a deletion's missing bases.
-        extra = max(0, len(ref) - len(alt))
-        seq = fetch_region(fasta, contig, start, min(contig_len, start + width + extra), path).upper()
-        ref_seq = seq[:width]
-        off = pos0 - start
-        alt_seq = (seq[:off] + alt.upper() + seq[off + len(ref):])[:width]
-        if len(alt_seq) < width:  # a deletion at the contig's end: pad with N, which the model treats as unknown
+        # The alternative window, in the coordinates of the alternative contig (REF replaced by ALT): the same
+        # left flank as the reference window, except where that window ends at the contig's end; then it ends
+        # at the alternative contig's end. Never past that end where it can be helped, and always holding
+        # the whole ALT allele.
+        alt_len = contig_len + len(alt) - len(ref)
+        alt_start = start if start == 0 or start + width < contig_len else alt_len - width
+        alt_start = min(alt_start, max(0, alt_len - width))
+        alt_start = max(min(alt_start, pos0), pos0 + len(alt) - width, 0)
+        # Reference bases: the reference window, the alternative window's left flank, and its right flank
+        # (the bases after REF that refill the window).
+        right = pos0 + len(ref) + max(0, width - (pos0 - alt_start) - len(alt))
+        lo, hi = min(start, alt_start), min(contig_len, max(start + width, right))
+        seq = fetch_region(fasta, contig, lo, hi, path).upper()
+        ref_seq = seq[start - lo:start - lo + width]
+        alt_seq = (seq[alt_start - lo:pos0 - lo] + alt.upper() + seq[pos0 + len(ref) - lo:])[:width]
+        if len(alt_seq) < width:  # a deletion left the alternative contig shorter than the window: pad with N
             alt_seq = alt_seq + "N" * (width - len(alt_seq))
         pairs.append((ref_seq, alt_seq))
     return pairs
@@ -141,8 +157,9 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
     """Score every ALT allele of ``vcf_path`` against ``reference``. Raises :class:`InputError` naming the
     variant for a contig the reference lacks, a position past the contig's end, a REF that does not match
     the reference (unless ``skip_mismatch``) or a malformed record. Symbolic alleles (``<DEL>``, ``*``,
-    breakends), ALT alleles with IUPAC ambiguity codes and indels longer than ``max_indel`` (default: a quarter of
-    the window) are skipped with a count."""
+    breakends), ALT alleles with IUPAC ambiguity codes, indels longer than ``max_indel`` (default: a quarter of
+    the window), alleles longer than the window and records without an ALT allele (``.``) are skipped with a
+    count."""
     if window < 1:
         raise UsageError(f"--window must be at least 1 (got {window})")
     if max_indel is not None and max_indel < 0:
@@ -152,7 +169,7 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
     fasta = open_indexed_fasta(reference)
     lengths = dict(zip(fasta.references, fasta.lengths))
     todo, meta = [], []
-    mismatches = unsupported = ambiguous = number = 0
+    mismatches = unsupported = ambiguous = no_alt = too_long = number = 0
     with quiet_htslib():
         try:
             for number, rec in enumerate(vcf, 1):
@@ -175,12 +192,18 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
                     raise InputError(f"REF '{rec.ref}' does not match the reference ('{genome_ref}'); "
                                      "wrong genome build? (--skip-mismatch skips such variants)",
                                      path=str(vcf_path), record=name)
-                for alt in rec.alts or ():
+                if not rec.alts:  # ALT '.': a site with no alternative allele
+                    no_alt += 1
+                    continue
+                for alt in rec.alts:
                     if _AMBIGUOUS.match(alt):
                         ambiguous += 1
                         continue
                     if not _ALLELE.match(alt) or abs(len(alt) - len(rec.ref)) > max_indel or len(rec.ref) > max_indel + 1:
                         unsupported += 1
+                        continue
+                    if max(len(rec.ref), len(alt)) > min(window, lengths[rec.chrom]):
+                        too_long += 1  # no window of the model's length holds the whole allele
                         continue
                     todo.append((rec.chrom, rec.start, rec.ref, alt))
                     meta.append((rec.chrom, rec.pos, rec.id or ".", rec.ref, alt))
@@ -210,7 +233,7 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
                 values[i] = (probs[k], probs[len(idx) + k])
     for (contig, pos, vid, ref, alt), (ref_v, alt_v) in zip(meta, values):
         effects.append(VariantEffect(contig, pos, vid, ref, alt, ref_v, alt_v))
-    return VariantScan(effects, mismatches, unsupported, header, ambiguous)
+    return VariantScan(effects, mismatches, unsupported, header, ambiguous, no_alt, too_long)
 
 
 def _field(name: str) -> str:

@@ -84,6 +84,8 @@ def register(app: typer.Typer) -> None:
         batch_size = lib.parse_batch_size(batch_size)
         if stride is not None and window is None:
             raise UsageError("--stride needs --window")
+        if window is not None and window < 1:  # one message for sequences and --variants
+            raise UsageError(f"--window must be at least 1 (got {window})")
         check_files([*(inputs or []), variants, reference, regions], [output], folders=[plot])
         if variants is not None:
             if inputs:
@@ -107,6 +109,11 @@ def register(app: typer.Typer) -> None:
                 log.warning("skipped %d symbolic allele(s) or indel(s) longer than --max-indel", scan.skipped_unsupported)
             if scan.skipped_ambiguous:
                 log.warning("skipped %d ALT allele(s) with IUPAC ambiguity codes (R, Y, ...)", scan.skipped_ambiguous)
+            if scan.skipped_no_alt:
+                log.warning("skipped %d record(s) with no ALT allele ('.')", scan.skipped_no_alt)
+            if scan.skipped_too_long:
+                log.warning("skipped %d allele(s) longer than the %d-base window (or than their contig)",
+                            scan.skipped_too_long, int(width))
             from hyena_glt.interpret import variants as vmod
 
             if kind == "vcf":
