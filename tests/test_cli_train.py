@@ -309,3 +309,37 @@ def test_soft_masked_dna_gets_reverse_complement_augmentation_and_averaging_by_d
     assert result.exit_code == 0, result.stderr
     meta = json.loads((out / "hyena_glt.json").read_text())
     assert meta["rc_average"] is True and meta["training"]["options"]["rc_augment"] is True
+
+
+def test_labels_and_class_names_that_would_make_wrong_classes(rows, tmp_path):
+    out = tmp_path / "model"
+    spellings = ["0", "1", "0.0", "1.0"]
+    spelled = write_csv(tmp_path / "spelled.csv", ["sequence", "label"],
+                        [(r["sequence"], spellings[i % 4]) for i, r in enumerate(rows)])
+    assert_bad(invoke("train", str(spelled), "--max-steps", "1", "-o", str(out)), out,
+               "spelled.csv: labels '0' (line 2) and '0.0' (line 4) are the same number written two ways; "
+               "write them one way")
+    good = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows])
+    for args, message in (
+        (["--class-names", "0=a\tb"], "--class-names: class name 'a\\tb' holds a tab or line break"),
+        (["--class-names", "0=promoter,1=promoter"], "--class-names: two classes are named 'promoter'"),
+        (["--class-names", "0=a", "--class-names", "0=b"], "--class-names names class '0' twice"),
+    ):
+        assert_bad(invoke("train", str(good), *args, "--max-steps", "1", "-o", str(out)), out, message)
+    # a validation or test label training never saw is bad input (exit 2), not a runtime failure
+    unseen = write_csv(tmp_path / "test.csv", ["sequence", "label"], [(rows[0]["sequence"], "2")])
+    assert_bad(invoke("train", str(good), "--test", str(unseen), "--max-steps", "1", "-o", str(out)), out,
+               "test.csv: line 2: label '2' does not occur in the training data (training labels: 0, 1)")
+
+
+def test_stdin_is_refused_where_it_would_be_read_twice(rows, tmp_path):
+    out = tmp_path / "model"
+    table = "sequence,label\n" + "".join(f"{r['sequence']},{r['label']}\n" for r in rows)
+    before = torch.get_num_threads()
+    try:
+        result = CliRunner().invoke(app, ["-@", "1", "train", "-", "--max-steps", "1", "-o", str(out)], input=table)
+    finally:
+        torch.set_num_threads(before)
+    assert_bad(result, out, "stdin ('-'): labelled data are read twice", "save the data to a file")
+    assert_bad(invoke("train", "--task", "lm", "-", "--resume", "--max-steps", "1", "-o", str(out)), out,
+               "stdin ('-'): --resume checks that the data are those the run started with (by their sha256)")

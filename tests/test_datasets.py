@@ -346,3 +346,75 @@ def test_split_that_leaves_a_class_untrained(tmp_path, hyena_log):
     assert [r.getMessage() for r in hyena_log] == [
         "three.csv: --val-fraction 0.2 of 10 sequences leaves no training example of class(es) 'c'; "
         "the model will not learn to predict them"]
+
+
+def test_one_number_spelled_two_ways_is_one_mistake_not_two_classes(tmp_path):
+    table = tmp_path / "tr.csv"
+    table.write_text("sequence,label\nACGTACGT,0\nGGCCGGCC,1\nACGTACGA,0.0\nGGCCGGCA, 1.0\n")
+    with pytest.raises(InputError) as err:
+        datasets.load_labelled(table, "classification")
+    assert str(err.value) == (f"{table}: labels '0' (line 2) and '0.0' (line 4) are the same number written two "
+                              f"ways; write them one way")
+    fasta = tmp_path / "lab.fa"
+    fasta.write_text(">a label=1\nACGT\n>b label=0\nGGCC\n>c label=01\nACGA\n")
+    with pytest.raises(InputError, match=r"lab\.fa: labels '1' \(record 'a'\) and '01' \(record 'c'\) are the same "
+                                         r"number written two ways"):
+        datasets.load_labelled(fasta, "classification")
+    multi = tmp_path / "ml.csv"
+    multi.write_text("sequence,label\nACGTACGT,1;2\nGGCCGGCC,2.0\n")
+    with pytest.raises(InputError, match=r"ml\.csv: labels '2' \(line 2\) and '2\.0' \(line 3\)"):
+        datasets.load_labelled(multi, "multilabel")
+    # blanks around a label are dropped (also around each label of a multilabel cell)
+    table.write_text("sequence,label\nACGTACGT, 0\nGGCCGGCC,1 \nACGTACGA,0\n")
+    data = datasets.load_labelled(table, "classification")
+    assert data.class_names == ["0", "1"] and data.labels.tolist() == [0, 1, 0]
+    multi.write_text("sequence,label\nACGTACGT,a; b\nGGCCGGCC,b\n")
+    assert datasets.load_labelled(multi, "multilabel").class_names == ["a", "b"]
+    # validation data that write a training label's number another way: said so
+    val = tmp_path / "val.csv"
+    val.write_text("sequence,label\nACGTACGT,1.0\n")
+    with pytest.raises(InputError) as err:
+        datasets.load_labelled(val, "classification", class_names=["0", "1"])
+    assert str(err.value) == (f"{val}: line 2: label '1.0' does not occur in the training data (training labels: 0, "
+                              f"1); the training data write the number as '1': write it one way")
+
+
+def test_class_names_hold_no_tab_or_line_break_and_are_distinct(tmp_path):
+    table = tmp_path / "tr.csv"
+    table.write_text('sequence,label\nACGTACGT,a\nGGCCGGCC,"b\tc"\n')
+    with pytest.raises(InputError, match=r"tr\.csv: line 3: label 'b\\tc' holds a tab or line break"):
+        datasets.load_labelled(table, "classification")
+    table.write_text('sequence,label\nACGTACGT,a\nGGCCGGCC,"b\nc"\n')
+    with pytest.raises(InputError, match=r"tr\.csv: line 3: label 'b\\nc' holds a tab or line break"):
+        datasets.load_labelled(table, "classification")
+    table.write_text("sequence,label\nACGTACGT,0\nGGCCGGCC,1\n")
+    for mapping, message in (
+        ({"0": "a\tb"}, "--class-names: class name 'a\\tb' holds a tab or line break"),
+        ({"0": "promoter", "1": "promoter"}, "--class-names: two classes are named 'promoter'"),
+        ({"0": "1"}, "--class-names: two classes are named '1'"),
+    ):
+        data = datasets.load_labelled(table, "classification")
+        with pytest.raises(UsageError) as err:
+            datasets.apply_class_display_names(data, mapping)
+        assert message in str(err.value)
+        assert data.class_names == ["0", "1"]
+    fasta = tmp_path / "a.fa"
+    fasta.write_text(">x\nACGT\n")
+    with pytest.raises(UsageError, match=r"--class-fasta: class name 'a\\tb' holds a tab or line break"):
+        datasets.load_class_fastas([("a\tb", fasta), ("c", fasta)])
+
+
+def test_stdin_and_pipes_are_refused_where_they_would_be_read_twice(tmp_path):
+    import os
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)  # never opened: refused from its file type alone
+    assert datasets.is_stream("-") and datasets.is_stream(pipe) and not datasets.is_stream(tmp_path)
+    with pytest.raises(UsageError, match=r"^stdin \('-'\): labelled data are read twice .* save the data to a file"):
+        datasets.load_labelled("-", "classification")
+    with pytest.raises(UsageError, match=r"pipe \(a pipe, not a regular file\): labelled data are read twice"):
+        datasets.load_labelled(pipe, "classification")
+    with pytest.raises(UsageError, match=r"pipe \(a pipe, not a regular file\): sequences are read twice"):
+        datasets.load_lm_sequences([pipe], window=8)
+    with pytest.raises(UsageError, match=r"pipe \(a pipe, not a regular file\): a class FASTA is read twice"):
+        datasets.load_class_fastas([("a", pipe), ("b", pipe)])

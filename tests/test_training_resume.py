@@ -153,3 +153,32 @@ def test_ddp_two_gloo_processes(gue_small, tmp_path):
     expected = classification_metrics(logits.numpy(), dev.labels)
     for key, value in meta["metrics"]["val"].items():
         assert value == pytest.approx(expected[key], rel=1e-5, abs=1e-6), key
+
+
+def test_resume_from_a_damaged_checkpoint_is_bad_input(gue_small, uninterrupted, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    out = tmp_path / "damaged"
+    shutil.copytree(uninterrupted[1], out)
+    last = out / "checkpoints" / "last"
+    good_state, good_weights = (last / "trainer_state.pt").read_bytes(), (last / "model.safetensors").read_bytes()
+    message = "not a readable training checkpoint (damaged or not made by hyena-glt); start the run again in a " \
+              "new -o folder, or restore the file"
+    for name, damage in (
+        ("trainer_state.pt", lambda p: p.write_bytes(bytes(range(256)) * 4)),  # torch: 'UnpicklingError ... weights_only'
+        ("trainer_state.pt", lambda p: p.write_bytes(b"")),  # torch: EOFError
+        ("trainer_state.pt", lambda p: torch.save({"format": 1}, p)),  # a torch file, not a trainer state
+        ("model.safetensors", lambda p: p.write_bytes(b"\x00" * 100)),
+        ("model.safetensors", lambda p: p.unlink()),
+        ("model.safetensors", lambda p: save_file({"w": torch.zeros(3)}, str(p))),  # another model's tensors
+    ):
+        damage(last / name)
+        result = in_process(train_args(gue_small, out, "--resume"))
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [f"hyena-glt: error: {last / name}: {message}"]
+        (last / "trainer_state.pt").write_bytes(good_state)
+        (last / "model.safetensors").write_bytes(good_weights)
+    assert in_process(train_args(gue_small, out, "--resume")).exit_code == 0
+    assert final(out) == uninterrupted[0]

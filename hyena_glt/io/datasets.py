@@ -119,6 +119,9 @@ def load_labelled(
     """
     if task not in TASKS:
         raise UsageError(f"unknown task '{task}' (use one of: {', '.join(TASKS)})")
+    if task != "lm":
+        _refuse_stream(path, "labelled data are read twice (once to tell the format, once to read "
+                             "the records), which a stream allows only once")
     path = Path(path)
     if not path.exists():
         raise InputError("no such file", path=str(path))
@@ -145,6 +148,11 @@ def load_class_fastas(
     names = [name for name, _ in specs]
     if len(set(names)) != len(names):
         raise UsageError(f"--class-fasta names must be distinct (got {', '.join(names)})")
+    _check_class_names(names, "--class-fasta")
+    for _, file in specs:
+        if str(file) != "-":  # stdin is read once; a pipe would be read twice (format, then records)
+            _refuse_stream(file, "a class FASTA is read twice (once to tell the format, once to read the "
+                                 "records), which a pipe allows only once")
     ids, seqs, raw, where = [], [], [], []
     for name, file in specs:
         n_before = len(seqs)
@@ -176,6 +184,10 @@ def load_lm_sequences(
         raise UsageError(f"--window must be at least 1 (got {window})")
     if stride is not None and stride < 1:
         raise UsageError(f"--stride must be at least 1 (got {stride})")
+    for p in paths:
+        if str(p) != "-":  # stdin is read once; a pipe would be read twice (format, then records)
+            _refuse_stream(p, "sequences are read twice (once to tell the format, once to read the records), "
+                              "which a pipe allows only once (pipe them into '-' instead)")
     if fmt is not None:
         if fmt == "bed":
             raise UsageError("--data-format bed is for labelled intervals; --task lm reads sequences "
@@ -322,8 +334,44 @@ def apply_class_display_names(data: LabelledData, mapping: dict[str, str]) -> La
             f"--class-names: no class {', '.join(map(repr, unknown))} in the training labels "
             f"({', '.join(data.class_names or [])})"
         )
-    data.class_names = [mapping.get(c, c) for c in data.class_names or []]
+    _check_class_names(list(mapping.values()), "--class-names")
+    names = [mapping.get(c, c) for c in data.class_names or []]
+    _check_class_names(names, "--class-names")
+    data.class_names = names
     return data
+
+
+def _check_class_names(names: Sequence[str], option: str) -> None:
+    """Class names given on the command line become column names (``p_NAME`` in classify's TSV): each must
+    be non-empty, free of tabs and line breaks, and distinct."""
+    for name in names:
+        if not name.strip():
+            raise UsageError(f"{option}: a class name is empty")
+        if any(c in name for c in "\t\n\r"):
+            raise UsageError(f"{option}: class name {name!r} holds a tab or line break, which a class name cannot")
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise UsageError(f"{option}: two classes are named '{name}'; give each class its own name")
+        seen.add(name)
+
+
+def is_stream(path: str | Path) -> bool:
+    """Whether ``path`` is stdin ('-') or an existing file that is not a regular one (a pipe such as
+    ``<(zcat x.csv.gz)``, a device): data that can be read only once and cannot be fingerprinted."""
+    if str(path) == "-":
+        return True
+    path = Path(path)
+    try:
+        return path.exists() and not path.is_dir() and not path.is_file()
+    except OSError:
+        return False
+
+
+def _refuse_stream(path: str | Path, why: str) -> None:
+    if is_stream(path):
+        name = "stdin ('-')" if str(path) == "-" else f"{path} (a pipe, not a regular file)"
+        raise UsageError(f"{name}: {why}; save the data to a file and give its name")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -346,6 +394,56 @@ def _sort_names(names: Iterable[str]) -> list[str]:
         return sorted(names)
 
 
+def _number(value: str) -> float | None:
+    """The finite number a label spells, or None ('promoter', 'nan')."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _place(location: tuple, path: str) -> str:
+    """'line 3' or "record 'x'" (with its file when that is not ``path``) for a message."""
+    file, where = location
+    place = f"line {where}" if isinstance(where, int) else f"record {where!r}"
+    return place if file == path else f"{file} {place}"
+
+
+def _check_label_values(values: Iterable[tuple[str, tuple]], what: str = "label") -> None:
+    """Label values (``(value, (path, line or record))``) that become class names: a tab or line break in
+    one (it would break the TSV headers classify writes, ``p_NAME``) and two spellings of one number
+    ('1' and '1.0', which would silently be two classes) are InputErrors naming where each appears."""
+    first: dict[str, tuple] = {}
+    by_number: dict[float, str] = {}
+    for value, location in values:
+        if value in first:
+            continue
+        if any(c in value for c in "\t\n\r"):
+            raise _error(f"{what} {value!r} holds a tab or line break, which a class name cannot", *location)
+        first[value] = location
+        number = _number(value)
+        if number is None:
+            continue
+        other = by_number.setdefault(number, value)
+        if other != value:
+            path = first[other][0]
+            raise InputError(f"{what}s '{other}' ({_place(first[other], path)}) and '{value}' "
+                             f"({_place(location, path)}) are the same number written two ways; write them one way",
+                             path=path)
+
+
+def _unknown_label(value: str, names: Sequence[str], what: str, location: tuple) -> InputError:
+    """A validation/test label the training data do not have (saying so when training writes the same
+    number another way)."""
+    message = f"{what} '{value}' does not occur in the training data (training {what}s: {', '.join(names)})"
+    number = _number(value)
+    same = [n for n in names if number is not None and _number(n) == number]
+    if same:
+        message += f"; the training data write the number as '{same[0]}': write it one way"
+    return _error(message, *location)
+
+
 def _encode_single(
     raw: list[str], class_names: Sequence[str] | None, where: list, what: str
 ) -> tuple[np.ndarray, list[str]]:
@@ -357,9 +455,7 @@ def _encode_single(
         known = set(names)
         for i, value in enumerate(raw):
             if value not in known:
-                path, line = where[i]
-                raise _error(f"{what} '{value}' does not occur in the training data (training {what}s: "
-                    f"{', '.join(names)})", path, line)
+                raise _unknown_label(value, names, what, where[i])
     index = {name: i for i, name in enumerate(names)}
     return np.fromiter((index[v] for v in raw), dtype=np.int64, count=len(raw)), names
 
@@ -376,9 +472,7 @@ def _encode_multi(
     for row_i, row in enumerate(raw):
         for value in row:
             if value not in index:
-                path, line = where[row_i]
-                raise _error(f"label '{value}' does not occur in the training data (training labels: "
-                    f"{', '.join(names)})", path, line)
+                raise _unknown_label(value, names, "label", where[row_i])
             labels[row_i, index[value]] = 1.0
     return labels, names
 
@@ -414,6 +508,8 @@ def _finish(
     if not seqs:
         raise InputError("no labelled sequences", path=str(path))
     _check_alphabet(seqs, where, alphabet)
+    if task in ("classification", "multilabel"):
+        _check_label_values((v, w) for r, w in zip(raw, where) for v in r)
     if task == "classification":
         labels, names = _encode_single([r[0] for r in raw], class_names, where, "label")
         if class_names is None and len(names) < 2:
@@ -555,8 +651,7 @@ def _read_table_text(
             if any(v == "" for v in values):
                 raise _error(f"empty label in column(s) {', '.join(value_names)}", str(path), line_no)
             if task == "multilabel" and len(values) == 1:
-                values = [v for v in _MULTI_SPLIT.split(values[0]) if v] if delimiter == "," else \
-                    [v for v in re.split(r"[;|,]", values[0]) if v]
+                values = _split_multi(values[0], _MULTI_SPLIT if delimiter == "," else r"[;|,]")
             elif task == "multilabel":
                 # one 0/1 column per label
                 flags = [_parse_flag(v, str(path), line_no, value_names[j]) for j, v in enumerate(values)]
@@ -568,6 +663,11 @@ def _read_table_text(
     if task == "multilabel" and len(label_is) > 1 and class_names is None:
         class_names = value_names
     return _finish(path, task, ids, seqs, raw, where, class_names, target_names, value_names, alphabet)
+
+
+def _split_multi(cell: str, separators) -> list[str]:
+    """The labels of one multilabel cell ('a;b', 'a; b'), blanks around each dropped."""
+    return [v.strip() for v in re.split(separators, cell) if v.strip()]
 
 
 def _csv_rows(reader, path: Path):
@@ -614,7 +714,7 @@ def _read_fasta_labels(
         if task == "classification":
             values = [value]
         else:
-            values = [v for v in re.split(r"[,;|]", value) if v]
+            values = _split_multi(value, r"[,;|]")
         ids.append(rec.id)
         seqs.append(rec.seq)
         raw.append(values)
@@ -670,7 +770,7 @@ def _read_bed(
                 seq = reverse_complement(seq)
             values = [fields[c].strip() for c in cols]
             if task == "multilabel" and len(values) == 1:
-                values = [v for v in re.split(r"[,;|]", values[0]) if v]
+                values = _split_multi(values[0], r"[,;|]")
             name = fields[3] if len(fields) > 3 and 3 not in cols else f"{contig}:{start + 1}-{end}"
             ids.append(name)
             seqs.append(seq)

@@ -2,9 +2,10 @@
 stopping, atomic checkpoints with exact resume, DDP) and task metrics."""
 
 from .metrics import classification_metrics, lm_metrics, multilabel_metrics, regression_metrics, task_metrics
-from .trainer import Trainer, TrainingInterrupted, TrainOptions, TrainResult, check_output_dir, train
+from .trainer import (Trainer, TrainingInterrupted, TrainOptions, TrainResult, check_output_dir,
+                      check_resumable_data, train)
 
 __all__ = [
-    "Trainer", "TrainOptions", "TrainResult", "TrainingInterrupted", "train", "check_output_dir",
+    "Trainer", "TrainOptions", "TrainResult", "TrainingInterrupted", "train", "check_output_dir", "check_resumable_data",
     "classification_metrics", "multilabel_metrics", "regression_metrics", "lm_metrics", "task_metrics",
 ]

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import ModelError
+
 STATE_FILE = "trainer_state.pt"
 
 
@@ -71,8 +73,41 @@ def find_checkpoint(directory: Path) -> Path | None:
     return None
 
 
+# what every trainer_state.pt written by write_checkpoint holds (Trainer._state)
+STATE_KEYS = ("options", "data", "global_step", "epoch", "micro_in_epoch", "epoch_loss_sum", "epoch_loss_count",
+              "best_value", "best_step", "bad_evals", "finished", "stopped_early", "history", "elapsed_s",
+              "optimizer", "scheduler", "scaler", "rng")
+
+
+def damaged(path: Path) -> ModelError:
+    """The error for a checkpoint file that cannot be used (torch/safetensors' own messages are not for users:
+    torch's even suggests unpickling with weights_only=False)."""
+    return ModelError("not a readable training checkpoint (damaged or not made by hyena-glt); start the run again "
+                      "in a new -o folder, or restore the file", path=str(path))
+
+
 def read_state(folder: Path) -> dict:
-    return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+    """trainer_state.pt of a checkpoint, loaded with ``weights_only=True``; a damaged, empty or foreign
+    file is a :class:`ModelError` naming it."""
+    path = Path(folder) / STATE_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # UnpicklingError, EOFError, RuntimeError (not a zip), ...: all mean a damaged file
+        raise damaged(path) from None
+    if not isinstance(state, dict) or any(key not in state for key in STATE_KEYS):
+        raise damaged(path)
+    return state
+
+
+def read_weights(folder: Path, device: str = "cpu") -> dict:
+    """model.safetensors of a checkpoint; a missing or damaged file is a :class:`ModelError` naming it."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / "model.safetensors"
+    try:
+        return load_file(str(path), device=device)
+    except Exception:  # SafetensorError (header too small/large...), FileNotFoundError, ...
+        raise damaged(path) from None
 
 
 def rng_state() -> dict:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .. import runtime
 from ..errors import HyenaGLTError, InputError, UsageError
-from ..io.datasets import LabelledData, fingerprint
+from ..io.datasets import LabelledData, fingerprint, is_stream
 from . import checkpoint as ckpt
 from .metrics import DEFAULT_SELECTION, HIGHER_IS_BETTER, is_improvement, lm_metrics, task_metrics
 
@@ -177,6 +177,16 @@ def check_output_dir(output_dir: str | Path, resume: bool = False) -> None:
                 folder.rmdir()
             except OSError:
                 break
+
+
+def check_resumable_data(files, resume: bool) -> None:
+    """With ``resume``, a UsageError if a data file is stdin or a pipe: --resume checks the data are those
+    the run started with by their sha256, which a stream read once cannot give."""
+    streams = [str(f) for f in files if f is not None and is_stream(f)]
+    if resume and streams:
+        name = "stdin ('-')" if streams[0] == "-" else f"{streams[0]} (a pipe, not a regular file)"
+        raise UsageError(f"{name}: --resume checks that the data are those the run started with (by their "
+                         f"sha256), which needs a file read twice; give the data as a file")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -344,6 +354,7 @@ class Trainer:
         self._check_output_dir()
 
         self.data_info = {}
+        check_resumable_data([f for files in (data_files or {}).values() for f in files], resume)
         for split, files in (data_files or {}).items():
             self.data_info[split] = {
                 "files": [str(f) for f in files],
@@ -780,10 +791,14 @@ class Trainer:
         if folder is None:
             log.info("--resume: no checkpoint in %s yet; starting from the beginning", self.output_dir)
             return
-        from safetensors.torch import load_file
-
         state = ckpt.read_state(folder)
-        saved_options = json.loads(state["options"])
+        try:
+            saved_options = json.loads(state["options"])
+            saved_data = json.loads(state["data"])
+        except (TypeError, ValueError):
+            saved_options = saved_data = None
+        if not isinstance(saved_options, dict) or not isinstance(saved_data, dict):
+            raise ckpt.damaged(folder / ckpt.STATE_FILE)
         now = self.options.to_json()
         changed = [k for k in now if k not in ("device", "keep_checkpoints") and saved_options.get(k) != now[k]]
         if changed:
@@ -791,13 +806,24 @@ class Trainer:
                 f"--resume: the run in {self.output_dir} was started with different settings "
                 f"({', '.join(f'{k}={saved_options.get(k)!r}' for k in changed)}); rerun it with the original options"
             )
-        saved_data = json.loads(state["data"])
         for split, info in self.data_info.items():
             if saved_data.get(split, {}).get("sha256") != info.get("sha256"):
                 raise InputError(f"--resume: the {split} data differ from those the run in {self.output_dir} "
                                  f"was started with (sha256 mismatch)")
-        weights = load_file(str(folder / "model.safetensors"), device=str(self.device))
-        self.model.load_state_dict(weights)
+        weights = ckpt.read_weights(folder, str(self.device))
+        try:
+            self.model.load_state_dict(weights)
+        except (RuntimeError, KeyError, TypeError, ValueError):  # other tensors than this model's
+            raise ckpt.damaged(folder / "model.safetensors") from None
+        try:
+            self._restore_loop_state(state)
+        except (RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError):
+            raise ckpt.damaged(folder / ckpt.STATE_FILE) from None
+        log.info("resuming from %s: step %d, epoch %d (+%d batches)", folder, self.global_step, self.epoch + 1,
+                 self.micro_in_epoch)
+
+    def _restore_loop_state(self, state: dict) -> None:
+        """Optimiser, scheduler, scaler, RNGs and loop position from a checkpoint's trainer state."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(dict(state["scheduler"]))
         if state["scaler"]:
@@ -826,17 +852,16 @@ class Trainer:
         self.history = json.loads(state["history"])
         self.elapsed_before = float(state["elapsed_s"])
         self.command = state.get("command") or self.command  # the run's original command, not the --resume one
-        log.info("resuming from %s: step %d, epoch %d (+%d batches)", folder, self.global_step, self.epoch + 1,
-                 self.micro_in_epoch)
 
     # ------------------------------------------------------------------------------------------------
     def _finish(self, start_time: float) -> TrainResult:
         """Pick the best weights (by validation) or the last, score the test set, write the model dir."""
-        from safetensors.torch import load_file
-
         best = self._checkpoint_dir("best")
         if self.val_t is not None and (best / "model.safetensors").is_file():
-            self.model.load_state_dict(load_file(str(best / "model.safetensors"), device=str(self.device)))
+            try:
+                self.model.load_state_dict(ckpt.read_weights(best, str(self.device)))
+            except (RuntimeError, KeyError, TypeError, ValueError):
+                raise ckpt.damaged(best / "model.safetensors") from None
         metrics: dict = {}
         if self.history:
             last = self.history[-1]

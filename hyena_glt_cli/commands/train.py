@@ -28,6 +28,17 @@ def _parse_pairs(values: list[str], option: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _class_display_names(values: list[str]) -> dict[str, str]:
+    """--class-names LABEL=NAME,... as a mapping; a label named twice is a UsageError (the names themselves
+    are checked against the classes by ``datasets.apply_class_display_names``)."""
+    pairs = _parse_pairs(values, "--class-names")
+    labels = [label for label, _ in pairs]
+    again = next((label for i, label in enumerate(labels) if label in labels[:i]), None)
+    if again is not None:
+        raise UsageError(f"--class-names names class '{again}' twice; give each class one name")
+    return dict(pairs)
+
+
 def _parse_json_values(values: list[str], option: str) -> dict:
     """KEY=JSON pairs: the value is JSON (a number, list, object, quoted string...), or, when it does not
     start like JSON, a bare word kept as a string (``--set pooling=attention``). Broken JSON is an error."""
@@ -111,7 +122,7 @@ def register(app: typer.Typer) -> None:
         """
         from hyena_glt.io import datasets
         from hyena_glt.tokenizers import get_tokenizer
-        from hyena_glt.training import TrainOptions, check_output_dir, train as run_training
+        from hyena_glt.training import TrainOptions, check_output_dir, check_resumable_data, train as run_training
 
         global_options = ctx.find_object(Settings) or Settings()
         seed = global_options.seed
@@ -135,10 +146,12 @@ def register(app: typer.Typer) -> None:
         )
         options.check()
         extra_metadata = _parse_json_values(meta or [], "--meta")
+        mapping = _class_display_names(class_names or [])
         # sequences are checked against the tokenizer's alphabet, as classify checks them
         alphabet = get_tokenizer(tokenizer).alphabet
         missing_folders = _missing_folders(output)
         check_output_dir(output, resume)
+        check_resumable_data([*(train_files or []), val, test], resume)  # before stdin is read
 
         # --- read and check every input before anything is written -----------------------------------
         read = dict(fmt=data_format, sequence_column=sequence_column, label_columns=label_column,
@@ -177,8 +190,7 @@ def register(app: typer.Typer) -> None:
         for what, data in (("training", train_data), ("validation", val_data), ("test", test_data)):
             if data is not None:
                 datasets.check_lengths(data, window, what)
-        if class_names:
-            mapping = dict(_parse_pairs(class_names, "--class-names"))
+        if mapping:
             for data in (train_data, val_data, test_data):
                 if data is not None:
                     datasets.apply_class_display_names(data, mapping)
