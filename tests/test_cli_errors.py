@@ -144,8 +144,8 @@ def test_stale_fasta_index_is_named(tmp_path, data_dir):
     fasta.write_text((data_dir / "ex1.fa").read_text().replace("CACTAGTGG", "CACTAGTGGAAAAAAAAAAAAAAA", 1))
     (tmp_path / "ex1.fa.fai").write_text((data_dir / "ex1.fa.fai").read_text())  # the index of the old file
     message = run_bad("tokenize", str(fasta), "-r", "seq2:1-100")
-    assert message == (f"{fasta}: region seq2:1-100: the .fai index does not match the FASTA (was the file changed "
-                       f"after indexing? rebuild it: samtools faidx {fasta})")
+    assert message == (f"{fasta}: the .fai index does not match the FASTA (was the file changed after indexing, "
+                       f"or is it another file's? rebuild it: samtools faidx {fasta})")
 
 
 def test_missing_input_file_names_it(tmp_path):

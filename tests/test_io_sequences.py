@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import os
 import shutil
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -548,6 +552,8 @@ def test_region_in_a_damaged_bgzf_block_is_one_clear_error(tmp_path, data_dir):
     data = bytearray(path.read_bytes())
     data[300_000:300_064] = b"x" * 64  # inside the block of CHROMOSOME_I's bases near 1,000,000
     path.write_bytes(bytes(data))
+    for index in (".fai", ".gzi"):  # damage (a disk error) leaves the index no older than the file
+        os.utime(f"{path}{index}", (path.stat().st_mtime + 1,) * 2)
     assert [r.seq for r in read_sequences(path, regions=["CHROMOSOME_I:1-8"])] == ["GCCTAAGC"]  # an intact block
     with pytest.raises(InputError) as err:
         list(read_sequences(path, regions=["CHROMOSOME_I:101-110", "CHROMOSOME_I:1,000,001-1,000,050"]))
@@ -611,3 +617,159 @@ def test_empty_bed_of_regions_warns(tmp_path, data_dir, caplog):
     with caplog.at_level("WARNING", logger="hyena_glt"):
         assert list(read_sequences(data_dir / "ex1.fa", regions_bed=bed)) == []
     assert caplog.messages == [f"{bed}: no regions"]
+
+
+# ------------------------------------------------------------------------------------------ streams read once
+
+
+def _fifo_fed(tmp_path, data: bytes, name: str = "fifo"):
+    """A named pipe and a thread writing ``data`` into it (the writer blocks until a reader opens it)."""
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+
+    def write():
+        with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as sink:
+            sink.write(data)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return fifo, thread
+
+
+def test_fifo_is_read_once_and_every_record_arrives(tmp_path, data_dir):
+    fifo, writer = _fifo_fed(tmp_path, (data_dir / "ce.fa").read_bytes())
+    records = list(read_sequences(fifo))  # was: CHROMOSOME_I (the first 64 KiB, sniffed) lost, or a hang
+    writer.join(5)
+    assert {r.id: len(r.seq) for r in records} == CE_LENGTHS
+    assert records[0].seq[:10] == "GCCTAAGCCT" and records[0].source == str(fifo)
+
+
+def test_gzip_fastq_and_bam_from_a_fifo(tmp_path, data_dir):
+    fastq = (data_dir / "ce_reads.fastq").read_bytes()
+    expected = list(read_sequences(data_dir / "ce_reads.fastq"))
+    fifo, writer = _fifo_fed(tmp_path, gzip.compress(fastq), "fq")
+    assert [(r.id, r.seq, r.qual) for r in read_sequences(fifo)] == [(r.id, r.seq, r.qual) for r in expected]
+    writer.join(5)
+    fifo, writer = _fifo_fed(tmp_path, (data_dir / "ex1.bam").read_bytes(), "bam")
+    assert len(list(read_sequences(fifo))) == len(list(read_sequences(data_dir / "ex1.bam")))
+    writer.join(5)
+
+
+def test_dev_stdin_on_a_pipe_gives_every_record(tmp_path):
+    data = b"".join(b">r%d\n%s\n" % (i, b"ACGT" * 75) for i in range(3000))  # 900 kB: many pipe buffers
+    script = ("from hyena_glt.io.sequences import read_sequences\n"
+              "records = list(read_sequences('/dev/stdin'))\n"
+              "print(len(records), records[0].id, records[-1].id, {len(r.seq) for r in records})")
+    done = subprocess.run([sys.executable, "-c", script], input=data, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == ["3000", "r0", "r2999", "{300}"]
+
+
+def test_bed_regions_from_a_fifo(tmp_path, data_dir):
+    fifo, writer = _fifo_fed(tmp_path, b"seq1\t0\t10\nseq2\t5\t9\t\t0\t-\n", "regions.bed")
+    records = list(read_sequences(data_dir / "ex1.fa", regions_bed=fifo))  # was: "no such file (BED regions)"
+    writer.join(5)
+    genome = Fasta(str(data_dir / "ex1.fa"))
+    assert [(r.id, r.seq) for r in records] == [
+        ("seq1:1-10", str(genome["seq1"][0:10])),
+        ("seq2:6-9(-)", reverse_complement(str(genome["seq2"][5:9]))),
+    ]
+
+
+def test_regions_of_a_fifo_are_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "nobody_writes"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"nobody_writes: --region/--regions need an indexed FASTA, BAM or CRAM "
+                                         r"file, not a pipe or other stream"):
+        list(read_sequences(fifo, regions=["seq1:1-10"]))
+
+
+# ------------------------------------------------------------------------------------------ bytes pysam misreads
+
+
+@pytest.mark.parametrize("through_fifo", [False, True])
+@pytest.mark.parametrize("content, problem", [
+    (b">a\rACGT\rGGCC\r>b\rTTTT\r",
+     "record 'a': line breaks are carriage returns only (old Mac format): convert with `tr '\\r' '\\n'`"),
+    (b">a\nACGT\n>b\rGGGG\n>c\nTT\n", "record 'b': invalid character carriage return (\\r) in a header line"),
+    (b">a\nAC\rGT\n", "record 'a': invalid character carriage return (\\r) at position 3"),
+    (b">a\nACGT\n>b\nAC\x00GT\n", "record 'b': invalid character NUL (\\x00) at position 3"),
+    (b">a\nACGT\nAC\nG\x00T\n", "record 'a': invalid character NUL (\\x00) at position 8"),
+    (b"@a\nAC\x00GT\n+\nIIIII\n", "record 'a': invalid character NUL (\\x00) at position 3"),
+])
+def test_nul_and_lone_carriage_returns_are_named_not_dropped(tmp_path, content, problem, through_fifo):
+    path = tmp_path / "bad.fa"
+    if through_fifo:
+        path, _ = _fifo_fed(tmp_path, content)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        list(read_sequences(path))
+    assert str(err.value) == f"{path}: {problem}"
+
+
+def test_crlf_line_breaks_still_read(tmp_path):
+    path = tmp_path / "crlf.fa"
+    path.write_bytes(b">a x\r\nACGT\r\nGG\r\n>c\r\nTT\r\n")
+    assert [(r.id, r.seq, r.description) for r in read_sequences(path)] == [("a", "ACGTGG", "x"), ("c", "TT", "")]
+
+
+def test_trailing_blanks_on_sequence_lines_are_stripped_blanks_inside_are_not(tmp_path):
+    path = tmp_path / "blanks.fa"
+    path.write_bytes(b">a first\nACGT\n>b\nACGT  \nGG\t\n>c\nTT \r\n")
+    expected = [("a", "ACGT"), ("b", "ACGTGG"), ("c", "TT")]
+    assert [(r.id, r.seq) for r in read_sequences(path, alphabet="dna")] == expected
+    assert [r.number for r in read_sequences(path)] == [1, 2, 3]
+    fifo, _ = _fifo_fed(tmp_path, path.read_bytes())
+    assert [(r.id, r.seq) for r in read_sequences(fifo, alphabet="dna")] == expected
+    path.write_bytes(b">a\nACGT\n>b\nAC GT\n")
+    with pytest.raises(InputError, match=r"blanks\.fa: record 'b': invalid character ' ' at position 3"):
+        list(read_sequences(path, alphabet="dna"))
+
+
+# ------------------------------------------------------------------------------------------ index problems
+
+
+def _two_contigs(path, first: str, second: str) -> None:
+    path.write_text("".join(f">{name}\n" + "".join(seq[i:i + 60] + "\n" for i in range(0, len(seq), 60))
+                            for name, seq in (("c1", first), ("c2", second))))
+
+
+def test_an_index_older_than_the_fasta_is_rebuilt(tmp_path, caplog):
+    rng = np.random.default_rng(5)
+    c1, extra, c2 = ("".join(rng.choice(list("ACGT"), n)) for n in (600, 120, 600))
+    path = tmp_path / "st.fa"
+    _two_contigs(path, c1, c2)
+    pysam.faidx(str(path))
+    _two_contigs(path, c1 + extra, c2)  # two more lines in c1: the old index points c2 into c1
+    old = path.stat().st_mtime - 3600
+    os.utime(f"{path}.fai", (old, old))
+    assert [r.seq for r in read_sequences(path, regions=["c2:1-20"])] == [c2[:20]]
+    assert "st.fa: its .fai index was older than the file (changed after indexing?); rebuilt" in caplog.text
+    assert Path(f"{path}.fai").read_text().split("\n")[1].split("\t")[:3] == ["c2", "600", str(4 + 12 * 61 + 4)]
+
+
+def test_an_index_of_another_fasta_is_refused(tmp_path, data_dir):
+    path = tmp_path / "other.fa"
+    path.write_text(">x\nACGT\n")
+    shutil.copy(data_dir / "ex1.fa.fai", f"{path}.fai")
+    with pytest.raises(InputError, match=r"other\.fa: the \.fai index does not match the FASTA \(was the file "
+                                         r"changed after indexing, or is it another file's\? rebuild it"):
+        list(read_sequences(path, regions=["x:1-2"]))
+
+
+def test_a_failed_region_of_a_fastq_leaves_no_index(tmp_copy):
+    reads = tmp_copy("ce_reads.fastq")
+    with pytest.raises(InputError, match=r"region 'x:1-10': unknown contig 'x'"):
+        list(read_sequences(reads, regions=["x:1-10"]))
+    assert not Path(f"{reads}.fai").exists()
+
+
+def test_cram_with_another_reference_says_so(tmp_path, data_dir):
+    cram = tmp_path / "ex1.cram"
+    pysam.view("-C", "-T", str(data_dir / "ex1.fa"), "-o", str(cram), str(data_dir / "ex1.bam"), catch_stdout=False)
+    wrong = tmp_path / "wrong.fa"
+    wrong.write_text((data_dir / "ex1.fa").read_text().replace("ACGT", "TTTT"))
+    with pytest.raises(InputError, match=r"ex1\.cram: cannot read CRAM after record 0: the reference FASTA "
+                                         r"\(.*wrong\.fa\) may not be the one it was written with"):
+        list(read_sequences(cram, reference=wrong))

@@ -30,12 +30,13 @@ import logging
 import mmap
 import os
 import re
+import stat
 import sys
 import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 import pysam
@@ -245,44 +246,148 @@ def _normalise_format(fmt: str | None) -> str | None:
     return name
 
 
+def _is_stream(source: str) -> bool:
+    """Whether an input can be read only once: stdin (``-``) or any path that is not a regular file (a named
+    pipe, process substitution ``<(...)`` = /dev/fd/N, /dev/stdin on a pipe, a character device)."""
+    if source == "-":
+        return True
+    try:
+        mode = os.stat(source).st_mode
+    except OSError:
+        return False  # reported as missing or unreadable when opened
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _open_input(source: str, kind: str = "sequence", note: str = "") -> tuple[bytes, BinaryIO | None]:
+    """The first bytes of an input (to sniff its format) and, for one that can be read only once (see
+    ``_is_stream``), the stream itself, left open after them: reading it a second time by its name would
+    lose those bytes (a pipe) or wait forever (a FIFO with no writer left). ``note`` ends messages."""
+    if source == "-":
+        return sys.stdin.buffer.read(_SNIFF_BYTES), sys.stdin.buffer
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"no such file{note}", path=source)
+    if path.is_dir():
+        raise InputError(f"is a folder, not a {kind} file{note}", path=source)
+    try:
+        handle = open(path, "rb")
+        head = handle.read(_SNIFF_BYTES)
+    except OSError as err:
+        raise InputError(f"cannot read: {err.strerror}{note}", path=source) from None
+    if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        return head, None
+    return head, handle
+
+
+def _read_head(source: str) -> bytes:
+    """The first bytes of a file, for callers that open it again by name (regular files only)."""
+    head, stream = _open_input(source)
+    if stream is not None and stream is not sys.stdin.buffer:
+        stream.close()
+    return head
+
+
+# A carriage return that ends no CRLF line break (old Mac line breaks, or a stray one inside a line); one at
+# the very end of a buffer may be the first half of a CRLF split across two reads.
+_LONE_CR = re.compile(rb"\r(?!\n|\Z)")
+_TRAILING_BLANKS = re.compile(rb"[ \t]+(?=\r?\n)")
+
+
+def _first_bad_byte(data) -> int:
+    """Offset of the first byte of FASTA/FASTQ text that no parser should see, or -1: NUL (htslib's parser
+    and pysam take it for the end of a sequence and silently cut the sequence there) or a lone carriage
+    return (kseq takes it for a blank inside a line: old Mac files lose every record). ``data``: bytes or an
+    mmap. memchr-speed; a second, regex pass (~1.5 GB/s) only when the data has carriage returns (CRLF files)."""
+    found = [data.find(b"\0")]
+    if data.find(b"\r") >= 0:
+        lone = _LONE_CR.search(data)
+        found.append(lone.start() if lone else -1)
+    found = [at for at in found if at >= 0]
+    return min(found) if found else -1
+
+
+def _strip_trailing_blanks(data: bytes) -> bytes:
+    """Lines without the spaces and tabs that end them (seqkit and Biopython accept them on sequence lines;
+    pysam would keep them inside the sequence). Blanks inside a line stay, and stay an error."""
+    if b" \n" in data or b"\t\n" in data or b" \r" in data or b"\t\r" in data:
+        return _TRAILING_BLANKS.sub(b"", data)
+    return data
+
+
+class _Cut:
+    """Where the pump of a FASTA/FASTQ stream stopped (``_stream_as_path`` with ``cut``): at the first bad
+    byte (see ``_first_bad_byte``). The parser then sees the text before it only, so the last record it
+    returns is the one holding that byte, cut just before it: ``error`` names it."""
+
+    def __init__(self):
+        self.char: bytes | None = None
+        self.first_line = False  # the byte is on the file's first line (a file of CR-only line breaks)
+        self.in_header = False  # the byte is on a header line ('>' or '@')
+
+    def stop_at(self, data: bytes, at: int, seen_newline: bool) -> None:
+        line_start = data.rfind(b"\n", 0, at) + 1
+        self.first_line = not seen_newline and line_start == 0
+        # a line begun in an earlier chunk is taken for a sequence line (its header was seen long before)
+        self.in_header = (line_start > 0 or not seen_newline) and data[line_start:line_start + 1] in (b">", b"@")
+        self.char = data[at:at + 1]
+
+    def error(self, held, path: str) -> InputError:
+        what = "NUL (\\x00)" if self.char == b"\0" else "carriage return (\\r)"
+        name = held.name if held is not None and held.name else None
+        if self.char == b"\r" and self.first_line:
+            problem = "line breaks are carriage returns only (old Mac format): convert with `tr '\\r' '\\n'`"
+        elif held is None or self.in_header:
+            problem = f"invalid character {what} in a header line"
+        elif held.quality is not None:
+            problem = f"invalid character {what} in the quality line"
+        else:
+            problem = f"invalid character {what} at position {len(held.sequence or '') + 1}"
+        return InputError(problem, path=path, record=name)
+
+
 @contextlib.contextmanager
-def _stdin_as_path(head: bytes) -> Iterator[str]:
-    """pysam wants a file name. Stdin has been read from (to sniff its format), so feed the bytes
-    already read plus the rest of stdin into a pipe from a thread and hand pysam ``/dev/fd/N``."""
+def _stream_as_path(head: bytes, stream: BinaryIO, cut: _Cut | None = None) -> Iterator[str]:
+    """pysam (and gzip, csv) want a file name, but a stream (stdin, a pipe) has been read from already (to
+    sniff its format) and cannot be opened again: feed the bytes already read plus the rest of the stream
+    into a pipe from a thread and hand out ``/dev/fd/N``. With ``cut`` (FASTA/FASTQ text), lines lose their
+    trailing blanks and the feed stops before the first bad byte (recorded in ``cut``)."""
     read_fd, write_fd = os.pipe()
-    stdin = sys.stdin.buffer
 
     def pump() -> None:
         try:
             with os.fdopen(write_fd, "wb") as sink:
-                sink.write(head)
-                while chunk := stdin.read(1 << 20):
-                    sink.write(chunk)
+                if cut is None:
+                    sink.write(head)
+                    while chunk := stream.read(1 << 20):
+                        sink.write(chunk)
+                    return
+                pending, seen_newline = b"", False  # blanks ending a chunk: a line break may follow them
+                for chunk in itertools.chain([head], iter(lambda: stream.read(1 << 20), b"")):
+                    data = pending + chunk
+                    body = data.rstrip(b" \t")
+                    pending = data[len(body):]
+                    bad = _first_bad_byte(body)
+                    if bad >= 0:
+                        cut.stop_at(body, bad, seen_newline)  # before the parser can see the end of the text
+                        sink.write(_strip_trailing_blanks(body[:bad]))
+                        return
+                    sink.write(_strip_trailing_blanks(body))
+                    seen_newline = seen_newline or b"\n" in body
         except (BrokenPipeError, OSError, ValueError):
             pass  # the reader stopped early (error, or only the first records were wanted)
+        finally:
+            if stream is not sys.stdin.buffer:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
-    thread = threading.Thread(target=pump, name="hyena-glt-stdin", daemon=True)
+    thread = threading.Thread(target=pump, name="hyena-glt-stream", daemon=True)
     thread.start()
     try:
         yield f"/dev/fd/{read_fd}"
     finally:
         with contextlib.suppress(OSError):
             os.close(read_fd)
-
-
-def _read_head(source: str) -> bytes:
-    if source == "-":
-        return sys.stdin.buffer.read(_SNIFF_BYTES)
-    path = Path(source)
-    if not path.exists():
-        raise InputError("no such file", path=source)
-    if path.is_dir():
-        raise InputError("is a folder, not a sequence file", path=source)
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(_SNIFF_BYTES)
-    except OSError as err:
-        raise InputError(f"cannot read: {err.strerror}", path=source) from None
 
 
 @contextlib.contextmanager
@@ -355,13 +460,49 @@ def _diagnose_fastq(path: str, compressed: bool) -> InputError | None:
     return None
 
 
-def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check) -> Iterator[SequenceRecord]:
+class _BlanksInSequence(Exception):
+    """A record of a plain file has blanks in its sequence: read the file again through ``_stream_as_path``,
+    which strips those ending lines, from this record on (``done`` records were returned already)."""
+
+    def __init__(self, done: int):
+        super().__init__(done)
+        self.done = done
+
+
+def _held_back(entries: Iterator, cut: _Cut, path: str) -> Iterator:
+    """``entries`` one behind, so that the record holding the byte where the pump stopped (the last one
+    parsed, cut short there) is reported instead of returned."""
+    held = None
+    try:
+        for entry in entries:
+            if held is not None:
+                yield held
+            held = entry
+    except (ValueError, OSError):
+        if cut.char is None:
+            raise  # a real format error, diagnosed by the caller
+    if cut.char is not None:
+        raise cut.error(held, path)
+    if held is not None:
+        yield held
+
+
+def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check, *, once: bool = False,
+                cut: _Cut | None = None, skip: int = 0) -> Iterator[SequenceRecord]:
+    """Records of FASTA/FASTQ text. ``once``: the input is a stream (no second look to diagnose an error);
+    ``cut``: it comes through ``_stream_as_path``'s checking pump; ``skip``: records returned already."""
     count = 0
     try:
         with quiet_htslib(), pysam.FastxFile(pysam_path) as handle:
-            for entry in handle:
+            entries = handle if cut is None else _held_back(iter(handle), cut, path)
+            for entry in entries:
                 count += 1
+                if count <= skip:
+                    continue
                 name, seq, qual = entry.name, entry.sequence, entry.quality
+                # blanks ending lines are allowed (stripped by the pump); only a plain file can be read again
+                if cut is None and not once and not compressed and (" " in seq or "\t" in seq):
+                    raise _BlanksInSequence(count - 1)
                 if fmt == "fastq":
                     if qual is None:
                         raise InputError(
@@ -381,18 +522,42 @@ def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check) -
                     seq = check(seq, path, name)
                 yield SequenceRecord(name, seq, qual, description=entry.comment or "", source=path, number=count)
     except (ValueError, OSError) as err:
-        problem = _gzip_problem(path) if compressed and path != "-" else None
+        problem = _gzip_problem(path) if compressed and not once else None
         if problem:
             raise InputError(problem, path=path) from None
-        if fmt == "fastq" and path != "-":
+        if fmt == "fastq" and not once:
             precise = _diagnose_fastq(path, compressed)
             if precise is not None:
                 raise precise from None
         reason = str(err).replace(pysam_path, "input").strip()
-        if compressed and path == "-":  # stdin cannot be read again to tell the two apart
+        if compressed and once:  # a stream cannot be read again to tell the two apart
             raise InputError(f"truncated gzip stream or malformed {fmt.upper()} after record {count} ({reason})",
                              path=path) from None
         raise InputError(f"malformed {fmt.upper()} after record {count} ({reason})", path=path) from None
+
+
+def _read_plain_or_stream(source: str, head: bytes, stream: BinaryIO | None, fmt: str, compressed: bool,
+                          check) -> Iterator[SequenceRecord]:
+    """FASTA/FASTQ records of a file or stream. Plain text goes to pysam directly unless it holds a byte
+    pysam would misread (NUL, a lone CR: one memchr pass over the mapped file) or a sequence with blanks;
+    then it goes through ``_stream_as_path``'s checking pump, which reports the one and strips the other.
+    Compressed files cannot be looked into cheaply and go to pysam as they are."""
+    once = stream is not None  # else a plain file, read again by name to diagnose an error
+    if stream is None and not compressed:
+        with contextlib.closing(_mapped(source)) as data:
+            if _first_bad_byte(data) >= 0:
+                head, stream = b"", open(source, "rb")
+    if stream is None:
+        try:
+            yield from _read_fastx(source, source, fmt, compressed, check)
+            return
+        except _BlanksInSequence as blanks:
+            head, stream, skip = b"", open(source, "rb"), blanks.done
+    else:
+        skip = 0
+    cut = None if compressed else _Cut()
+    with _stream_as_path(head, stream, cut) as pysam_path:
+        yield from _read_fastx(pysam_path, source, fmt, compressed, check, once=once, cut=cut, skip=skip)
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,7 +601,7 @@ def _read_table(pysam_path: str, path: str, compressed: bool, check) -> Iterator
 
 def _read_alignments(
     pysam_path: str, path: str, fmt: str, reference, stored_orientation: bool, check, regions=None, regions_bed=None,
-    compressed: bool = False,
+    compressed: bool = False, once: bool = False,
 ) -> Iterator[SequenceRecord]:
     """Primary alignments as reads (in sequencing orientation unless ``stored_orientation``); with regions,
     the reads of an indexed BAM/CRAM overlapping each region in turn, as ``samtools view FILE REGION``.
@@ -493,13 +658,16 @@ def _read_alignments(
         if "Closing failed" in str(err) and err.__context__ is not None:  # closing after the real error
             err = err.__context__
         reason = str(err).replace(pysam_path, "input").strip()
-        problem = _gzip_problem(path) if fmt == "sam" and compressed and path != "-" else None
+        problem = _gzip_problem(path) if fmt == "sam" and compressed and not once else None
         if problem:
             raise InputError(problem, path=path) from None
         if fmt == "sam" and reason == "truncated file":
-            what = "truncated gzip stream or malformed" if compressed and path == "-" else "malformed"
+            what = "truncated gzip stream or malformed" if compressed and once else "malformed"
             raise InputError(f"{what} SAM record at line {lines_read + 1} (after record {count})",
                              path=path) from None
+        if fmt == "cram" and reason == "truncated file":  # what htslib says when the reference's MD5 differs
+            raise InputError(f"cannot read CRAM after record {count}: the reference FASTA ({reference}) may not be "
+                             "the one it was written with, or the file is truncated", path=path) from None
         raise InputError(f"cannot read {fmt.upper()} after record {count} ({reason})", path=path) from None
 
 
@@ -515,11 +683,27 @@ def open_indexed_fasta(path: str | os.PathLike) -> pysam.FastaFile:
 
     Record names must be unique: htslib's index keeps the first of two records with one name and drops
     the second with only a warning (samtools faidx does the same), so a region would silently read the
-    first. A duplicate is an InputError, and an index built for this call is removed again."""
+    first. A duplicate is an InputError, and an index built for this call is removed again.
+
+    An index older than the file (the file changed after indexing) would give other bases than asked for:
+    it is rebuilt, with a warning, where the folder is writable (as pyfaidx does), else an InputError."""
     path = str(path)
+    if _is_stream(path):  # checked before opening: a FIFO would wait for a writer first
+        raise InputError("regions need an indexed FASTA file, not a pipe or other stream", path=path)
     if not Path(path).is_file():
         raise InputError("no such file", path=path)
-    made = [index for index in (Path(path + ".fai"), Path(path + ".gzi")) if not index.exists()]
+    indexes = (Path(path + ".fai"), Path(path + ".gzi"))
+    changed = os.stat(path).st_mtime
+    stale = [index for index in indexes if index.exists() and index.stat().st_mtime < changed]
+    if stale:
+        which = " and ".join(index.suffix for index in stale)
+        if not os.access(Path(path).resolve().parent, os.W_OK):
+            raise InputError(f"its {which} index is older than the file (changed after indexing?) and the folder "
+                             f"is not writable: rebuild it where you can (samtools faidx)", path=path)
+        for index in stale:
+            index.unlink()
+        log.warning("%s: its %s index was older than the file (changed after indexing?); rebuilt", path, which)
+    made = [index for index in indexes if not index.exists()]
     try:
         with quiet_htslib():
             fasta = pysam.FastaFile(path)
@@ -542,6 +726,9 @@ def open_indexed_fasta(path: str | os.PathLike) -> pysam.FastaFile:
         raise InputError(f"regions need an indexed FASTA file; this is {fmt.upper()}", path=path)
     if compressed and head[12:14] != b"BC":
         raise InputError("cannot index a plain-gzip FASTA for regions; recompress it with bgzip", path=path)
+    if Path(path + ".fai") not in made:
+        raise InputError(f"its .fai index cannot be read or does not match the file: rebuild it (samtools faidx "
+                         f"{path})", path=path)
     if not os.access(Path(path).resolve().parent, os.W_OK):
         raise InputError("no .fai index and its folder is not writable (run `samtools faidx` where you can)", path=path)
     raise InputError("cannot build a FASTA index (lines of unequal length?)", path=path)
@@ -564,9 +751,12 @@ def _check_indexed_names(path: str, built: bool) -> None:
         with open(path + ".fai") as fh:
             rows = [line.rstrip("\n").split("\t") for line in fh if line.strip()]
         entries = [(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4])) for row in rows]
+        if any(len(row) > 5 for row in rows):
+            entries = None  # a FASTQ index (a quality offset too): its headers start with '@', not checked
     except (OSError, ValueError, IndexError):
         entries = None  # an index pysam opened but we cannot parse: leave it to htslib
     names = None
+    mismatch = False
     if entries is not None:
         # a damaged file is left to htslib to report, when the records are read
         with contextlib.suppress(OSError), quiet_htslib(), contextlib.ExitStack() as stack:
@@ -574,6 +764,10 @@ def _check_indexed_names(path: str, built: bool) -> None:
             if data is not None:
                 stack.enter_context(data)
                 names = _names_between_records(data, entries)
+                mismatch = names is None
+    if mismatch and not built:  # an index of another file, or of this one before it was changed
+        raise InputError(f"the .fai index does not match the FASTA (was the file changed after indexing, or is it "
+                         f"another file's? rebuild it: samtools faidx {path})", path=path)
     if names is None and compressed and built:
         with quiet_htslib(), pysam.FastxFile(path) as handle:
             names = [entry.name for entry in handle]
@@ -731,14 +925,12 @@ def read_bed_regions(bed: str | os.PathLike) -> Iterator[tuple[str, int, int, st
     half-open). Comment, ``track`` and ``browser`` lines are skipped; gzip is read transparently. A file
     without intervals gives none and a warning (as ``samtools view -L`` with an empty BED gives no reads)."""
     bed = str(bed)
-    if Path(bed).is_dir():
-        raise InputError("is a folder, not a BED file (BED regions)", path=bed)
-    if not Path(bed).is_file():
-        raise InputError("no such file (BED regions)", path=bed)
-    with open(bed, "rb") as probe:
-        opener = gzip.open if probe.read(2) == b"\x1f\x8b" else open
+    head, stream = _open_input(bed, kind="BED", note=" (BED regions)")
+    opener = gzip.open if head[:2] == b"\x1f\x8b" else open
     intervals = 0
-    with opener(bed, "rt") as handle:
+    # a pipe (`--regions <(...)`) is read once, its first bytes replayed
+    opened = contextlib.nullcontext(bed) if stream is None else _stream_as_path(head, stream)
+    with opened as readable, opener(readable, "rt") as handle:
         for number, line in _text_lines(handle, bed, "BED regions"):
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue
@@ -792,7 +984,18 @@ def fetch_region(fasta: pysam.FastaFile, contig: str, start: int, end: int, path
 
 
 def _read_regions(path: str, regions, regions_bed, check) -> Iterator[SequenceRecord]:
+    made = [index for index in (Path(path + ".fai"), Path(path + ".gzi")) if not index.exists()]
     fasta = open_indexed_fasta(path)
+    try:
+        yield from _fetch_regions(fasta, path, regions, regions_bed, check)
+    except InputError:  # a wrong region: leave no index behind that this call made (as for duplicates)
+        for index in made:
+            with contextlib.suppress(OSError):
+                index.unlink()
+        raise
+
+
+def _fetch_regions(fasta: pysam.FastaFile, path: str, regions, regions_bed, check) -> Iterator[SequenceRecord]:
     with fasta:
         lengths = dict(zip(fasta.references, fasta.lengths))
         for number, (contig, start, end, name, strand) in enumerate(
@@ -838,21 +1041,31 @@ def read_sequences(
     regional = bool(regions) or regions_bed is not None
     if regional and source == "-":
         raise UsageError("--region/--regions need an indexed FASTA, BAM or CRAM file, not stdin")
-    head = _read_head(source)
-    sniffed, compressed = _sniff(head, source)
+    if regional and _is_stream(source):  # checked before opening: a FIFO would wait for a writer first
+        raise InputError("--region/--regions need an indexed FASTA, BAM or CRAM file, not a pipe or other "
+                         "stream (it can be read only once)", path=source)
+    head, stream = _open_input(source)
+    try:
+        sniffed, compressed = _sniff(head, source)
+    except InputError:
+        if stream is not None and stream is not sys.stdin.buffer:
+            stream.close()
+        raise
     fmt = fmt or sniffed
     if regional and fmt in ("fasta", "fastq"):
         yield from _read_regions(source, regions, regions_bed, check)
         return
-    opened = _stdin_as_path(head) if source == "-" else contextlib.nullcontext(source)
+    if fmt in ("fasta", "fastq"):
+        yield from _read_plain_or_stream(source, head, stream, fmt, compressed, check)
+        return
+    # a stream is read once, through a pipe that first replays the bytes read to sniff it
+    opened = contextlib.nullcontext(source) if stream is None else _stream_as_path(head, stream)
     with opened as pysam_path:
-        if fmt in ("fasta", "fastq"):
-            yield from _read_fastx(pysam_path, source, fmt, compressed, check)
-        elif fmt == "table":
+        if fmt == "table":
             yield from _read_table(pysam_path, source, compressed, check)
         else:
             yield from _read_alignments(pysam_path, source, fmt, reference, stored_orientation, check,
-                                        regions, regions_bed, compressed=compressed)
+                                        regions, regions_bed, compressed=compressed, once=stream is not None)
 
 
 def read_many(sources: Iterable[str | os.PathLike], **kwargs) -> Iterator[SequenceRecord]:
