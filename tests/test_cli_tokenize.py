@@ -152,7 +152,7 @@ def test_patch_bed_is_sorted_like_sort_k1_k2n(tmp_path, data_dir):
         (["-o", "{tmp}/out.tsv", "--stats", "{tmp}/s.tsv"], "--stats needs --patcher"),
         (["-o", "{tmp}/out.bed", "--patcher", "entropy"], "--patcher entropy needs --entropy-model"),
         (["-o", "{tmp}/out.tsv", "--tokenizer", "words"], "unknown tokenizer 'words'"),
-        (["-o", "{tmp}/out.tsv", "--window", "0"], "--window must be >= 1"),
+        (["-o", "{tmp}/out.tsv", "--window", "0"], "--window must be at least 1"),
         (["-o", "{tmp}/out.xyz"], "cannot tell the output format of"),
         (["-o", "{tmp}/out.bed", "-t", "kmer:3", "--patcher", "static:4"], "--patcher needs one unit per character"),
         (["-o", "{tmp}/out.tsv", "-t", "byte", "--iupac", "error"],

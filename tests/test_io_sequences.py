@@ -419,7 +419,7 @@ def test_windows_carry_genome_coordinates(data_dir):
 
 
 def test_window_option_errors():
-    with pytest.raises(UsageError, match="--window must be >= 1"):
+    with pytest.raises(UsageError, match="--window must be at least 1"):
         list(sliding_windows([SequenceRecord("r", "ACGT")], 0))
     with pytest.raises(UsageError, match="unknown last-window policy 'fill'"):
         list(sliding_windows([SequenceRecord("r", "ACGT")], 2, last="fill"))
@@ -773,3 +773,55 @@ def test_cram_with_another_reference_says_so(tmp_path, data_dir):
     with pytest.raises(InputError, match=r"ex1\.cram: cannot read CRAM after record 0: the reference FASTA "
                                          r"\(.*wrong\.fa\) may not be the one it was written with"):
         list(read_sequences(cram, reference=wrong))
+
+
+def test_contig_names_with_colons_and_samtools_braces():
+    from hyena_glt.io.sequences import parse_region
+
+    lengths = {"chr1": 100, "chr1:1-5": 50, "HLA:01": 30}
+    assert parse_region("HLA:01", lengths, "f.fa") == ("HLA:01", 0, 30)
+    assert parse_region("HLA:01:2-5", lengths, "f.fa") == ("HLA:01", 1, 5)
+    assert parse_region("{chr1:1-5}", lengths, "f.fa") == ("chr1:1-5", 0, 50)
+    assert parse_region("{chr1:1-5}:1-3", lengths, "f.fa") == ("chr1:1-5", 0, 3)
+    assert parse_region("{chr1}:1-5", lengths, "f.fa") == ("chr1", 0, 5)
+    assert parse_region("{HLA:01}:2-", lengths, "f.fa") == ("HLA:01", 1, 30)
+    with pytest.raises(InputError) as ambiguous:  # samtools: "range is ambiguous"
+        parse_region("chr1:1-5", lengths, "f.fa")
+    assert str(ambiguous.value) == ("f.fa: region 'chr1:1-5' is ambiguous: a contig has that name, and it is also a "
+                                    "range of contig 'chr1' (write {chr1:1-5} for the one, {chr1}:1-5 for the other)")
+    with pytest.raises(InputError, match=r"region '\{nope\}': unknown contig 'nope'"):
+        parse_region("{nope}", lengths, "f.fa")
+    with pytest.raises(InputError, match=r"region '\{chr1\}:x': bad coordinates 'x'"):
+        parse_region("{chr1}:x", lengths, "f.fa")
+
+
+def test_bed_strand_other_than_plus_minus_dot_is_refused(tmp_path):
+    from hyena_glt.io.sequences import read_bed_regions
+
+    bed = tmp_path / "r.bed"
+    bed.write_text("seq1\t0\t10\ta\t0\t+\nseq1\t5\t20\tb\t0\t.\nseq1\t5\t20\tc\t0\tx\n")
+    rows = read_bed_regions(bed)
+    assert [next(rows)[4], next(rows)[4]] == ["+", "."]
+    with pytest.raises(InputError, match=r"r\.bed: line 3: BED strand must be \+, - or \. \(got 'x'\)"):
+        next(rows)
+
+
+def test_table_ids_with_a_tab_or_line_break_are_refused(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text('id,sequence\nok,ACGT\n"a\tb",ACGTACGT\n')
+    records = read_sequences(table)
+    assert next(records).id == "ok"
+    with pytest.raises(InputError, match=r"t\.csv: line 3: id 'a\\tb' holds a tab or line break"):
+        next(records)
+
+
+def test_stride_past_the_window_is_warned_once_a_run(caplog):
+    import hyena_glt.io.sequences as seqs
+
+    seqs._WARNED_STRIDES.discard((100, 70))
+    records = [SequenceRecord("a", "A" * 300), SequenceRecord("b", "C" * 300)]
+    with caplog.at_level("WARNING", logger="hyena_glt"):
+        for record in records:  # one call per record, as genome scans make them
+            list(sliding_windows([record], 70, 100))
+    assert [r.getMessage() for r in caplog.records] == [
+        "--stride 100 is larger than the window (70): 30 base(s) between windows are not scanned"]

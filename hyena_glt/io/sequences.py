@@ -588,6 +588,9 @@ def _read_table(pysam_path: str, path: str, compressed: bool, check) -> Iterator
             count += 1
             # a row with an empty id cell is named as rows are in a table without an id column
             name = (row[id_col].strip() if id_col is not None and id_col < len(row) else "") or f"{stem}:{line_no}"
+            if any(c in name for c in "\t\n\r"):  # a quoted cell: it would break every TSV/BED row written
+                raise InputError(f"line {line_no}: id {name!r} holds a tab or line break, which a record name "
+                                 "cannot", path=path)
             seq = row[seq_col].strip()
             if check is not None:
                 seq = check(seq, path, name)
@@ -886,19 +889,39 @@ def _first_duplicate(names: Iterable[str], path: str) -> None:
 
 def parse_region(text: str, lengths: dict[str, int], path: str) -> tuple[str, int, int]:
     """``chrI:1,001-2,000`` → ('chrI', 1000, 2000): 1-based inclusive in, 0-based half-open out.
-    A bare contig name is the whole contig; ``chr:1,001`` or ``chr:1,001-`` runs to its end."""
+    A bare contig name is the whole contig; ``chr:1,001`` or ``chr:1,001-`` runs to its end. Contig names
+    may contain ':'; as in samtools, braces mark the name, ``{HLA-A*01:01}`` or ``{HLA-A*01:01}:1-100``,
+    and a name that is also a range of another contig is refused as ambiguous without them."""
     text = text.strip()
-    if text in lengths:  # contig names may contain ':'
-        return text, 0, lengths[text]
+    braced = re.fullmatch(r"\{([^{}]+)\}(?::(.*))?", text)
+    if braced:
+        contig, span = braced.groups()
+        if contig not in lengths:
+            _unknown_contig(text, contig, lengths, path)
+        return (contig, 0, lengths[contig]) if span is None else _span(text, contig, span, lengths[contig], path)
     match = _REGION.fullmatch(text)
-    contig = match["contig"] if match else text
+    if text in lengths:
+        if match and match["contig"] in lengths:
+            other = match["contig"]
+            raise InputError(f"region '{text}' is ambiguous: a contig has that name, and it is also a range of "
+                             f"contig '{other}' (write {{{text}}} for the one, {{{other}}}:"
+                             f"{text[len(other) + 1:]} for the other)", path=path)
+        return text, 0, lengths[text]
     if not match and text.rpartition(":")[0] in lengths:
         raise InputError(f"region '{text}': bad coordinates '{text.rpartition(':')[2]}' "
                          "(use contig:start-end, 1-based inclusive)", path=path)
+    contig = match["contig"] if match else text
     if contig not in lengths:
-        known = ", ".join(list(lengths)[:5]) + (", ..." if len(lengths) > 5 else "")
-        raise InputError(f"region '{text}': unknown contig '{contig}' (contigs: {known})", path=path)
-    length = lengths[contig]
+        _unknown_contig(text, contig, lengths, path)
+    return _span(text, contig, text[len(contig) + 1:], lengths[contig], path)
+
+
+def _span(text: str, contig: str, span: str, length: int, path: str) -> tuple[str, int, int]:
+    """``start[-[end]]`` (1-based inclusive, commas allowed) of ``contig`` → (contig, start0, end)."""
+    match = re.fullmatch(r"(?P<start>[\d,]+)(?:-(?P<end>[\d,]*))?", span)
+    if not match:
+        raise InputError(f"region '{text}': bad coordinates '{span}' (use contig:start-end, 1-based inclusive)",
+                         path=path)
     start1 = int(match["start"].replace(",", ""))
     end = int(match["end"].replace(",", "")) if match["end"] else length
     if start1 < 1 or start1 > end:
@@ -907,6 +930,11 @@ def parse_region(text: str, lengths: dict[str, int], path: str) -> tuple[str, in
         raise InputError(f"region '{text}' ends at {end:,}, past the end of contig '{contig}' ({length:,} bp)",
                          path=path)
     return contig, start1 - 1, end
+
+
+def _unknown_contig(text: str, contig: str, lengths: dict[str, int], path: str):
+    known = ", ".join(list(lengths)[:5]) + (", ..." if len(lengths) > 5 else "")
+    raise InputError(f"region '{text}': unknown contig '{contig}' (contigs: {known})", path=path)
 
 
 def _text_lines(handle, path: str, what: str) -> Iterator[tuple[int, str]]:
@@ -945,7 +973,9 @@ def read_bed_regions(bed: str | os.PathLike) -> Iterator[tuple[str, int, int, st
             if start < 0 or end <= start:
                 raise InputError(f"line {number}: BED start must be >= 0 and < end (got {start}, {end})", path=bed)
             name = fields[3] if len(fields) > 3 else ""
-            strand = fields[5] if len(fields) > 5 and fields[5] in ("+", "-") else "."
+            strand = fields[5] if len(fields) > 5 else "."
+            if strand not in ("+", "-", "."):
+                raise InputError(f"line {number}: BED strand must be +, - or . (got {strand[:20]!r})", path=bed)
             intervals += 1
             yield contig, start, end, name, strand, number
     if not intervals:
@@ -1129,6 +1159,9 @@ def _both(first: tuple[str | None, int], second: tuple[str | None, int]) -> str:
     return f"record {first[1]} of {shown[0]} and record {second[1]} of {shown[1]}"
 
 
+_WARNED_STRIDES: set[tuple[int, int]] = set()
+
+
 def sliding_windows(
     records: Iterable[SequenceRecord], window: int, stride: int | None = None, last: str = "shift"
 ) -> Iterator[SequenceRecord]:
@@ -1144,13 +1177,14 @@ def sliding_windows(
     region, a reverse read as sequenced): its windows are mirrored onto the genome and marked ``(-)``.
     """
     if window < 1:
-        raise UsageError(f"--window must be >= 1 (got {window})")
+        raise UsageError(f"--window must be at least 1 (got {window})")
     stride = window if stride is None else stride
     if stride < 1:
-        raise UsageError(f"--stride must be >= 1 (got {stride})")
+        raise UsageError(f"--stride must be at least 1 (got {stride})")
     if last not in WINDOW_POLICIES:
         raise UsageError(f"unknown last-window policy '{last}' (use one of: {', '.join(WINDOW_POLICIES)})")
-    if stride > window:
+    if stride > window and (stride, window) not in _WARNED_STRIDES:  # once a run, not once a record group
+        _WARNED_STRIDES.add((stride, window))
         log.warning("--stride %d is larger than the window (%d): %d base(s) between windows are not scanned",
                     stride, window, stride - window)
     for record in records:
