@@ -825,3 +825,20 @@ def test_stride_past_the_window_is_warned_once_a_run(caplog):
             list(sliding_windows([record], 70, 100))
     assert [r.getMessage() for r in caplog.records] == [
         "--stride 100 is larger than the window (70): 30 base(s) between windows are not scanned"]
+
+
+def test_compressed_text_with_old_mac_line_breaks_or_nul_at_its_start_is_named(tmp_path):
+    cases = {
+        "cr.fa.gz": (b">a\rACGT\rGGCC\r>b\rTTTT\r", "line breaks are carriage returns only (old Mac format): "
+                                                   "convert with `zcat FILE | tr '\\r' '\\n'`"),
+        "nul.fa.gz": (b">a\nAC\x00GT\n", "invalid character NUL (\\x00) at byte 6 of the decompressed text"),
+    }
+    for name, (text, problem) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(text))
+        with pytest.raises(InputError) as err:
+            list(read_sequences(path))
+        assert str(err.value) == f"{path}: {problem}"
+    crlf = tmp_path / "crlf.fa.gz"
+    crlf.write_bytes(gzip.compress(b">a\r\nACGT\r\nGG\r\n"))
+    assert [(r.id, r.seq) for r in read_sequences(crlf)] == [("a", "ACGTGG")]

@@ -536,6 +536,20 @@ def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check, *
         raise InputError(f"malformed {fmt.upper()} after record {count} ({reason})", path=path) from None
 
 
+def _check_compressed_start(head: bytes, path: str) -> None:
+    """Compressed text is not scanned whole for the bytes pysam misreads (see ``_first_bad_byte``), but its
+    first decompressed kilobytes are: a file of old Mac (CR-only) line breaks would otherwise lose every record."""
+    text = _decompressed_head(head, path)
+    bad = _first_bad_byte(text[:-1])  # a CR ending the sample may be the first half of a CRLF
+    if bad < 0:
+        return
+    if text[bad:bad + 1] == b"\r" and b"\n" not in text[:bad]:
+        raise InputError("line breaks are carriage returns only (old Mac format): convert with "
+                         "`zcat FILE | tr '\\r' '\\n'`", path=path)
+    what = "NUL (\\x00)" if text[bad:bad + 1] == b"\0" else "carriage return (\\r)"
+    raise InputError(f"invalid character {what} at byte {bad + 1} of the decompressed text", path=path)
+
+
 def _read_plain_or_stream(source: str, head: bytes, stream: BinaryIO | None, fmt: str, compressed: bool,
                           check) -> Iterator[SequenceRecord]:
     """FASTA/FASTQ records of a file or stream. Plain text goes to pysam directly unless it holds a byte
@@ -543,6 +557,8 @@ def _read_plain_or_stream(source: str, head: bytes, stream: BinaryIO | None, fmt
     then it goes through ``_stream_as_path``'s checking pump, which reports the one and strips the other.
     Compressed files cannot be looked into cheaply and go to pysam as they are."""
     once = stream is not None  # else a plain file, read again by name to diagnose an error
+    if compressed:
+        _check_compressed_start(head, source)
     if stream is None and not compressed:
         with contextlib.closing(_mapped(source)) as data:
             if _first_bad_byte(data) >= 0:
