@@ -34,11 +34,13 @@ Models
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import heapq
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -532,10 +534,12 @@ def predicted_labels(values: np.ndarray, task: str, names: Sequence[str]) -> tup
 
 
 def format_values(values: np.ndarray, task: str) -> list[str]:
-    """Tab-joined value columns per row: probabilities with 6 decimals, regression values with 6 significant
-    digits. (With 4 decimals, 100 test rows of a small model shared 54 values, and an AUROC recomputed from the
-    TSV missed the stored one by 2e-3; with 6, by 5e-5 on 200 rows.)"""
-    fmt = "%.6g" if task == "regression" else "%.6f"
+    """Tab-joined value columns per row: probabilities with 6 decimals, regression values with 8 significant
+    digits (as many as float32 holds). (With 4 decimals, 100 test rows of a small model shared 54 values, and an
+    AUROC recomputed from the TSV missed the stored one by 2e-3; with 6, by 5e-5 on 200 rows. A barely trained
+    regressor's 500 outputs around 13.9448 became 3 distinct values at 6 significant digits, and a Spearman
+    recomputed from them 0.509 where the stored one was 0.628.)"""
+    fmt = "%.8g" if task == "regression" else "%.6f"
     if values.size == 0:
         return []
     text = np.char.mod(fmt, values.astype(np.float64))
@@ -823,16 +827,52 @@ def write_predictions_tsv(predictor: Predictor, records: Iterable[SequenceRecord
     written = 0
     # Rows are in input order, so records may share a name (the mates of a read pair), but need one.
     records = check_names(records, "TSV output")
+    # One row per input record: a record with no sequence (a CSV row with an empty cell) gets a row of NA
+    # where it stands, so that rows still pair with the input's by position. Filters and shards, which
+    # leave rows out anyway, skip such records (with drop_empty's warning).
+    empties: collections.deque = collections.deque()  # (records with a sequence before it, record)
+    if min_score is None and not labels and shard == (0, 1):
+        records = _set_aside_empty(records, empties)
+    na = "\t".join(["NA"] * (len(names) + (predictor.task != "regression")))
+    done = 0  # records with a sequence written so far
+
+    def empty_rows(upto: float) -> list[str]:
+        rows = []
+        while empties and empties[0][0] <= upto:
+            rows.append(f"{empties.popleft()[1].id}\t0\t{na}")
+        return rows
+
     with text_output(dest) as fh:
         if header:
             fh.write(tsv_header(predictor.task, names) + "\n")
         for batch in predictor.predict(records, windowed=False, shard=shard):
             batch = _filter_batch(batch, predictor.task, names, min_score, labels)
-            lines = tsv_lines(batch, predictor.task, names)
+            lines = []
+            for line in tsv_lines(batch, predictor.task, names):
+                lines += empty_rows(done)
+                lines.append(line)
+                done += 1
             if lines:
                 fh.write("\n".join(lines) + "\n")
                 written += len(lines)
+        lines = empty_rows(math.inf)
+        if lines:
+            fh.write("\n".join(lines) + "\n")
+            written += len(lines)
+    if written > done:
+        log.warning("%d record(s) with no sequence: written as rows of NA", written - done)
     return written
+
+
+def _set_aside_empty(records: Iterable[SequenceRecord], empties: collections.deque) -> Iterator[SequenceRecord]:
+    """The records with a sequence; the others go to ``empties`` with their place among them."""
+    kept = 0
+    for record in records:
+        if record.seq:
+            kept += 1
+            yield record
+        else:
+            empties.append((kept, record))
 
 
 def write_predictions_bed(predictor: Predictor, records: Iterable[SequenceRecord], dest: str | os.PathLike, *,

@@ -360,13 +360,21 @@ def test_record_without_a_name_is_refused(model, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["noname_long.fa"]
 
 
-def test_record_without_sequence_is_skipped_with_a_warning(model, tmp_path):
-    path = tmp_path / "emptyrec.fa"
-    path.write_text(">a\nACGTACGTAC\n>b\n>c\nACGT\n")
+def test_record_without_sequence_is_a_row_of_na_in_its_place(model, tmp_path):
+    # one row per input record, so predictions pair with a test table's labels by position
+    path = tmp_path / "emptyrec.csv"
+    path.write_text("id,sequence\nb0,\na,ACGTACGTAC\nb1,\nb2,\nc,ACGT\nb3,\n")
     result = runner.invoke(app, ["-@", "1", "classify", str(path), "-m", model, "-o", str(tmp_path / "e.tsv")])
     assert result.exit_code == 0, result.stderr
-    assert f"hyena-glt: {path}: record 'b' has no sequence; skipped\n" in result.stderr
-    assert [line.split("\t")[0] for line in (tmp_path / "e.tsv").read_text().splitlines()[1:]] == ["a", "c"]
+    assert "hyena-glt: 4 record(s) with no sequence: written as rows of NA\n" in result.stderr
+    rows = [line.split("\t") for line in (tmp_path / "e.tsv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows] == ["b0", "a", "b1", "b2", "c", "b3"]
+    assert [r[1:] for r in rows if r[0].startswith("b")] == [["0"] + ["NA"] * (1 + len(CLASS_NAMES))] * 4
+    assert all("NA" not in r for r in rows if not r[0].startswith("b"))
+    # filters leave rows out anyway: there, records with no sequence are skipped with a warning
+    result = runner.invoke(app, ["-@", "1", "classify", str(path), "-m", model, "--min-score", "0"])
+    assert result.exit_code == 0 and "skipped 4 records with no sequence" in result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()[1:]] == ["a", "c"]
 
 
 def test_windows_mostly_n_are_skipped_and_counted(model, tmp_path):

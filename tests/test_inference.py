@@ -267,12 +267,13 @@ def test_bed_writer_refuses_names_that_cannot_be_contigs_tsv_writer_keeps_duplic
     with pytest.raises(InputError, match=r"^a record has no name; BED output needs one$"):
         write_predictions_bed(predictor, [SequenceRecord("", "ACGT" * 30)], out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dup.fa"]
-    # TSV: one row per record, duplicates kept; an empty record is skipped with a warning naming it
+    # TSV: one row per record, duplicates kept; an empty record is a row of NA in its place
     fasta.write_text(">chrA\nACGTACGT\n>gap\n>chrA\nGGCA\n")
     with caplog.at_level("WARNING", logger="hyena_glt"):
-        assert write_predictions_tsv(predictor, read_sequences(fasta), tmp_path / "x.tsv") == 2
-    assert caplog.messages == [f"{fasta}: record 'gap' has no sequence; skipped"]
-    assert [line.split("\t")[0] for line in (tmp_path / "x.tsv").read_text().splitlines()] == ["id", "chrA", "chrA"]
+        assert write_predictions_tsv(predictor, read_sequences(fasta), tmp_path / "x.tsv") == 3
+    assert caplog.messages == ["1 record(s) with no sequence: written as rows of NA"]
+    rows = [line.split("\t") for line in (tmp_path / "x.tsv").read_text().splitlines()]
+    assert [r[:3] for r in rows] == [["id", "length", "label"], ["chrA", "8", rows[1][2]], ["gap", "0", "NA"], ["chrA", "4", rows[3][2]]]
 
 
 def test_nan_scores_are_a_runtime_error_not_a_bed_score():

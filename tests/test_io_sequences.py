@@ -842,3 +842,19 @@ def test_compressed_text_with_old_mac_line_breaks_or_nul_at_its_start_is_named(t
     crlf = tmp_path / "crlf.fa.gz"
     crlf.write_bytes(gzip.compress(b">a\r\nACGT\r\nGG\r\n"))
     assert [(r.id, r.seq) for r in read_sequences(crlf)] == [("a", "ACGTGG")]
+
+
+def test_tables_as_python_r_and_excel_write_them_are_read_as_train_reads_them(tmp_path):
+    rows = [("r1", "ACGTAC", "1"), ("r2", "GGCCAA", "0")]
+    layouts = {
+        "quoted.csv": '"sequence","label"\n' + "".join(f'"{s}","{y}"\n' for _, s, y in rows),  # csv.QUOTE_ALL
+        "rstyle.csv": '"","sequence","label"\n' + "".join(f'"{i}","{s}","{y}"\n' for i, s, y in rows),  # write.csv
+        "bom.csv": "\ufeffsequence,label\n" + "".join(f"{s},{y}\n" for _, s, y in rows),  # Excel "CSV UTF-8"
+    }
+    for name, text in layouts.items():
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        assert [r.seq for r in read_sequences(path)] == ["ACGTAC", "GGCCAA"], name
+        gz = tmp_path / (name + ".gz")
+        gz.write_bytes(gzip.compress(text.encode()))
+        assert [r.seq for r in read_sequences(gz)] == ["ACGTAC", "GGCCAA"], name

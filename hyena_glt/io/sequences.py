@@ -195,7 +195,7 @@ def _sniff(head: bytes, path: str) -> tuple[str, bool]:
     first_line = text.split(b"\n", 1)[0]
     if first_line.count(b"\t") >= 10:  # a headerless SAM file
         return "sam", compressed
-    if _table_columns(first_line) is not None:
+    if _table_columns(first_line.removeprefix(b"\xef\xbb\xbf")) is not None:
         return "table", compressed
     if content[:3] == b"BCF":
         raise InputError("unknown format: looks like BCF, not sequences", path=path)
@@ -232,8 +232,15 @@ def _shown_start(line: bytes) -> str:
 
 def _table_columns(header: bytes) -> list[str] | None:
     """The column names of a CSV/TSV header line that names a sequence column, else None."""
-    line = header.decode("utf-8", "replace").rstrip("\r\n")
-    columns = [c.strip().lower() for c in line.split("\t" if "\t" in line else ",")]
+    import csv
+
+    # a byte-order mark (Excel's "CSV UTF-8") and quoted names ("sequence", R's write.csv) are read as train reads them
+    line = header.decode("utf-8", "replace").removeprefix("\ufeff").rstrip("\r\n")
+    try:
+        cells = next(csv.reader([line], delimiter="\t" if "\t" in line else ","), [])
+    except csv.Error:
+        return None
+    columns = [c.strip().lower() for c in cells]
     return columns if any(c in columns for c in SEQUENCE_COLUMNS) else None
 
 
@@ -587,7 +594,7 @@ def _read_table(pysam_path: str, path: str, compressed: bool, check) -> Iterator
     import csv
 
     opener = gzip.open if compressed else open
-    with opener(pysam_path, "rt", newline="") as handle:
+    with opener(pysam_path, "rt", newline="", encoding="utf-8-sig") as handle:
         first = handle.readline()
         columns = _table_columns(first.encode())
         delimiter = "\t" if "\t" in first else ","
