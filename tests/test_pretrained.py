@@ -167,3 +167,31 @@ def test_nan_weights_and_a_bad_window_are_refused_naming_the_file(saved):
     save_file(state, str(path / "model.safetensors"))
     with pytest.raises(ModelError, match=r"model\.safetensors: weights hold NaN or infinite values \("):
         from_pretrained(path)
+
+
+def test_regression_outputs_are_the_head_rescaled_and_older_models_load_unscaled(tmp_path):
+    torch.manual_seed(2)
+    model = HyenaGLTForTask(HyenaGLTConfig(**CONFIG), "regression", 2).eval()
+    targets = torch.tensor([[1.0, 100.0], [3.0, float("nan")], [5.0, 300.0]])
+    model.set_target_scale(targets)  # NaN = missing: the second output's mean/SD are of 100 and 300
+    assert torch.allclose(model.target_mean, torch.tensor([3.0, 200.0]))
+    assert torch.allclose(model.target_scale, torch.tensor([(8 / 3) ** 0.5, 100.0]))
+    x = torch.randint(5, 10, (2, 40))
+    with torch.no_grad():
+        raw = model.head(model.backbone(x, unit_states=False).patch_states.mean(1))
+        assert torch.allclose(model(x), raw * model.target_scale + model.target_mean)
+        # the loss is the MSE of standardised targets: an error of one SD costs 1 in every output
+        assert torch.isclose(model.loss(model.target_mean + model.target_scale, model.target_mean.expand(1, 2)),
+                             torch.tensor(1.0))
+    save_pretrained(model, tmp_path / "new", {"target_names": ["a", "b"]})
+    with torch.no_grad():
+        assert torch.equal(from_pretrained(tmp_path / "new")[0](x), model(x))
+    # a model saved before outputs were rescaled has no target_mean/target_scale: it loads with 0 and 1
+    from safetensors.torch import load_file
+
+    weights = load_file(str(tmp_path / "new" / "model.safetensors"))
+    del weights["target_mean"], weights["target_scale"]
+    save_file(weights, str(tmp_path / "new" / "model.safetensors"))
+    old, _ = from_pretrained(tmp_path / "new")
+    with torch.no_grad():
+        assert torch.allclose(old(x), raw, atol=1e-6)

@@ -126,6 +126,9 @@ def _read_weights(directory: Path, model: torch.nn.Module) -> dict:
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise ModelError(f"not a valid safetensors file ({' '.join(str(err).split())})", path=str(path)) from None
     expected = model.state_dict()
+    if getattr(model, "task", None) == "regression":  # saved before targets were standardised: outputs as they were
+        state.setdefault("target_mean", torch.zeros_like(expected["target_mean"]))
+        state.setdefault("target_scale", torch.ones_like(expected["target_scale"]))
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)

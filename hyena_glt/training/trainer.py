@@ -397,6 +397,8 @@ class Trainer:
             if tensors is not None:
                 self.data_info.setdefault(split, {})["n_sequences"] = len(tensors)
         self.window = options.window or int(self.train_t.lengths.max())
+        if self.task == "regression":  # (a resumed run reads the same values back with its weights)
+            self.model.set_target_scale(self.train_t.labels)
 
         self.dist = Dist(self.device)
         if self.dist.world > 1 and self.device.type == "cuda":
