@@ -36,7 +36,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .sequences import (ID_COLUMNS, SEQUENCE_COLUMNS, _AlphabetCheck, _decompressed_head, _read_head,
+from .sequences import (ID_COLUMNS, SEQUENCE_COLUMNS, _AlphabetCheck, _decompressed_head, _read_head, is_stream,
                         fetch_region)
 
 log = logging.getLogger("hyena_glt")
@@ -354,18 +354,6 @@ def _check_class_names(names: Sequence[str], option: str) -> None:
         if name in seen:
             raise UsageError(f"{option}: two classes are named '{name}'; give each class its own name")
         seen.add(name)
-
-
-def is_stream(path: str | Path) -> bool:
-    """Whether ``path`` is stdin ('-') or an existing file that is not a regular one (a pipe such as
-    ``<(zcat x.csv.gz)``, a device): data that can be read only once and cannot be fingerprinted."""
-    if str(path) == "-":
-        return True
-    path = Path(path)
-    try:
-        return path.exists() and not path.is_dir() and not path.is_file()
-    except OSError:
-        return False
 
 
 def _refuse_stream(path: str | Path, why: str) -> None:

@@ -253,10 +253,10 @@ def _normalise_format(fmt: str | None) -> str | None:
     return name
 
 
-def _is_stream(source: str) -> bool:
+def is_stream(source: str | os.PathLike) -> bool:
     """Whether an input can be read only once: stdin (``-``) or any path that is not a regular file (a named
     pipe, process substitution ``<(...)`` = /dev/fd/N, /dev/stdin on a pipe, a character device)."""
-    if source == "-":
+    if str(source) == "-":
         return True
     try:
         mode = os.stat(source).st_mode
@@ -267,7 +267,7 @@ def _is_stream(source: str) -> bool:
 
 def _open_input(source: str, kind: str = "sequence", note: str = "") -> tuple[bytes, BinaryIO | None]:
     """The first bytes of an input (to sniff its format) and, for one that can be read only once (see
-    ``_is_stream``), the stream itself, left open after them: reading it a second time by its name would
+    ``is_stream``), the stream itself, left open after them: reading it a second time by its name would
     lose those bytes (a pipe) or wait forever (a FIFO with no writer left). ``note`` ends messages."""
     if source == "-":
         return sys.stdin.buffer.read(_SNIFF_BYTES), sys.stdin.buffer
@@ -714,7 +714,7 @@ def open_indexed_fasta(path: str | os.PathLike) -> pysam.FastaFile:
     An index older than the file (the file changed after indexing) would give other bases than asked for:
     it is rebuilt, with a warning, where the folder is writable (as pyfaidx does), else an InputError."""
     path = str(path)
-    if _is_stream(path):  # checked before opening: a FIFO would wait for a writer first
+    if is_stream(path):  # checked before opening: a FIFO would wait for a writer first
         raise InputError("regions need an indexed FASTA file, not a pipe or other stream", path=path)
     if not Path(path).is_file():
         raise InputError("no such file", path=path)
@@ -1094,7 +1094,7 @@ def read_sequences(
     regional = bool(regions) or regions_bed is not None
     if regional and source == "-":
         raise UsageError("--region/--regions need an indexed FASTA, BAM or CRAM file, not stdin")
-    if regional and _is_stream(source):  # checked before opening: a FIFO would wait for a writer first
+    if regional and is_stream(source):  # checked before opening: a FIFO would wait for a writer first
         raise InputError("--region/--regions need an indexed FASTA, BAM or CRAM file, not a pipe or other "
                          "stream (it can be read only once)", path=source)
     head, stream = _open_input(source)

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from .. import runtime
 from ..errors import HyenaGLTError, InputError, UsageError
-from ..io.datasets import LabelledData, fingerprint, is_stream
+from ..io.datasets import LabelledData, fingerprint
+from ..io.sequences import is_stream
 from . import checkpoint as ckpt
 from .metrics import DEFAULT_SELECTION, HIGHER_IS_BETTER, is_improvement, lm_metrics, task_metrics
 
