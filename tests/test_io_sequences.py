@@ -749,6 +749,26 @@ def test_an_index_older_than_the_fasta_is_rebuilt(tmp_path, caplog):
     assert Path(f"{path}.fai").read_text().split("\n")[1].split("\t")[:3] == ["c2", "600", str(4 + 12 * 61 + 4)]
 
 
+def test_an_older_index_in_a_read_only_folder_is_used_only_if_it_lines_up(tmp_path, caplog, monkeypatch):
+    # a shared reference copied index first: older, but right; the same index after the file changed: refused
+    import hyena_glt.io.sequences as seqs
+
+    monkeypatch.setattr(seqs.os, "access", lambda p, mode: mode != os.W_OK)
+    rng = np.random.default_rng(6)
+    c1, extra, c2 = ("".join(rng.choice(list("ACGT"), n)) for n in (600, 120, 600))
+    path = tmp_path / "ro.fa"
+    _two_contigs(path, c1, c2)
+    pysam.faidx(str(path))
+    old = path.stat().st_mtime - 3600
+    os.utime(f"{path}.fai", (old, old))
+    assert [r.seq for r in read_sequences(path, regions=["c2:1-20"])] == [c2[:20]]
+    assert "ro.fa: its .fai index is older than the file; checking that it still matches" in caplog.text
+    _two_contigs(path, c1 + extra, c2)
+    os.utime(f"{path}.fai", (old, old))
+    with pytest.raises(InputError, match=r"ro\.fa: the \.fai index does not match the FASTA"):
+        list(read_sequences(path, regions=["c2:1-20"]))
+
+
 def test_an_index_of_another_fasta_is_refused(tmp_path, data_dir):
     path = tmp_path / "other.fa"
     path.write_text(">x\nACGT\n")
