@@ -293,8 +293,9 @@ class Predictor:
     def _items(self, records: Iterable[SequenceRecord], windowed: bool | str) -> Iterator[SequenceRecord]:
         """Work items: records with no sequence are skipped (with a warning naming the first), as every
         subcommand does; windows of the others never are empty. ``windowed``: True (every record longer than
-        the window in windows), False (whole records) or "genomes" (:meth:`genome_windows`)."""
-        records = drop_empty(records)
+        the window in windows), False (whole records) or "genomes" (:meth:`genome_windows`). Plain strings
+        are records named by their 1-based number."""
+        records = drop_empty(_as_records(records))
         if windowed == "genomes":
             return self.genome_windows(records)
         return self.windows(records) if windowed else records
@@ -340,12 +341,13 @@ class Predictor:
     # ---- embeddings -------------------------------------------------------------------------------
     def embed(self, records: Iterable[SequenceRecord], *, pool: str = "mean", layer: int | None = None,
               windowed: bool | None = None, shard: tuple[int, int] = (0, 1)) -> Iterator[EmbeddingBatch]:
-        """Embeddings of every work item, in input order. ``windowed`` None: windows when the predictor
-        has a window (the model's or --window), whole records otherwise."""
+        """Embeddings of every work item, in input order. ``windowed`` None: as the CLI decides, record by
+        record (:meth:`genome_windows`: genome-like records in windows, reads and table rows whole) when the
+        predictor has a window (the model's or --window), whole records otherwise."""
         if pool not in POOLS:
             raise UsageError(f"unknown pooling '{pool}' (use {', '.join(POOLS)})")
         if windowed is None:
-            windowed = self.window is not None
+            windowed = "genomes" if self.window is not None else False
 
         def run(seqs: list[str]):
             return self._embed_batch(seqs, pool, layer)
@@ -436,6 +438,18 @@ class Predictor:
             log.info("out of memory with a batch of %d; retrying with %d", len(seqs), half)
             return combine(self._with_oom_retry(seqs[:half], run, combine),
                            self._with_oom_retry(seqs[half:], run, combine))
+
+
+def _as_records(items: Iterable) -> Iterator[SequenceRecord]:
+    """Library callers may pass sequences as strings; anything else but records is a UsageError."""
+    for number, item in enumerate(items, 1):
+        if isinstance(item, str):
+            yield SequenceRecord(str(number), item)
+        elif isinstance(item, SequenceRecord):
+            yield item
+        else:
+            raise UsageError(f"item {number} is a {type(item).__name__}: give SequenceRecords (read_sequences) "
+                             "or sequence strings")
 
 
 def drop_gap_windows(blocks: Iterable[list[SequenceRecord]], max_n: float,

@@ -286,3 +286,14 @@ def test_nan_scores_are_a_runtime_error_not_a_bed_score():
         with pytest.raises(HyenaGLTError, match=r"NaN or infinite scores .* try --precision fp32") as err:
             predicted_labels(np.array([[0.2, 0.8], [np.nan, np.nan]]), task, ["a", "b"])
         assert err.value.exit_code == 1  # a runtime failure, not the user's input
+
+
+def test_library_predict_takes_strings_and_embed_keeps_reads_whole_as_the_cli_does(data_dir):
+    predictor = Predictor.from_pretrained(None)
+    batches = list(predictor.predict(["ACGTACGTACGGCGCGCGAT", "TTTTAAAACCCC"]))
+    assert [r.id for b in batches for r in b.records] == ["1", "2"]
+    with pytest.raises(UsageError, match=r"^item 1 is a int: give SequenceRecords \(read_sequences\) or sequence strings$"):
+        list(predictor.predict([1, 2]))
+    # 100 nt reads against the 70 nt window: one embedding a read (the CLI's rule), not two windows
+    reads = list(read_sequences(data_dir / "ce_reads.fastq"))[:5]
+    assert [r.id for b in predictor.embed(reads) for r in b.records] == [r.id for r in reads]

@@ -138,6 +138,7 @@ def test_ddp_two_gloo_processes(gue_small, tmp_path):
     result = subprocess.run(launcher + subprocess_args(args)[1:], env=ENV, capture_output=True, text=True,
                             timeout=300)  # `torchrun ... -m hyena_glt_cli train ...`
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("hyena-glt: wrote ") == 1  # rank 0 alone reports, as it alone writes
     meta = json.loads((out / "hyena_glt.json").read_text())
     assert meta["training"]["world_size"] == 2
     assert meta["training"]["command"] == "hyena-glt " + " ".join(args)

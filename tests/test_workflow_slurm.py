@@ -257,6 +257,16 @@ def test_array_tasks_run_outside_slurm_and_their_shards_merge_into_the_full_scan
                           env=env, capture_output=True, text=True, check=True)
     assert "already done" in proc.stderr and shards[0].stat().st_mtime_ns == before
 
+    # A lost shard rerun alone, `SHARDS=3 sbatch --array=2`: with SHARDS set, the index is the shard.
+    kept = shards[1].read_text()
+    shards[1].unlink()
+    env = slurm_env(HYENA_GLT=hyena_glt, SHARDS="3", SLURM_ARRAY_TASK_ID="2", SLURM_ARRAY_TASK_MIN="2",
+                    SLURM_ARRAY_TASK_COUNT="1", SLURM_CPUS_PER_TASK="1")
+    proc = subprocess.run(["bash", str(SLURM / "classify_array.sbatch"), str(genome), str(tmp_path / "scan")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "shard 2/3" in proc.stderr, proc.stderr[-3000:]
+    assert shards[1].read_text() == kept
+
     merged = tmp_path / "scan.bed.gz"
     env = slurm_env(PYTHON=sys.executable, HYENA_GLT_WORKFLOWS=str(REPO / "workflows"))
     subprocess.run(["bash", str(SLURM / "merge_shards.sbatch"), str(tmp_path / "scan"), str(merged), str(genome)],

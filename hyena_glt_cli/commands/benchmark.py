@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         """Time Hyena-GLT forwards over sequence lengths, against a same-size attention Transformer.
 
         One TSV row per configuration: model, preset, patcher, task, params, batch, length, median_ms,
-        nt_per_s, peak_mem_mb, device, status (ok / oom / timeout).
+        nt_per_s, peak_mem_mb, device, precision, status (ok / oom / timeout).
 
         Example: hyena-glt -@ 2 benchmark --lengths 1k,32k,128k --patchers none,static:4 -o bench.tsv --plot bench.png
         """

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -125,6 +127,8 @@ def register(app: typer.Typer) -> None:
         from hyena_glt.training import TrainOptions, check_output_dir, check_resumable_data, train as run_training
 
         global_options = ctx.find_object(Settings) or Settings()
+        if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports progress; others warn only
+            logging.getLogger("hyena_glt").setLevel(max(logging.WARNING, logging.getLogger("hyena_glt").level))
         seed = global_options.seed
         check_files([*(train_files or []), val, test], folders=[output])
         if val is not None and val_fraction is not None:
@@ -207,8 +211,6 @@ def register(app: typer.Typer) -> None:
                     break
                 folder.rmdir()
             raise
-        import logging
-
         logging.getLogger("hyena_glt").info(
             "wrote %s (%d steps, %.0f s)%s", result.output_dir, result.steps, result.wall_time_s,
             " (stopped early)" if result.stopped_early else "",
