@@ -54,8 +54,8 @@ import torch
 
 from . import runtime
 from .errors import HyenaGLTError, ModelError, UsageError
-from .io.sequences import (WINDOW_POLICIES, SequenceRecord, check_names, drop_empty, reverse_complement,
-                           sliding_windows)
+from .io.sequences import (WINDOW_POLICIES, SequenceRecord, as_records, check_names, drop_empty,
+                           reverse_complement, sliding_windows)
 from .io.writers import check_destination
 
 log = logging.getLogger("hyena_glt")
@@ -295,7 +295,7 @@ class Predictor:
         subcommand does; windows of the others never are empty. ``windowed``: True (every record longer than
         the window in windows), False (whole records) or "genomes" (:meth:`genome_windows`). Plain strings
         are records named by their 1-based number."""
-        records = drop_empty(_as_records(records))
+        records = drop_empty(as_records(records))
         if windowed == "genomes":
             return self.genome_windows(records)
         return self.windows(records) if windowed else records
@@ -438,18 +438,6 @@ class Predictor:
             log.info("out of memory with a batch of %d; retrying with %d", len(seqs), half)
             return combine(self._with_oom_retry(seqs[:half], run, combine),
                            self._with_oom_retry(seqs[half:], run, combine))
-
-
-def _as_records(items: Iterable) -> Iterator[SequenceRecord]:
-    """Library callers may pass sequences as strings; anything else but records is a UsageError."""
-    for number, item in enumerate(items, 1):
-        if isinstance(item, str):
-            yield SequenceRecord(str(number), item)
-        elif isinstance(item, SequenceRecord):
-            yield item
-        else:
-            raise UsageError(f"item {number} is a {type(item).__name__}: give SequenceRecords (read_sequences) "
-                             "or sequence strings")
 
 
 def drop_gap_windows(blocks: Iterable[list[SequenceRecord]], max_n: float,

@@ -90,6 +90,9 @@ class Tokenizer(abc.ABC):
         (True = real unit), ``lengths`` (B,). L = the longest sequence, or ``pad_to`` if larger."""
         import torch
 
+        if isinstance(seqs, (str, bytes)):  # iterated, one string would be a batch of one-letter sequences
+            raise UsageError(f"encode_batch takes a list of sequences, not a single {type(seqs).__name__}: "
+                             "use encode(seq), or encode_batch([seq])")
         flat, lengths = self._encode_many(seqs)
         batch = len(lengths)
         width = max(int(lengths.max(initial=0)), pad_to or 0)

@@ -21,9 +21,10 @@ A template is Markdown with directives in HTML comments, each on its own line:
         the file's text, verbatim, in a code block
 
 Commands run with bash (`set -o pipefail`, so a failure anywhere in a pipeline counts) in one scratch directory
-shared by all pages, in page order, where `example_data/` and `workflows/` are links to the repository's; the
-virtual environment's bin/ comes first on PATH, so `hyena-glt` and `python` are the installed ones. Neither the
-scratch path nor the repository's path shows in the output (the latter reads /path/to/hyena-glt).
+shared by all pages, in page order, where `example_data/`, `workflows/` and `docs/` are links to the repository's
+(so `python docs/examples/predict.py` runs the repository's script); the virtual environment's bin/ comes first on
+PATH, so `hyena-glt` and `python` are the installed ones. Neither the scratch path nor the repository's path shows
+in the output (the latter reads /path/to/hyena-glt).
 """
 
 from __future__ import annotations
@@ -43,8 +44,11 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "docs" / "templates"
 DOCS = REPO / "docs"
 # Pages are built in this order (later examples may use files earlier ones made); others follow by name.
-ORDER = ["index", "train", "tokenize", "classify", "embed", "interpret", "benchmark", "formats", "pipelines"]
-LINKED = ["example_data", "workflows"]
+ORDER = [
+    "index", "train", "tokenize", "classify", "embed", "interpret", "benchmark", "formats", "library", "pipelines",
+]
+# docs/: the library page runs the scripts of docs/examples/ by their repository paths.
+LINKED = ["example_data", "workflows", "docs"]
 
 DIRECTIVE = re.compile(r"^<!--\s*(run|hidden|include)((?:\s+[\w=]+)*)\s*:\s*(.*?)\s*-->\s*$", re.S)
 CONSOLE_BLOCK = re.compile(r"^```console\n(.*?)^```$", re.S | re.M)
@@ -180,7 +184,8 @@ def render(page: Page, runner: Runner) -> tuple[str, list[bool]]:
             continue
         if block.kind == "include":
             path = REPO / block.command
-            language = {".sbatch": "bash", ".sh": "bash", ".yaml": "yaml", ".json": "json"}.get(path.suffix, "")
+            language = {".sbatch": "bash", ".sh": "bash", ".yaml": "yaml", ".json": "json", ".py": "python"}.get(
+                path.suffix, "")
             if path.name == "Snakefile":
                 language = "python"
             parts.append(f"```{language}\n{path.read_text().rstrip()}\n```\n")

@@ -123,6 +123,18 @@ def test_lm_then_entropy_patched_classifier(rows, data_dir, tmp_path):
     ids = torch.tensor([[5, 6, 7, 8] * 10])
     assert int(model.backbone.patcher(ids, torch.ones_like(ids, dtype=torch.bool)).sum()) == 40
 
+    # fine-tuned (--init), it keeps its patcher and threshold, or calibrates it again to a new target
+    kept, recalibrated = tmp_path / "kept", tmp_path / "recalibrated"
+    for folder, extra in ((kept, []), (recalibrated, ["--target-patch-length", "8"])):
+        result = invoke("train", str(train), "--init", str(out), *extra, "--max-steps", "1", "-o", str(folder))
+        assert result.exit_code == 0, result.stderr
+        again = json.loads((folder / "entropy_model" / "hyena_glt.json").read_text())["entropy_patcher"]
+        assert from_pretrained(folder)[0].config.patcher == "entropy"
+        if folder == kept:
+            assert again["threshold"] == settings["threshold"] and again["target_patch_length"] == 4.0
+        else:
+            assert again["target_patch_length"] == 8.0 and again["threshold"] > settings["threshold"]
+
 
 def test_entropy_patcher_needs_a_model(rows, tmp_path):
     train = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows])
@@ -343,3 +355,60 @@ def test_stdin_is_refused_where_it_would_be_read_twice(rows, tmp_path):
     assert_bad(result, out, "stdin ('-'): labelled data are read twice", "save the data to a file")
     assert_bad(invoke("train", "--task", "lm", "-", "--resume", "--max-steps", "1", "-o", str(out)), out,
                "stdin ('-'): --resume checks that the data are those the run started with (by their sha256)")
+
+
+def test_init_fine_tunes_from_a_language_model(rows, data_dir, tmp_path):
+    """`--init LM` copies every backbone tensor of the LM (the LM head is not a classifier's), keeps its
+    architecture, tokenizer and causality, and records where it started."""
+    lm = tmp_path / "lm"
+    result = invoke("train", "--task", "lm", str(data_dir / "lambda_virus.fa"), "--window", "128", *TINY,
+                    "--max-steps", "2", "--batch-size", "16", "-o", str(lm))
+    assert result.exit_code == 0, result.stderr
+    train = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows[:64]])
+    out = tmp_path / "tuned"
+    # lr so small that one step leaves the copied weights equal to 1e-6: they were copied, not re-drawn
+    result = invoke("train", str(train), "--init", str(lm), "--dropout", "0.2", "--max-steps", "1", "--lr", "1e-12",
+                    "--warmup", "0", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert "tensors copied (backbone); new: head.bias, head.weight" in result.stderr
+    base, _ = from_pretrained(lm)
+    tuned, meta = from_pretrained(out)
+    assert tuned.config.d_model == 32 and tuned.config.bidirectional is False and tuned.config.dropout == 0.2
+    assert meta["tokenizer"]["type"] == "nucleotide" and meta["training"]["options"]["tokenizer"] == "nucleotide"
+    theirs = base.state_dict()
+    backbone = [k for k in tuned.state_dict() if k.startswith("backbone.")]
+    assert backbone and all(torch.allclose(tuned.state_dict()[k], theirs[k], atol=1e-6) for k in backbone)
+    assert tuned.head.weight.shape == (2, 32)
+    info = meta["training"]["init"]
+    assert info["model"] == str(lm) and info["task"] == "lm" and info["new"] == ["head.bias", "head.weight"]
+    assert len(info["sha256"]) == 64
+
+    # a classifier fine-tuned on data with the same classes starts from its head too
+    again = tmp_path / "again"
+    result = invoke("train", str(train), "--init", str(out), "--max-steps", "1", "--lr", "1e-12", "--warmup", "0",
+                    "-o", str(again))
+    assert result.exit_code == 0, result.stderr
+    assert "tensors copied (backbone and head); new: none" in result.stderr
+    second, _ = from_pretrained(again)
+    assert torch.allclose(second.head.weight, tuned.head.weight, atol=1e-6)
+
+
+def test_init_refuses_what_would_not_fit(rows, data_dir, tmp_path):
+    train = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows[:64]])
+    model = tmp_path / "m"
+    assert invoke("train", str(train), *TINY, "--max-steps", "1", "-o", str(model)).exit_code == 0
+    out = tmp_path / "out"
+    assert_bad(invoke("train", str(train), "--init", str(tmp_path / "nope"), "-o", str(out)), out,
+               "nope: model directory does not exist")
+    assert_bad(invoke("train", str(train), "--init", str(model), "--tokenizer", "kmer:3", "-o", str(out)), out,
+               "--tokenizer kmer:3: the model of --init", "reads 'nucleotide'")
+    assert_bad(invoke("train", str(train), "--init", str(model), "--patcher", "static:4", "-o", str(out)), out,
+               "--patcher static:4", "was built for 'none'")
+    assert_bad(invoke("train", str(train), "--init", str(model), "--preset", "small", "-o", str(out)), out,
+               "--preset does not apply with --init")
+    assert_bad(invoke("train", str(train), "--init", str(model), "--d-model", "64", "-o", str(out)), out,
+               "only dropout may change (got d_model)")
+    assert_bad(invoke("train", "--task", "lm", str(data_dir / "lambda_virus.fa"), "--init", str(model), "-o", str(out)),
+               out, "--task lm", "is bidirectional")
+    (model / "model.safetensors").rename(model / "model.bin")
+    assert_bad(invoke("train", str(train), "--init", str(model), "-o", str(out)), out, "refusing to load pickle")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError
-from .scoring import ScoreModel, one_hot
+from .scoring import ScoreModel, as_target, one_hot
 
 log = logging.getLogger("hyena_glt")
 
@@ -108,9 +108,13 @@ def make_baselines(seqs: list[str], kind: str, n: int, rng: np.random.Generator)
 def attribute(scorer: ScoreModel, seqs: list[str], method: str, target, *, baseline: str = "uniform",
               steps: int = 50, n_baselines: int = 1, batch_size: int = 64, ism_window: tuple[int, int] | None = None,
               rng: np.random.Generator | None = None) -> Attributions:
-    """Attributions of same-length ``seqs`` for ``target`` (a :class:`~hyena_glt.interpret.scoring.Target`)."""
+    """Attributions of same-length ``seqs`` for ``target``: a :class:`~hyena_glt.interpret.scoring.Target`, a
+    class/output name, an index, ``"predicted"`` or None (the model's default, see ``resolve_target``)."""
     if method not in METHODS:
         raise UsageError(f"unknown --method '{method}' (use one of: {', '.join(METHODS)})")
+    if isinstance(seqs, (str, bytes)):  # iterated, one string would be many one-base sequences
+        raise UsageError(f"attribute() takes a list of sequences, not a single {type(seqs).__name__}: e.g. [seq]")
+    target = as_target(target, scorer.metadata, scorer.num_outputs)
     lengths = sorted({len(s) for s in seqs})
     if len(lengths) != 1:
         got = "no sequences" if not lengths else f"lengths from {lengths[0]:,} to {lengths[-1]:,}"

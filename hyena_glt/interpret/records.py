@@ -10,9 +10,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import InputError, UsageError
-from ..io.sequences import drop_empty
+from ..io.sequences import as_records, drop_empty
 from .attribution import attribute
-from .scoring import ScoreModel, Target
+from .scoring import ScoreModel, Target, as_target
 
 
 @dataclass
@@ -64,12 +64,20 @@ def _same_length_batches(records: Iterable, batch_size: int | None, scorer: Scor
             yield batch
 
 
-def attribute_records(scorer: ScoreModel, records: Iterable, method: str, target: Target, *, class_names: list[str],
-                      batch_size: int | None = None, ism_window: tuple[int, int] | None = None, seed: int = 0,
+def attribute_records(scorer: ScoreModel, records: Iterable, method: str, target: Target | str | int | None = None,
+                      *, class_names: list[str] | None = None, batch_size: int | None = None,
+                      ism_window: tuple[int, int] | None = None, seed: int = 0,
                       **method_options) -> Iterator[RecordAttribution]:
+    """Attributions of each record (SequenceRecords or plain strings, named 1, 2, ...), in input order; runs
+    of same-length records are batched. ``target`` as :func:`~hyena_glt.interpret.attribution.attribute`
+    takes it; ``class_names`` (for ``target_name``) default to the model's."""
+    target = as_target(target, scorer.metadata, scorer.num_outputs)
+    if class_names is None:
+        meta = scorer.metadata
+        class_names = list(meta.get("class_names") or meta.get("target_names") or map(str, range(scorer.num_outputs)))
     rng = np.random.default_rng(seed)
     # records with no sequence are skipped, with a warning naming the first, as every subcommand does
-    for batch in _same_length_batches(drop_empty(records), batch_size, scorer):
+    for batch in _same_length_batches(drop_empty(as_records(records)), batch_size, scorer):
         window = None
         if ism_window is not None:
             length = len(batch[0].seq)

@@ -107,6 +107,21 @@ def resolve_target(metadata: dict, num_outputs: int, spec: str | None) -> Target
                      f"{', '.join(names)}; or an index 0..{num_outputs - 1}, or 'predicted')")
 
 
+def as_target(target, metadata: dict, num_outputs: int) -> Target:
+    """What library callers may pass as a target: a :class:`Target` (its index checked), or what
+    :func:`resolve_target` reads: a class/output name, an index, ``"predicted"``, or None (the default)."""
+    if isinstance(target, Target):
+        if target.index is not None and not 0 <= target.index < num_outputs:
+            raise UsageError(f"target index {target.index} is outside 0..{num_outputs - 1}")
+        return target
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        target = str(int(target))
+    if target is None or isinstance(target, str):
+        return resolve_target(metadata, num_outputs, target)
+    raise UsageError(f"a target is a class/output name, an index, 'predicted', None or a Target, not a "
+                     f"{type(target).__name__}")
+
+
 class ScoreModel(nn.Module):
     """``forward(one_hot, input_ids, target_index)`` -> (N,) scores, differentiable in ``one_hot``.
 

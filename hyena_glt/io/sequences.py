@@ -1134,6 +1134,23 @@ def _where(record: SequenceRecord) -> str:
     return source + (f"record {record.id!r}" if record.id else f"record {record.number}")
 
 
+def as_records(items: Iterable[SequenceRecord | str]) -> Iterator[SequenceRecord]:
+    """Records as given, and plain strings as records named by their 1-based number (what library callers
+    may pass instead of ``read_sequences`` output); anything else is a UsageError. One string or one record
+    on its own is refused too: iterated, a string would be read letter by letter, one sequence per base."""
+    if isinstance(items, (str, bytes, SequenceRecord)):
+        raise UsageError(f"give an iterable of sequences (a list, or read_sequences(...)), not a single "
+                         f"{type(items).__name__}: e.g. [seq]")
+    for number, item in enumerate(items, 1):
+        if isinstance(item, str):
+            yield SequenceRecord(str(number), item)
+        elif isinstance(item, SequenceRecord):
+            yield item
+        else:
+            raise UsageError(f"item {number} is a {type(item).__name__}: give SequenceRecords (read_sequences) "
+                             "or sequence strings")
+
+
 def drop_empty(records: Iterable[SequenceRecord]) -> Iterator[SequenceRecord]:
     """The records that have a sequence. Those without one (a FASTA header with no sequence lines) are
     skipped, every subcommand alike, with one warning once the stream ends naming the first of them."""
@@ -1200,6 +1217,9 @@ def sliding_windows(
     minus-strand record with coordinates holds the reverse complement of its span (a minus-strand BED
     region, a reverse read as sequenced): its windows are mirrored onto the genome and marked ``(-)``.
     """
+    if isinstance(records, (str, bytes, SequenceRecord)):  # iterated, a lone record or string fails obscurely
+        raise UsageError(f"sliding_windows takes an iterable of records, not a single {type(records).__name__}: "
+                         "e.g. [record]")
     if window < 1:
         raise UsageError(f"--window must be at least 1 (got {window})")
     stride = window if stride is None else stride

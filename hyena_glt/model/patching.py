@@ -25,7 +25,16 @@ class Patcher(Protocol):
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
+def _check_batch(input_ids: torch.Tensor) -> None:
+    # One record's ids (L,) would otherwise fail deep in tensor indexing (static) or pass as L records (none).
+    if getattr(input_ids, "ndim", None) != 2:
+        shape = tuple(getattr(input_ids, "shape", ()))
+        raise UsageError(f"a patcher takes input_ids of shape (batch, length), got {shape}: use "
+                         "tokenizer.encode_batch([seq])['input_ids'], or ids[None] for one record")
+
+
 def _real_lengths(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    _check_batch(input_ids)
     if attention_mask is None:
         return torch.full((input_ids.shape[0],), input_ids.shape[1], dtype=torch.long, device=input_ids.device)
     return attention_mask.long().sum(1)
@@ -37,6 +46,7 @@ class NoPatcher:
     spec = "none"
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        _check_batch(input_ids)
         if attention_mask is None:
             return torch.ones_like(input_ids, dtype=torch.long)
         return attention_mask.long()

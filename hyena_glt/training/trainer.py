@@ -60,10 +60,13 @@ class TrainOptions:
     the new invocation computes the same thing."""
 
     task: str = "classification"
-    preset: str = "tiny"
+    # preset, tokenizer and patcher: None means the --init model's, or else tiny / nucleotide / none
+    # (resolve_architecture fills them in, so a stored run always names what it used)
+    preset: str | None = None
     config_overrides: dict = field(default_factory=dict)
-    tokenizer: str = "nucleotide"
-    patcher: str = "none"
+    tokenizer: str | None = None
+    patcher: str | None = None
+    init: str | None = None  # model folder whose weights the run starts from (fine-tuning)
     entropy_model: str | None = None
     target_patch_length: float | None = None
     window: int | None = None
@@ -91,6 +94,8 @@ class TrainOptions:
     seed: int = 0
 
     def check(self) -> None:
+        if self.init is None:
+            self.resolve_architecture()  # (with --init the Trainer resolves against the model it loads)
         if self.task not in ("classification", "multilabel", "regression", "lm"):
             raise UsageError(f"unknown --task '{self.task}' (use classification, multilabel, regression or lm)")
         for name in ("epochs", "batch_size", "grad_accum"):
@@ -118,9 +123,10 @@ class TrainOptions:
         if self.select_metric is not None and self.select_metric not in HIGHER_IS_BETTER:
             raise UsageError(f"unknown --select-metric '{self.select_metric}' "
                              f"(use one of: {', '.join(sorted(HIGHER_IS_BETTER))})")
-        if self.patcher.startswith("entropy") and not self.entropy_model:
+        patcher = self.patcher or ""  # (None: the --init model's)
+        if patcher.startswith("entropy") and not self.entropy_model and not self.init:
             raise UsageError("--patcher entropy needs --entropy-model DIR (a model trained with --task lm)")
-        if not self.patcher.startswith("entropy"):
+        if self.patcher is not None and not patcher.startswith("entropy"):
             for name, value in (("entropy_model", self.entropy_model), ("target_patch_length", self.target_patch_length)):
                 if value is not None:
                     raise UsageError(f"--{name.replace('_', '-')} only applies to --patcher entropy "
@@ -132,6 +138,44 @@ class TrainOptions:
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+    def resolve_architecture(self):
+        """Fill in preset, tokenizer and patcher, and check them against the --init model if there is one
+        → (init model, its metadata), or None without --init. The architecture of a fine-tuned model is
+        its starting model's: only dropout may change."""
+        if self.init is None:
+            self.preset = self.preset or "tiny"
+            self.tokenizer = self.tokenizer or "nucleotide"
+            self.patcher = self.patcher or "none"
+            return None
+        from ..inference import load_model
+        from ..tokenizers import get_tokenizer
+
+        model, meta = load_model(self.init)
+        where = f"--init {self.init}"
+        if self.preset is not None:
+            raise UsageError(f"--preset does not apply with --init: the model keeps the size of {self.init}")
+        changed = sorted(set(self.config_overrides) - {"dropout"})
+        if changed:
+            raise UsageError(f"{where}: the architecture is that model's; only dropout may change "
+                             f"(got {', '.join(changed)})")
+        tokenizer = get_tokenizer(meta.get("tokenizer")).name
+        if self.tokenizer is None:
+            self.tokenizer = tokenizer
+        elif get_tokenizer(self.tokenizer).name != tokenizer:
+            raise UsageError(f"--tokenizer {self.tokenizer}: the model of {where} reads '{tokenizer}' "
+                             "(its embeddings are for that vocabulary)")
+        patcher = model.config.patcher
+        if self.patcher is None:
+            self.patcher = str(meta.get("patcher") or patcher)
+        elif (self.patcher.startswith("entropy") != patcher.startswith("entropy")
+              or (not patcher.startswith("entropy") and self.patcher != patcher)):
+            raise UsageError(f"--patcher {self.patcher}: the model of {where} was built for '{patcher}' "
+                             "(its patch layers are part of its weights)")
+        if self.task == "lm" and model.config.bidirectional:
+            raise UsageError(f"--task lm: the model of {where} is bidirectional; a language model must be causal "
+                             "(start from a model trained with --task lm)")
+        return model, meta
 
 
 @dataclass
@@ -328,6 +372,7 @@ class Trainer:
         from ..config import HyenaGLTConfig
         from ..tokenizers import get_tokenizer
 
+        start = options.resolve_architecture()
         options.check()
         self.options = options
         self.output_dir = Path(output_dir)
@@ -365,15 +410,27 @@ class Trainer:
         # --- model -----------------------------------------------------------------------------------
         runtime.seed_everything(options.seed)
         overrides = dict(options.config_overrides)
-        overrides.setdefault("vocab_size", self.tokenizer.vocab_size)
-        overrides.setdefault("patcher", options.patcher)
-        overrides.setdefault("bidirectional", self.task != "lm")
-        self.config = HyenaGLTConfig.preset(options.preset, **overrides)
-        self.model = HyenaGLTForTask(self.config, self.task, self.num_outputs).to(self.device)
+        if start is None:
+            overrides.setdefault("vocab_size", self.tokenizer.vocab_size)
+            overrides.setdefault("patcher", options.patcher)
+            overrides.setdefault("bidirectional", self.task != "lm")
+            self.config = HyenaGLTConfig.preset(options.preset, **overrides)
+        else:
+            self.config = dataclasses.replace(start[0].config, **overrides)
+        self.model = HyenaGLTForTask(self.config, self.task, self.num_outputs)
+        self.init_info = None if start is None else self._start_from(*start)
+        self.model.to(self.device)
         # The backbone cuts its own patches (static from the config); an entropy patcher is attached to
         # it, calibrated to the target mean patch length on the training sequences when it has no
         # threshold yet, and is saved with the model (entropy_model/) by save_pretrained.
-        if options.patcher.startswith("entropy"):
+        if options.patcher.startswith("entropy") and options.entropy_model is None:
+            # fine-tuning an entropy-patched model: its own patcher, threshold included, unless a new
+            # target mean patch length asks for it to be calibrated again on these data
+            patcher = start[0].backbone.patcher.to(self.device)
+            if options.target_patch_length is not None:
+                patcher.calibrate(train_data.sequences, target_patch_length=options.target_patch_length)
+            self.model.backbone.patcher = patcher
+        elif options.patcher.startswith("entropy"):
             kwargs = {"model_dir": options.entropy_model}
             if options.target_patch_length is not None:
                 kwargs["target_patch_length"] = options.target_patch_length
@@ -442,6 +499,25 @@ class Trainer:
         self.stopped_early = False
         self.elapsed_before = 0.0
         self._signal: int | None = None
+
+    def _start_from(self, model, meta: dict) -> dict:
+        """Copy the --init model's weights: every backbone tensor this model has (an LM's local decoder is
+        left out of a sequence classifier's), and the head too when it predicts the same things. What is not
+        copied keeps its fresh initialisation."""
+        own = self.model.state_dict()
+        names = self.class_names if self.class_names is not None else self.target_names
+        same_head = (model.task == self.task and model.num_outputs == self.num_outputs
+                     and (self.task == "lm" or meta.get("class_names", meta.get("target_names")) == names))
+        copied = {k: v for k, v in model.state_dict().items()
+                  if k in own and own[k].shape == v.shape and k not in ("target_mean", "target_scale")
+                  and (same_head or not k.startswith("head."))}
+        self.model.load_state_dict(copied, strict=False)
+        fresh = sorted(k for k in own if k not in copied and k not in ("target_mean", "target_scale"))
+        log.info("--init %s: %d of %d tensors copied (%s); new: %s", self.options.init, len(copied), len(own),
+                 "backbone and head" if same_head else "backbone", ", ".join(fresh) or "none")
+        weights = Path(self.options.init) / "model.safetensors"
+        return {"model": str(self.options.init), "task": model.task, "sha256": fingerprint(weights),
+                "copied": len(copied), "new": fresh}
 
     # ------------------------------------------------------------------------------------------------
     def _check_output_dir(self) -> None:
@@ -728,6 +804,7 @@ class Trainer:
                 "steps": self.global_step,
                 "epochs_run": self.epoch,
                 "select_metric": self.select_metric,
+                "init": self.init_info,
                 "device": str(self.device),
                 "precision": self.precision,
                 "world_size": self.dist.world,

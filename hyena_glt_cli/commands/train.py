@@ -86,13 +86,14 @@ def register(app: typer.Typer) -> None:
         class_fasta: Annotated[Optional[list[str]], typer.Option("--class-fasta", help="NAME=FILE: one FASTA per class (repeatable).")] = None,
         reference: Annotated[Optional[Path], typer.Option("--reference", help="Genome FASTA for BED intervals.")] = None,
         class_names: Annotated[Optional[list[str]], typer.Option("--class-names", help="Display names for labels, e.g. 0=non_promoter,1=promoter.")] = None,
-        preset: Annotated[str, typer.Option("--preset", help="Model size: tiny, small or base.")] = "tiny",
+        init: Annotated[Optional[Path], typer.Option("--init", help="Start from this model folder's weights (fine-tuning; e.g. an LM from --task lm): its backbone, and its head when it predicts the same classes. The architecture, tokenizer and patcher are that model's.")] = None,
+        preset: Annotated[Optional[str], typer.Option("--preset", help="Model size: tiny, small or base (default: tiny).")] = None,
         d_model: Annotated[Optional[int], typer.Option("--d-model", help="Override the preset's width.")] = None,
         n_layers: Annotated[Optional[int], typer.Option("--n-layers", help="Override the preset's depth.")] = None,
         dropout: Annotated[Optional[float], typer.Option("--dropout", help="Dropout rate.")] = None,
         config_set: Annotated[Optional[list[str]], typer.Option("--set", help="Override any model config field, KEY=VALUE with a JSON value (e.g. --set d_inner=256 --set attn_layers=[1]).")] = None,
-        tokenizer: Annotated[str, typer.Option("--tokenizer", help="nucleotide, nucleotide:softmask, kmer:K, byte or protein.")] = "nucleotide",
-        patcher: Annotated[str, typer.Option("--patcher", help="none, static:K or entropy.")] = "none",
+        tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="nucleotide, nucleotide:softmask, kmer:K, byte or protein (default: nucleotide).")] = None,
+        patcher: Annotated[Optional[str], typer.Option("--patcher", help="none, static:K or entropy (default: none).")] = None,
         entropy_model: Annotated[Optional[Path], typer.Option("--entropy-model", help="LM folder (from --task lm) for --patcher entropy.")] = None,
         target_patch_length: Annotated[Optional[float], typer.Option("--target-patch-length", help="Mean patch length the entropy threshold is calibrated to.")] = None,
         window: Annotated[Optional[int], typer.Option("--window", help="Sequence length: longer sequences are centre-cropped, shorter padded (lm: chunk length, default 1024).")] = None,
@@ -141,6 +142,7 @@ def register(app: typer.Typer) -> None:
         overrides.update({k: v for k, v in (("d_model", d_model), ("n_layers", n_layers), ("dropout", dropout)) if v is not None})
         options = TrainOptions(
             task=task, preset=preset, config_overrides=overrides, tokenizer=tokenizer, patcher=patcher,
+            init=str(init) if init is not None else None,
             entropy_model=str(entropy_model) if entropy_model else None, target_patch_length=target_patch_length,
             window=window, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
             lr=lr, weight_decay=weight_decay, warmup=warmup, grad_clip=grad_clip, rc_augment=rc_augment,
@@ -149,10 +151,11 @@ def register(app: typer.Typer) -> None:
             keep_checkpoints=keep_checkpoints, device=device, precision=precision, seed=seed,
         )
         options.check()
+        options.resolve_architecture()  # with --init: that model's tokenizer, read before the data
         extra_metadata = _parse_json_values(meta or [], "--meta")
         mapping = _class_display_names(class_names or [])
         # sequences are checked against the tokenizer's alphabet, as classify checks them
-        alphabet = get_tokenizer(tokenizer).alphabet
+        alphabet = get_tokenizer(options.tokenizer).alphabet
         missing_folders = _missing_folders(output)
         check_output_dir(output, resume)
         check_resumable_data([*(train_files or []), val, test], resume)  # before stdin is read
