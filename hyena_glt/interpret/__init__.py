@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .attribution import BASELINES, METHODS, Attributions, attribute, dinucleotide_shuffle, ism, make_baselines
-from .records import RecordAttribution, attribute_records, auto_batch_size, parse_batch_size
+from .attribution import (BASELINES, METHODS, Attributions, attribute, auto_batch_size, dinucleotide_shuffle, ism,
+                          make_baselines)
+from .records import RecordAttribution, attribute_records, parse_batch_size
 from .scoring import ScoreModel, Target, one_hot, resolve_target
 from .variants import VariantEffect, VariantScan, scan_variants
 

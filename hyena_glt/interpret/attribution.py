@@ -105,8 +105,19 @@ def make_baselines(seqs: list[str], kind: str, n: int, rng: np.random.Generator)
     return torch.from_numpy(np.array(base, dtype=np.float32))
 
 
+# --batch-size auto: units per forward pass. Attributions keep activations for the backward pass, so the CPU
+# budget is a quarter of classify's; GPUs take more.
+AUTO_UNITS = {"cpu": 4096, "cuda": 1 << 16}
+
+
+def auto_batch_size(scorer: ScoreModel, length: int) -> int:
+    """Sequences of ``length`` units per forward pass for --batch-size auto (1 to 256)."""
+    units = AUTO_UNITS.get(scorer.device.type, AUTO_UNITS["cpu"])
+    return max(1, min(256, units // max(1, length)))
+
+
 def attribute(scorer: ScoreModel, seqs: list[str], method: str, target, *, baseline: str = "uniform",
-              steps: int = 50, n_baselines: int = 1, batch_size: int = 64, ism_window: tuple[int, int] | None = None,
+              steps: int = 50, n_baselines: int = 1, batch_size: int | None = None, ism_window: tuple[int, int] | None = None,
               rng: np.random.Generator | None = None) -> Attributions:
     """Attributions of same-length ``seqs`` for ``target``: a :class:`~hyena_glt.interpret.scoring.Target`, a
     class/output name, an index, ``"predicted"`` or None (the model's default, see ``resolve_target``)."""
@@ -116,6 +127,8 @@ def attribute(scorer: ScoreModel, seqs: list[str], method: str, target, *, basel
         raise UsageError(f"attribute() takes a list of sequences, not a single {type(seqs).__name__}: e.g. [seq]")
     target = as_target(target, scorer.metadata, scorer.num_outputs)
     lengths = sorted({len(s) for s in seqs})
+    if batch_size is None:  # auto, as attribute_records and the CLI pick it
+        batch_size = auto_batch_size(scorer, lengths[-1] if lengths else 1)
     if len(lengths) != 1:
         got = "no sequences" if not lengths else f"lengths from {lengths[0]:,} to {lengths[-1]:,}"
         raise UsageError(f"attribute() takes sequences of one length (got {got}); group them by length, as "

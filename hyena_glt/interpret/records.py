@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..io.sequences import as_records, drop_empty
-from .attribution import attribute
+from .attribution import attribute, auto_batch_size
 from .scoring import ScoreModel, Target, as_target
 
 
@@ -31,10 +31,6 @@ class RecordAttribution:
     delta: float | None = None
 
 
-# --batch-size auto: units per forward pass. Attributions keep activations for the backward pass, so the CPU
-# budget is a quarter of classify's; GPUs take more.
-AUTO_UNITS = {"cpu": 4096, "cuda": 1 << 16}
-
 
 def parse_batch_size(text: str | int | None) -> int | None:
     """``--batch-size``: a number of sequences, or None for 'auto'."""
@@ -47,12 +43,6 @@ def parse_batch_size(text: str | int | None) -> int | None:
     if value < 1:
         raise UsageError(f"--batch-size must be at least 1 (got {value})")
     return value
-
-
-def auto_batch_size(scorer: ScoreModel, length: int) -> int:
-    """Sequences of ``length`` units per forward pass for --batch-size auto (1 to 256)."""
-    units = AUTO_UNITS.get(scorer.device.type, AUTO_UNITS["cpu"])
-    return max(1, min(256, units // max(1, length)))
 
 
 def _same_length_batches(records: Iterable, batch_size: int | None, scorer: ScoreModel) -> Iterator[list]:
