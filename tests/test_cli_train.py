@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -344,16 +346,40 @@ def test_labels_and_class_names_that_would_make_wrong_classes(rows, tmp_path):
                "test.csv: line 2: label '2' does not occur in the training data (training labels: 0, 1)")
 
 
-def test_stdin_is_refused_where_it_would_be_read_twice(rows, tmp_path):
+def test_labelled_data_from_stdin_and_pipes(rows, tmp_path):
+    """A table or labelled FASTA is read twice (format, then records), so a stream is copied to a temporary
+    file first: stdin and pipes train like files, and errors name the stream, not the copy."""
     out = tmp_path / "model"
     table = "sequence,label\n" + "".join(f"{r['sequence']},{r['label']}\n" for r in rows)
-    before = torch.get_num_threads()
-    try:
-        result = CliRunner().invoke(app, ["-@", "1", "train", "-", "--max-steps", "1", "-o", str(out)], input=table)
-    finally:
-        torch.set_num_threads(before)
-    assert_bad(result, out, "stdin ('-'): labelled data are read twice", "save the data to a file")
-    assert_bad(invoke("train", "--task", "lm", "-", "--resume", "--max-steps", "1", "-o", str(out)), out,
+
+    def stdin(*args, data):
+        before = torch.get_num_threads()
+        try:
+            return CliRunner().invoke(app, ["-@", "1", *args], input=data)
+        finally:
+            torch.set_num_threads(before)
+
+    result = stdin("train", "-", "--max-steps", "1", "-o", str(out), data=table)
+    assert result.exit_code == 0, result.stderr
+    meta = json.loads((out / "hyena_glt.json").read_text())
+    assert meta["training"]["data"]["train"]["files"] == ["-"]
+    assert meta["training"]["data"]["train"]["n_sequences"] == len(rows)
+    bad = tmp_path / "bad"
+    assert_bad(stdin("train", "-", "-o", str(bad), data=table + "ACGTXX,1\n"), bad,
+               f"stdin: line {len(rows) + 2}: invalid character 'X' at position 5")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text(">a label=1\nACGTACGT\n>b label=0\nGGCCGGCC\n"))
+    writer.start()
+    piped = tmp_path / "piped"
+    result = invoke("train", str(fifo), "--max-steps", "1", "-o", str(piped))
+    writer.join()
+    assert result.exit_code == 0, result.stderr
+    assert from_pretrained(piped)[1]["class_names"] == ["0", "1"]
+    bed = "chrA\t0\t8\tx\t1\n"  # BED is told by its extension: from a pipe it needs --data-format bed
+    assert_bad(stdin("train", "-", "--reference", "ref.fa", "-o", str(bad), data=bed), bad,
+               "stdin: line 1: no sequence column", "if these are BED intervals, give --data-format bed")
+    assert_bad(invoke("train", "--task", "lm", "-", "--resume", "--max-steps", "1", "-o", str(bad)), bad,
                "stdin ('-'): --resume checks that the data are those the run started with (by their sha256)")
 
 

@@ -404,17 +404,41 @@ def test_class_names_hold_no_tab_or_line_break_and_are_distinct(tmp_path):
         datasets.load_class_fastas([("a\tb", fasta), ("c", fasta)])
 
 
-def test_stdin_and_pipes_are_refused_where_they_would_be_read_twice(tmp_path):
+def test_pipes_are_read_like_files_and_errors_name_the_pipe(tmp_path, monkeypatch):
+    """Labelled tables/FASTA are read twice (format, then records): a stream is copied to a temporary file
+    first, and removed after. LM and class FASTAs are read once. Every loader takes a pipe, and errors name
+    it, not the copy."""
     import os
+    import threading
 
-    pipe = tmp_path / "pipe"
-    os.mkfifo(pipe)  # never opened: refused from its file type alone
-    assert datasets.is_stream("-") and datasets.is_stream(pipe) and not datasets.is_stream(tmp_path)
-    with pytest.raises(UsageError, match=r"^stdin \('-'\): labelled data are read twice .* save the data to a file"):
-        datasets.load_labelled("-", "classification")
-    with pytest.raises(UsageError, match=r"pipe \(a pipe, not a regular file\): labelled data are read twice"):
-        datasets.load_labelled(pipe, "classification")
-    with pytest.raises(UsageError, match=r"pipe \(a pipe, not a regular file\): sequences are read twice"):
-        datasets.load_lm_sequences([pipe], window=8)
-    with pytest.raises(UsageError, match=r"pipe \(a pipe, not a regular file\): a class FASTA is read twice"):
-        datasets.load_class_fastas([("a", pipe), ("b", pipe)])
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool))
+    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
+    assert datasets.is_stream("-") and not datasets.is_stream(tmp_path)
+
+    def from_pipe(name: str, text: str, load):
+        pipe = tmp_path / name
+        os.mkfifo(pipe)
+        writer = threading.Thread(target=lambda: pipe.write_text(text))
+        writer.start()
+        try:
+            return load(pipe)
+        finally:
+            writer.join()
+
+    table = "sequence,label\nACGTACGT,yes\nGGCCGGCC,no\n"
+    data = from_pipe("table", table, lambda p: datasets.load_labelled(p, "classification"))
+    assert data.sequences == ["ACGTACGT", "GGCCGGCC"] and data.class_names == ["no", "yes"]
+    assert data.sources == [str(tmp_path / "table")]
+    with pytest.raises(InputError, match=r"/bad: line 3: invalid character 'X' at position 2"):
+        from_pipe("bad", table.replace("GGCC", "GXCC", 1),
+                  lambda p: datasets.load_labelled(p, "classification", alphabet="nucleotide"))
+    assert list(spool.iterdir()) == []  # the copies are gone, after an error too
+
+    lm = from_pipe("lm", ">a\n" + "ACGT" * 8 + "\n", lambda p: datasets.load_lm_sequences([p], window=8, fmt="fasta"))
+    assert len(lm.sequences) == 4
+    (tmp_path / "b.fa").write_text(">y\nGGGG\n")
+    classes = from_pipe("one", ">x\nACGTACGT\n",
+                        lambda p: datasets.load_class_fastas([("a", p), ("b", tmp_path / "b.fa")]))
+    assert classes.sequences == ["ACGTACGT", "GGGG"] and classes.class_names == ["a", "b"]

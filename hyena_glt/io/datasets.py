@@ -21,13 +21,18 @@ for protein).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
 import io
 import logging
 import math
+import os
 import re
+import shutil
+import sys
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +40,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import HyenaGLTError, InputError, UsageError
 from .sequences import (ID_COLUMNS, SEQUENCE_COLUMNS, _AlphabetCheck, _decompressed_head, _read_head, is_stream,
                         fetch_region)
 
@@ -119,9 +124,14 @@ def load_labelled(
     """
     if task not in TASKS:
         raise UsageError(f"unknown task '{task}' (use one of: {', '.join(TASKS)})")
-    if task != "lm":
-        _refuse_stream(path, "labelled data are read twice (once to tell the format, once to read "
-                             "the records), which a stream allows only once")
+    if task != "lm" and is_stream(path):
+        # tables and labelled FASTA are read twice (format, then records): a stream is copied to a file first
+        with _spooled(path) as copy:
+            data = load_labelled(copy, task, fmt=fmt, sequence_column=sequence_column, label_columns=label_columns,
+                                 label_regex=label_regex, reference=reference, class_names=class_names,
+                                 target_names=target_names, window=window, stride=stride, alphabet=alphabet)
+        data.sources = [str(path)]
+        return data
     path = Path(path)
     if not path.exists():
         raise InputError("no such file", path=str(path))
@@ -149,10 +159,6 @@ def load_class_fastas(
     if len(set(names)) != len(names):
         raise UsageError(f"--class-fasta names must be distinct (got {', '.join(names)})")
     _check_class_names(names, "--class-fasta")
-    for _, file in specs:
-        if str(file) != "-":  # stdin is read once; a pipe would be read twice (format, then records)
-            _refuse_stream(file, "a class FASTA is read twice (once to tell the format, once to read the "
-                                 "records), which a pipe allows only once")
     ids, seqs, raw, where = [], [], [], []
     for name, file in specs:
         n_before = len(seqs)
@@ -184,16 +190,12 @@ def load_lm_sequences(
         raise UsageError(f"--window must be at least 1 (got {window})")
     if stride is not None and stride < 1:
         raise UsageError(f"--stride must be at least 1 (got {stride})")
-    for p in paths:
-        if str(p) != "-":  # stdin is read once; a pipe would be read twice (format, then records)
-            _refuse_stream(p, "sequences are read twice (once to tell the format, once to read the records), "
-                              "which a pipe allows only once (pipe them into '-' instead)")
     if fmt is not None:
         if fmt == "bed":
             raise UsageError("--data-format bed is for labelled intervals; --task lm reads sequences "
                              "(FASTA/FASTQ/SAM/BAM/CRAM, or a table with a sequence column)")
         for p in paths:
-            if str(p) != "-":
+            if not is_stream(p):  # (read_sequences reads a stream once: its content is checked as it is read)
                 check_format(Path(p), fmt)
     ids, seqs = [], []
     for rec in read_many([str(p) for p in paths], alphabet=alphabet):
@@ -356,10 +358,29 @@ def _check_class_names(names: Sequence[str], option: str) -> None:
         seen.add(name)
 
 
-def _refuse_stream(path: str | Path, why: str) -> None:
-    if is_stream(path):
-        name = "stdin ('-')" if str(path) == "-" else f"{path} (a pipe, not a regular file)"
-        raise UsageError(f"{name}: {why}; save the data to a file and give its name")
+@contextlib.contextmanager
+def _spooled(path: str | Path):
+    """A stream (stdin, a pipe, ``<(...)``) copied into a temporary file, for readers that read their input
+    twice; errors about the copy name the stream."""
+    name = str(path)
+    fd, copy = tempfile.mkstemp(prefix="hyena-glt-", suffix=".spool")
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            source = sys.stdin.buffer if name == "-" else open(name, "rb")
+            try:
+                shutil.copyfileobj(source, sink, 1 << 20)
+            finally:
+                if source is not sys.stdin.buffer:
+                    source.close()
+        try:
+            yield copy
+        except HyenaGLTError as err:
+            if err.path == copy:
+                err.path = name
+                err.args = (str(err),)
+            raise
+    finally:
+        os.unlink(copy)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -606,8 +627,11 @@ def _read_table_text(
         else:
             found = [lower.index(c) for c in SEQUENCE_COLUMNS if c in lower]
             if not found:
+                # BED is told by its extension only: from a pipe or an odd name it arrives here
+                bed = len(header) >= 3 and all(field.strip().isdigit() for field in header[1:3])
                 raise _error(f"no sequence column in the header ({', '.join(header)}); expected one named "
-                    f"'sequence', or choose one with --sequence-column", str(path), 1)
+                             f"'sequence', or choose one with --sequence-column"
+                             + ("; if these are BED intervals, give --data-format bed" if bed else ""), str(path), 1)
             seq_i = found[0]
         id_i = next((lower.index(c) for c in ID_COLUMNS if c in lower), None)
         if label_columns:
