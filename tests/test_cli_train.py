@@ -438,3 +438,110 @@ def test_init_refuses_what_would_not_fit(rows, data_dir, tmp_path):
                out, "--task lm", "is bidirectional")
     (model / "model.safetensors").rename(model / "model.bin")
     assert_bad(invoke("train", str(train), "--init", str(model), "-o", str(out)), out, "refusing to load pickle")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# found by a sweep of --init and of data from pipes
+
+
+def test_init_run_resumes_from_another_folder_by_its_weights(rows, tmp_path, monkeypatch):
+    """--resume knows the --init model by the sha256 of its weights, not by how its path is spelled: a run
+    started with a relative --init resumes from another folder; another model under that path is refused."""
+    train = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows[:64]])
+    assert invoke("train", str(train), *TINY, "--max-steps", "1", "-o", str(tmp_path / "base")).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    run = ["train", str(train), "--max-steps", "2", "--batch-size", "32", "--checkpoint-every", "1"]
+    result = invoke(*run, "--init", "base", "-o", "tuned")
+    assert result.exit_code == 0, result.stderr
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = invoke(*run, "--init", "../base", "-o", "../tuned", "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert "resuming from ../tuned/checkpoints/last" in result.stderr
+    # the same path holding other weights is another starting point
+    assert invoke("train", str(train), *TINY, "--max-steps", "2", "-o", str(tmp_path / "other")).exit_code == 0
+    before = sorted(p.name for p in (tmp_path / "tuned").iterdir())
+    result = invoke(*run, "--init", "../other", "-o", "../tuned", "--resume")
+    assert result.exit_code == 2 and "--resume: the --init model ../other is not the one the run in ../tuned " \
+        "started from (sha256 of model.safetensors differs)" in result.stderr, result.stderr
+    assert sorted(p.name for p in (tmp_path / "tuned").iterdir()) == before
+
+
+def test_init_from_a_run_that_stopped_early_points_at_init(rows, tmp_path):
+    train = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows[:64]])
+    stopped = tmp_path / "stopped"
+    assert invoke("train", str(train), *TINY, "--max-steps", "1", "-o", str(stopped)).exit_code == 0
+    for name in ("config.json", "model.safetensors", "hyena_glt.json"):  # what a run killed before its end lacks
+        (stopped / name).unlink()
+    out = tmp_path / "out"
+    result = invoke("train", str(train), "--init", str(stopped), "-o", str(out))
+    assert_bad(result, out, "no finished model here", f"--init {stopped / 'checkpoints' / 'last'}")
+    assert "--model" not in result.stderr
+    result = invoke("train", str(train), "--init", str(stopped / "checkpoints" / "last"), "--max-steps", "1",
+                    "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+
+
+def test_a_run_on_a_stream_is_not_told_to_resume(rows, tmp_path, monkeypatch):
+    """--resume checks the data by their sha256, which a stream read once does not give: a run on stdin that
+    is stopped by a signal does not suggest --resume, and --resume with the data as a file says why it cannot."""
+    import signal
+
+    from hyena_glt.training.trainer import Trainer
+
+    table = "sequence,label\n" + "".join(f"{r['sequence']},{r['label']}\n" for r in rows[:64])
+    step = Trainer._train_step
+
+    def step_then_sigterm(self, *args):  # as if SIGTERM arrived during the first step
+        step(self, *args)
+        self._signal = signal.SIGTERM
+
+    monkeypatch.setattr(Trainer, "_train_step", step_then_sigterm)
+    out = tmp_path / "model"
+    before = torch.get_num_threads()
+    try:
+        result = CliRunner().invoke(app, ["-@", "1", "train", "-", *TINY, "--max-steps", "3", "-o", str(out)],
+                                    input=table)
+    finally:
+        torch.set_num_threads(before)
+    assert result.exit_code == 128 + signal.SIGTERM
+    message = result.stderr.strip().splitlines()[-1]
+    assert "the data came from a stream (stdin), so the run cannot be resumed" in message, message
+    assert "--resume to continue" not in message
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    data = tmp_path / "train.csv"
+    data.write_text(table)
+    result = invoke("train", str(data), *TINY, "--max-steps", "3", "-o", str(out), "--resume")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"hyena-glt: error: --resume: the run in {out} read its train data from a stream (stdin), so it cannot "
+        f"be resumed; start it again with another -o")
+
+
+def test_a_stream_named_twice_is_refused_before_it_is_read(rows, tmp_path):
+    """A stream can be read once: a named pipe given as TRAIN_FILE and --val waited forever for a second
+    writer, and stdin for two --class-fasta classes was empty the second time."""
+    out = tmp_path / "model"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    result = {}
+    run = threading.Thread(target=lambda: result.update(
+        r=invoke("train", str(fifo), "--val", str(fifo), "--max-steps", "1", "-o", str(out))), daemon=True)
+    run.start()
+    run.join(30)
+    hung = run.is_alive()
+    while run.is_alive():  # (old behaviour: waiting for a writer; give it an empty one so the thread ends)
+        with open(fifo, "w"):
+            pass
+        run.join(5)
+    assert not hung, "waited for a second writer to the named pipe"
+    assert_bad(result["r"], out, f"{fifo}: given twice, but a stream can be read only once; give the data as a file")
+
+    fasta = "".join(f">p{i}\n{r['sequence']}\n" for i, r in enumerate(rows[:20]))
+    before = torch.get_num_threads()
+    try:
+        twice = CliRunner().invoke(app, ["-@", "1", "train", "--class-fasta", "a=-", "--class-fasta", "b=-",
+                                         "--max-steps", "1", "-o", str(out)], input=fasta)
+    finally:
+        torch.set_num_threads(before)
+    assert_bad(twice, out, "stdin ('-'): given twice, but a stream can be read only once")

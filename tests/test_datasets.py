@@ -442,3 +442,75 @@ def test_pipes_are_read_like_files_and_errors_name_the_pipe(tmp_path, monkeypatc
     classes = from_pipe("one", ">x\nACGTACGT\n",
                         lambda p: datasets.load_class_fastas([("a", p), ("b", tmp_path / "b.fa")]))
     assert classes.sequences == ["ACGTACGT", "GGGG"] and classes.class_names == ["a", "b"]
+
+
+def test_a_stream_copy_is_never_named_and_never_left_behind(data_dir, tmp_path, monkeypatch, caplog):
+    """The temporary copy of a stream is an implementation detail: row ids, warnings and errors name the
+    stream (as they name a file), a full temporary folder says which folder and TMPDIR, and a signal that
+    ends the process while the copy exists removes it first."""
+    import errno
+    import logging
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from hyena_glt.errors import HyenaGLTError
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool))
+    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
+
+    def from_pipe(name: str, text: str, load):
+        pipe = tmp_path / name
+        os.mkfifo(pipe)
+        writer = threading.Thread(target=lambda: pipe.write_text(text))
+        writer.start()
+        try:
+            return load(pipe)
+        finally:
+            writer.join()
+
+    table = "sequence,label\nACGTACGT,yes\nGGCCGGCC,no\n"
+    data = from_pipe("table", table, lambda p: datasets.load_labelled(p, "classification"))
+    assert data.ids == ["table:2", "table:3"]  # as a file's: NAME:LINE
+
+    bed = (data_dir / "arabidopsis_chloroplast_genes.bed").read_text()
+    with caplog.at_level(logging.WARNING, logger="hyena_glt"):
+        from_pipe("genes", bed, lambda p: datasets.load_labelled(
+            p, "classification", fmt="bed", reference=data_dir / "arabidopsis_chloroplast.fa"))
+    assert f"{tmp_path / 'genes'}: 216 classes in 262 sequences" in caplog.text and ".spool" not in caplog.text
+    with pytest.raises(UsageError, match=r"^.*/nogenome: BED intervals need --reference genome.fa"):
+        from_pipe("nogenome", bed, lambda p: datasets.load_labelled(p, "classification", fmt="bed"))
+
+    def full(source, sink, length=0):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "copyfileobj", full)
+        with pytest.raises(HyenaGLTError, match=rf"/full: cannot copy the data into a temporary file in {spool} "
+                                                r"\(no space left on device\): set TMPDIR to a folder with room"):
+            from_pipe("full", "", lambda p: datasets.load_labelled(p, "classification"))
+    assert list(spool.iterdir()) == []
+
+    # SIGTERM (kill, a scheduler), SIGHUP and SIGUSR1 end a process without running `finally`
+    read = "from hyena_glt.io import datasets; datasets.load_labelled('-', 'classification')"
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+        proc = subprocess.Popen([sys.executable, "-c", read], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, "TMPDIR": str(spool)})
+        proc.stdin.write(table.encode())
+        proc.stdin.flush()  # (stdin stays open: the copy is waiting for the rest)
+        deadline = 600
+        while not list(spool.iterdir()) and deadline:
+            threading.Event().wait(0.1)
+            deadline -= 1
+        assert list(spool.iterdir()), proc.stderr.read() if proc.poll() is not None else "no copy made"
+        threading.Event().wait(0.5)  # (the handlers are set right after the copy is made)
+        proc.send_signal(sig)
+        proc.wait(30)
+        proc.stdin.close()
+        assert proc.returncode == -sig
+        assert list(spool.iterdir()) == [], sig

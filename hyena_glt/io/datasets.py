@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import gzip
 import hashlib
 import io
@@ -31,8 +32,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +134,9 @@ def load_labelled(
                                  label_regex=label_regex, reference=reference, class_names=class_names,
                                  target_names=target_names, window=window, stride=stride, alphabet=alphabet)
         data.sources = [str(path)]
+        # rows of a table without an id column are named FILE:LINE: the stream's name, as classify names them
+        copied, stem = f"{Path(copy).name}:", "stdin" if str(path) == "-" else Path(str(path)).name
+        data.ids = [f"{stem}:{i[len(copied):]}" if i.startswith(copied) else i for i in data.ids]
         return data
     path = Path(path)
     if not path.exists():
@@ -143,7 +149,7 @@ def load_labelled(
     if fmt == "fasta":
         return _read_fasta_labels(path, task, label_regex, class_names, target_names, alphabet)
     if reference is None:
-        raise UsageError(f"{path}: BED intervals need --reference genome.fa to read their sequences")
+        raise UsageError("BED intervals need --reference genome.fa to read their sequences", path=str(path))
     return _read_bed(path, task, Path(reference), label_columns, class_names, target_names, alphabet)
 
 
@@ -361,26 +367,78 @@ def _check_class_names(names: Sequence[str], option: str) -> None:
 @contextlib.contextmanager
 def _spooled(path: str | Path):
     """A stream (stdin, a pipe, ``<(...)``) copied into a temporary file, for readers that read their input
-    twice; errors about the copy name the stream."""
+    twice; errors and log messages about the copy name the stream. The copy is removed in every case: after
+    an error, Ctrl-C, and a signal that ends the process (see ``_removed_on_signals``)."""
     name = str(path)
     fd, copy = tempfile.mkstemp(prefix="hyena-glt-", suffix=".spool")
+    renamed = _StreamName(copy, "stdin" if name == "-" else name)
+    log.addFilter(renamed)
     try:
-        with os.fdopen(fd, "wb") as sink:
-            source = sys.stdin.buffer if name == "-" else open(name, "rb")
+        with _removed_on_signals(copy):
+            with os.fdopen(fd, "wb") as sink:
+                source = sys.stdin.buffer if name == "-" else open(name, "rb")
+                try:
+                    shutil.copyfileobj(source, sink, 1 << 20)
+                except OSError as err:
+                    if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                        raise
+                    # the temporary folder is full (a small /tmp on a cluster node): say which, and how to move it
+                    raise HyenaGLTError(f"cannot copy the data into a temporary file in {os.path.dirname(copy)} "
+                                        f"({err.strerror.lower()}): set TMPDIR to a folder with room for them",
+                                        path=name) from None
+                finally:
+                    if source is not sys.stdin.buffer:
+                        source.close()
             try:
-                shutil.copyfileobj(source, sink, 1 << 20)
-            finally:
-                if source is not sys.stdin.buffer:
-                    source.close()
-        try:
-            yield copy
-        except HyenaGLTError as err:
-            if err.path == copy:
-                err.path = name
-                err.args = (str(err),)
-            raise
+                yield copy
+            except HyenaGLTError as err:
+                if err.path == copy:
+                    err.path = name
+                    err.args = (str(err),)
+                raise
     finally:
+        log.removeFilter(renamed)
         os.unlink(copy)
+
+
+class _StreamName(logging.Filter):
+    """Log messages (warnings while reading) name the stream, not its temporary copy."""
+
+    def __init__(self, copy: str, name: str):
+        super().__init__()
+        self.copy, self.name = copy, name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.name if str(arg) == self.copy else arg for arg in record.args)
+        return True
+
+
+@contextlib.contextmanager
+def _removed_on_signals(copy: str):
+    """While the temporary copy exists, a signal that would end the process at once (SIGTERM from kill or a
+    scheduler, SIGHUP from a closed terminal, SIGUSR1 from SLURM) removes it first: Python runs no
+    ``finally`` for those, so the copy, as large as the data, would stay in the temporary folder. The
+    process then ends by the same signal, as it would have without the copy."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def remove_and_end(signum, frame):
+        with contextlib.suppress(OSError):
+            os.unlink(copy)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    previous = {}
+    for sig in (getattr(signal, s, None) for s in ("SIGTERM", "SIGHUP", "SIGUSR1")):
+        if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:  # (a handler of the caller's stays)
+            previous[sig] = signal.signal(sig, remove_and_end)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # ----------------------------------------------------------------------------------------------------

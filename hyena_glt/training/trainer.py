@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import runtime
-from ..errors import HyenaGLTError, InputError, UsageError
+from ..errors import HyenaGLTError, InputError, ModelError, UsageError
 from ..io.datasets import LabelledData, fingerprint
 from ..io.sequences import is_stream
 from . import checkpoint as ckpt
@@ -151,6 +151,12 @@ class TrainOptions:
         from ..inference import load_model
         from ..tokenizers import get_tokenizer
 
+        folder = Path(self.init)
+        if not (folder / "config.json").exists() and (folder / CHECKPOINTS / "last" / "config.json").exists():
+            # (load_model says so too, but points at classify's --model)
+            raise ModelError(f"no finished model here (the training run stopped early?): finish it with --resume, "
+                             f"or start from its last checkpoint, --init {folder / CHECKPOINTS / 'last'}",
+                             path=str(folder))
         model, meta = load_model(self.init)
         where = f"--init {self.init}"
         if self.preset is not None:
@@ -635,9 +641,15 @@ class Trainer:
                 if self.dist.any(self._signal is not None):
                     self._save_last(start_time)
                     signum = self._signal or signal.SIGTERM
+                    streams = ["stdin" if f == "-" else f for info in self.data_info.values()
+                               for f in info.get("files", []) if not Path(f).is_file()]
+                    # --resume checks the data by their sha256, which a stream read once cannot give
+                    how = ("run the same command with --resume to continue" if not streams else
+                           f"the data came from a stream ({', '.join(streams)}), so the run cannot be resumed: "
+                           f"give the data as files to make a run resumable")
                     raise TrainingInterrupted(
                         f"stopped by {signal.Signals(signum).name} at step {self.global_step}; checkpoint written "
-                        f"to {self.output_dir / CHECKPOINTS / 'last'}; run the same command with --resume to continue",
+                        f"to {self.output_dir / CHECKPOINTS / 'last'}; {how}",
                         signum,
                     )
                 if self.finished:  # early stop at a mid-epoch evaluation
@@ -851,6 +863,7 @@ class Trainer:
             "finished": self.finished,
             "stopped_early": self.stopped_early,
             "history": json.dumps(self.history),
+            "init_sha256": None if self.init_info is None else self.init_info["sha256"],
             "elapsed_s": self.elapsed_before + time.time() - start_time,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -880,14 +893,29 @@ class Trainer:
         if not isinstance(saved_options, dict) or not isinstance(saved_data, dict):
             raise ckpt.damaged(folder / ckpt.STATE_FILE)
         now = self.options.to_json()
-        changed = [k for k in now if k not in ("device", "keep_checkpoints") and saved_options.get(k) != now[k]]
+        ignored = {"device", "keep_checkpoints"}
+        started_from = state.get("init_sha256")
+        if started_from is not None and self.init_info is not None:
+            # the --init model is the one the run started from by its weights, however its path is spelled
+            # now (relative to another folder, or absolute)
+            ignored.add("init")
+            if started_from != self.init_info["sha256"]:
+                raise InputError(f"--resume: the --init model {self.options.init} is not the one the run in "
+                                 f"{self.output_dir} started from (sha256 of model.safetensors differs)")
+        changed = [k for k in now if k not in ignored and saved_options.get(k) != now[k]]
         if changed:
             raise UsageError(
                 f"--resume: the run in {self.output_dir} was started with different settings "
                 f"({', '.join(f'{k}={saved_options.get(k)!r}' for k in changed)}); rerun it with the original options"
             )
         for split, info in self.data_info.items():
-            if saved_data.get(split, {}).get("sha256") != info.get("sha256"):
+            saved = saved_data.get(split, {})
+            if len(saved.get("sha256", [])) < len(saved.get("files", [])):
+                # (its stream was read once and not kept: there is nothing to check the data given now against)
+                streams = ", ".join("stdin" if f == "-" else f for f in saved["files"])
+                raise UsageError(f"--resume: the run in {self.output_dir} read its {split} data from a stream "
+                                 f"({streams}), so it cannot be resumed; start it again with another -o")
+            if saved.get("sha256") != info.get("sha256"):
                 raise InputError(f"--resume: the {split} data differ from those the run in {self.output_dir} "
                                  f"was started with (sha256 mismatch)")
         weights = ckpt.read_weights(folder, str(self.device))

@@ -61,6 +61,30 @@ def _missing_folders(folder: Path) -> list[Path]:
     return [p for p in (folder, *folder.parents) if not p.exists()]
 
 
+def _check_streams_read_once(inputs) -> None:
+    """A stream (stdin, a pipe) can be read once: named twice (a named pipe as TRAIN_FILE and --val, '-' and
+    /dev/stdin, '-' for two --class-fasta classes) the second read would wait forever for a writer that is
+    gone (a named pipe) or find nothing. Told apart by what they are, not how they are spelled."""
+    from hyena_glt.io.sequences import is_stream
+
+    seen: dict[tuple, str] = {}
+    for name in (str(f) for f in inputs if f is not None):
+        if not is_stream(name):
+            continue
+        try:
+            info = os.fstat(sys.stdin.fileno()) if name == "-" else os.stat(name)
+        except (OSError, AttributeError, ValueError):  # stdin closed (said when it is read) or not a real file
+            key: tuple = (name,)
+        else:
+            key = (info.st_dev, info.st_ino)
+        if key in seen:
+            first = seen[key]
+            shown = "stdin ('-')" if name == "-" else name
+            both = shown if first == name else f"{'stdin' if first == '-' else first} and {shown}"
+            raise UsageError(f"{both}: given twice, but a stream can be read only once; give the data as a file")
+        seen[key] = name
+
+
 def _command_line() -> str:
     # under `torchrun -m hyena_glt_cli` argv[0] is a path to __main__.py; record the user-facing name
     return " ".join(shlex.quote(a) for a in ["hyena-glt", *sys.argv[1:]])
@@ -132,6 +156,8 @@ def register(app: typer.Typer) -> None:
             logging.getLogger("hyena_glt").setLevel(max(logging.WARNING, logging.getLogger("hyena_glt").level))
         seed = global_options.seed
         check_files([*(train_files or []), val, test], folders=[output])
+        _check_streams_read_once([*(train_files or []), val, test,
+                                  *(f for _, f in _parse_pairs(class_fasta or [], "--class-fasta"))])
         if val is not None and val_fraction is not None:
             raise UsageError("give either --val or --val-fraction, not both")
         if task == "lm" and window is None:
