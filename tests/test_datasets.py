@@ -404,47 +404,56 @@ def test_class_names_hold_no_tab_or_line_break_and_are_distinct(tmp_path):
         datasets.load_class_fastas([("a\tb", fasta), ("c", fasta)])
 
 
-def test_pipes_are_read_like_files_and_errors_name_the_pipe(tmp_path, monkeypatch):
-    """Labelled tables/FASTA are read twice (format, then records): a stream is copied to a temporary file
-    first, and removed after. LM and class FASTAs are read once. Every loader takes a pipe, and errors name
-    it, not the copy."""
-    import os
-    import threading
-
+@pytest.fixture
+def spool_dir(tmp_path, monkeypatch):
+    """TMPDIR, where the temporary copies of streams go, as a fresh folder the test can look into."""
     spool = tmp_path / "spool"
     spool.mkdir()
     monkeypatch.setenv("TMPDIR", str(spool))
     monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
+    return spool
+
+
+def from_pipe(folder, name: str, text: str, load):
+    """``load(pipe)`` on a named pipe that a thread fills with ``text``."""
+    import os
+    import threading
+
+    pipe = folder / name
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_text(text))
+    writer.start()
+    try:
+        return load(pipe)
+    finally:
+        writer.join()
+
+
+def test_pipes_are_read_like_files_and_errors_name_the_pipe(tmp_path, spool_dir):
+    """Labelled tables/FASTA are read twice (format, then records): a stream is copied to a temporary file
+    first, and removed after. LM and class FASTAs are read once. Every loader takes a pipe, and errors name
+    it, not the copy."""
+    spool = spool_dir
     assert datasets.is_stream("-") and not datasets.is_stream(tmp_path)
 
-    def from_pipe(name: str, text: str, load):
-        pipe = tmp_path / name
-        os.mkfifo(pipe)
-        writer = threading.Thread(target=lambda: pipe.write_text(text))
-        writer.start()
-        try:
-            return load(pipe)
-        finally:
-            writer.join()
-
     table = "sequence,label\nACGTACGT,yes\nGGCCGGCC,no\n"
-    data = from_pipe("table", table, lambda p: datasets.load_labelled(p, "classification"))
+    data = from_pipe(tmp_path, "table", table, lambda p: datasets.load_labelled(p, "classification"))
     assert data.sequences == ["ACGTACGT", "GGCCGGCC"] and data.class_names == ["no", "yes"]
     assert data.sources == [str(tmp_path / "table")]
     with pytest.raises(InputError, match=r"/bad: line 3: invalid character 'X' at position 2"):
-        from_pipe("bad", table.replace("GGCC", "GXCC", 1),
+        from_pipe(tmp_path, "bad", table.replace("GGCC", "GXCC", 1),
                   lambda p: datasets.load_labelled(p, "classification", alphabet="nucleotide"))
     assert list(spool.iterdir()) == []  # the copies are gone, after an error too
 
-    lm = from_pipe("lm", ">a\n" + "ACGT" * 8 + "\n", lambda p: datasets.load_lm_sequences([p], window=8, fmt="fasta"))
+    lm = from_pipe(tmp_path, "lm", ">a\n" + "ACGT" * 8 + "\n", lambda p: datasets.load_lm_sequences([p], window=8, fmt="fasta"))
     assert len(lm.sequences) == 4
     (tmp_path / "b.fa").write_text(">y\nGGGG\n")
-    classes = from_pipe("one", ">x\nACGTACGT\n",
+    classes = from_pipe(tmp_path, "one", ">x\nACGTACGT\n",
                         lambda p: datasets.load_class_fastas([("a", p), ("b", tmp_path / "b.fa")]))
     assert classes.sequences == ["ACGTACGT", "GGGG"] and classes.class_names == ["a", "b"]
 
 
-def test_a_stream_copy_is_never_named_and_never_left_behind(data_dir, tmp_path, monkeypatch, caplog):
+def test_a_stream_copy_is_never_named_and_never_left_behind(data_dir, tmp_path, monkeypatch, caplog, spool_dir):
     """The temporary copy of a stream is an implementation detail: row ids, warnings and errors name the
     stream (as they name a file), a full temporary folder says which folder and TMPDIR, and a signal that
     ends the process while the copy exists removes it first."""
@@ -459,32 +468,19 @@ def test_a_stream_copy_is_never_named_and_never_left_behind(data_dir, tmp_path, 
 
     from hyena_glt.errors import HyenaGLTError
 
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    monkeypatch.setenv("TMPDIR", str(spool))
-    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
-
-    def from_pipe(name: str, text: str, load):
-        pipe = tmp_path / name
-        os.mkfifo(pipe)
-        writer = threading.Thread(target=lambda: pipe.write_text(text))
-        writer.start()
-        try:
-            return load(pipe)
-        finally:
-            writer.join()
+    spool = spool_dir
 
     table = "sequence,label\nACGTACGT,yes\nGGCCGGCC,no\n"
-    data = from_pipe("table", table, lambda p: datasets.load_labelled(p, "classification"))
+    data = from_pipe(tmp_path, "table", table, lambda p: datasets.load_labelled(p, "classification"))
     assert data.ids == ["table:2", "table:3"]  # as a file's: NAME:LINE
 
     bed = (data_dir / "arabidopsis_chloroplast_genes.bed").read_text()
     with caplog.at_level(logging.WARNING, logger="hyena_glt"):
-        from_pipe("genes", bed, lambda p: datasets.load_labelled(
+        from_pipe(tmp_path, "genes", bed, lambda p: datasets.load_labelled(
             p, "classification", fmt="bed", reference=data_dir / "arabidopsis_chloroplast.fa"))
     assert f"{tmp_path / 'genes'}: 216 classes in 262 sequences" in caplog.text and ".spool" not in caplog.text
     with pytest.raises(UsageError, match=r"^.*/nogenome: BED intervals need --reference genome.fa"):
-        from_pipe("nogenome", bed, lambda p: datasets.load_labelled(p, "classification", fmt="bed"))
+        from_pipe(tmp_path, "nogenome", bed, lambda p: datasets.load_labelled(p, "classification", fmt="bed"))
 
     def full(source, sink, length=0):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -493,7 +489,7 @@ def test_a_stream_copy_is_never_named_and_never_left_behind(data_dir, tmp_path, 
         patch.setattr(shutil, "copyfileobj", full)
         with pytest.raises(HyenaGLTError, match=rf"/full: cannot copy the data into a temporary file in {spool} "
                                                 r"\(no space left on device\): set TMPDIR to a folder with room"):
-            from_pipe("full", "", lambda p: datasets.load_labelled(p, "classification"))
+            from_pipe(tmp_path, "full", "", lambda p: datasets.load_labelled(p, "classification"))
     assert list(spool.iterdir()) == []
 
     # SIGTERM (kill, a scheduler), SIGHUP and SIGUSR1 end a process without running `finally`
