@@ -86,8 +86,10 @@ def resolve_model_dir(directory: str | os.PathLike | None) -> Path:
     return Path(default_model_dir())
 
 
-def load_model(directory: str | os.PathLike | None, tasks: Sequence[str] | None = None, map_location="cpu"):
-    """``from_pretrained`` plus a check that the model does one of ``tasks`` → (model, metadata)."""
+def load_model(directory: str | os.PathLike | None, tasks: Sequence[str] | None = None, map_location="cpu",
+               option: str = "--model"):
+    """``from_pretrained`` plus a check that the model does one of ``tasks`` → (model, metadata). ``option``:
+    the option that named the folder, for the hint about a training run that stopped early."""
     from .model import from_pretrained
 
     path = resolve_model_dir(directory)
@@ -100,7 +102,7 @@ def load_model(directory: str | os.PathLike | None, tasks: Sequence[str] | None 
         # a training run stopped before it finished: its model is only in the checkpoint
         raise ModelError(f"no finished model here (the training run stopped early?): resume it with "
                          f"`hyena-glt train ... -o {path} --resume`, or use its last checkpoint, "
-                         f"--model {path / 'checkpoints' / 'last'}", path=str(path))
+                         f"{option} {path / 'checkpoints' / 'last'}", path=str(path))
     model, metadata = from_pretrained(path, map_location=map_location)
     task = metadata.get("task", getattr(model, "task", None))
     if tasks is not None and task not in tasks:

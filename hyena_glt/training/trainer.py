@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import runtime
-from ..errors import HyenaGLTError, InputError, ModelError, UsageError
+from ..errors import HyenaGLTError, InputError, UsageError
 from ..io.datasets import LabelledData, fingerprint
 from ..io.sequences import is_stream
 from . import checkpoint as ckpt
@@ -151,13 +151,7 @@ class TrainOptions:
         from ..inference import load_model
         from ..tokenizers import get_tokenizer
 
-        folder = Path(self.init)
-        if not (folder / "config.json").exists() and (folder / CHECKPOINTS / "last" / "config.json").exists():
-            # (load_model says so too, but points at classify's --model)
-            raise ModelError(f"no finished model here (the training run stopped early?): finish it with --resume, "
-                             f"or start from its last checkpoint, --init {folder / CHECKPOINTS / 'last'}",
-                             path=str(folder))
-        model, meta = load_model(self.init)
+        model, meta = load_model(self.init, option="--init")
         where = f"--init {self.init}"
         if self.preset is not None:
             raise UsageError(f"--preset does not apply with --init: the model keeps the size of {self.init}")
