@@ -78,6 +78,23 @@ def test_bad_inputs_exit_2_without_output(rows, tmp_path):
     assert_bad(invoke("train", str(good), "--class-names", "3=x", "-o", str(out)), out, "--class-names: no class '3'")
 
 
+@pytest.mark.parametrize("env, message", [
+    ({"RANK": "1"}, "inconsistent distributed environment (RANK=1): RANK must be in 0..WORLD_SIZE-1"),
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 but RANK, MASTER_ADDR, MASTER_PORT not set"),
+    ({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "localhost", "MASTER_PORT": "29500"},
+     "inconsistent distributed environment (WORLD_SIZE=2, RANK=2)"),
+    ({"LOCAL_RANK": "zero"}, "environment variable LOCAL_RANK='zero' is not an integer"),
+])
+def test_a_partial_distributed_environment_is_a_usage_error(rows, tmp_path, monkeypatch, env, message):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    good = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows])
+    out = tmp_path / "model"
+    assert_bad(invoke("train", str(good), *TINY, "--max-steps", "1", "-o", str(out)), out, message, "torchrun")
+
+
 def test_class_fastas_val_fraction_run(rows, tmp_path):
     files = []
     for label, name in (("1", "promoter"), ("0", "other")):

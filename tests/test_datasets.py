@@ -260,6 +260,17 @@ def test_alphabet_checked_like_classify_with_iupac_as_n(tmp_path):
         datasets.load_lm_sequences([lm], window=8, alphabet="nucleotide")
 
 
+def test_empty_fasta_records_are_refused_not_trained_on_as_padding(tmp_path):
+    labelled = tmp_path / "labelled.fa"
+    labelled.write_text(">a label=1\nACGT\n>b label=0\n>c label=0\nAC\n")
+    with pytest.raises(InputError, match=r"^.*labelled\.fa: record 'b': empty sequence$"):
+        datasets.load_labelled(labelled, "classification")
+    one_class = tmp_path / "one_class.fa"
+    one_class.write_text(">x\nACGT\n>y\n\n")
+    with pytest.raises(InputError, match=r"^.*one_class\.fa: record 'y': empty sequence$"):
+        datasets.load_class_fastas([("p", one_class), ("q", labelled)])
+
+
 def test_bom_gzip_and_long_cells(tmp_path):
     import gzip
 
@@ -447,6 +458,12 @@ def test_pipes_are_read_like_files_and_errors_name_the_pipe(tmp_path, spool_dir)
 
     lm = from_pipe(tmp_path, "lm", ">a\n" + "ACGT" * 8 + "\n", lambda p: datasets.load_lm_sequences([p], window=8, fmt="fasta"))
     assert len(lm.sequences) == 4
+    # --data-format is checked on a stream as it is read (a file is checked before)
+    with pytest.raises(InputError, match=r"/lm_fasta: holds FASTA, not a table$"):
+        from_pipe(tmp_path, "lm_fasta", ">a\nACGT\n", lambda p: datasets.load_lm_sequences([p], window=8, fmt="table"))
+    with pytest.raises(InputError, match=r"/lm_table: holds a table, not FASTA/FASTQ/SAM/BAM/CRAM$"):
+        from_pipe(tmp_path, "lm_table", "sequence\nACGT\n",
+                  lambda p: datasets.load_lm_sequences([p], window=8, fmt="fasta"))
     (tmp_path / "b.fa").write_text(">y\nGGGG\n")
     classes = from_pipe(tmp_path, "one", ">x\nACGTACGT\n",
                         lambda p: datasets.load_class_fastas([("a", p), ("b", tmp_path / "b.fa")]))

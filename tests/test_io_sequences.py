@@ -708,6 +708,24 @@ def test_nul_and_lone_carriage_returns_are_named_not_dropped(tmp_path, content, 
     assert str(err.value) == f"{path}: {problem}"
 
 
+def test_a_byte_order_mark_before_fasta_or_fastq_is_skipped_where_it_can_be(tmp_path):
+    fasta, fastq = b"\xef\xbb\xbf>a x\nACGT\n>b\nGG\n", b"\xef\xbb\xbf@r1\nACGT\n+\nIIII\n"
+    (tmp_path / "bom.fa").write_bytes(fasta)
+    (tmp_path / "bom.fq").write_bytes(fastq)
+    expected = [("a", "ACGT", "x"), ("b", "GG", "")]
+    assert [(r.id, r.seq, r.description) for r in read_sequences(tmp_path / "bom.fa")] == expected
+    fifo, _ = _fifo_fed(tmp_path, fasta)
+    assert [(r.id, r.seq, r.description) for r in read_sequences(fifo)] == expected
+    assert [(r.id, r.qual) for r in read_sequences(tmp_path / "bom.fq")] == [("r1", "IIII")]
+    # compressed text and indexed regions go to htslib as they are: a clear error with the fix instead
+    (tmp_path / "bom.fa.gz").write_bytes(gzip.compress(fasta))
+    with pytest.raises(InputError, match=r"bom\.fa\.gz: starts with a UTF-8 byte-order mark \(BOM\); remove it: zcat"):
+        list(read_sequences(tmp_path / "bom.fa.gz"))
+    with pytest.raises(InputError, match=r"bom\.fa: starts with a UTF-8 byte-order mark \(BOM\); remove it: sed -i"):
+        list(read_sequences(tmp_path / "bom.fa", regions=["a:1-2"]))
+    assert not (tmp_path / "bom.fa.fai").exists()
+
+
 def test_crlf_line_breaks_still_read(tmp_path):
     path = tmp_path / "crlf.fa"
     path.write_bytes(b">a x\r\nACGT\r\nGG\r\n>c\r\nTT\r\n")

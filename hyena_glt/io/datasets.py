@@ -169,6 +169,8 @@ def load_class_fastas(
     for name, file in specs:
         n_before = len(seqs)
         for rec in read_sequences(str(file), alphabet=alphabet):
+            if not rec.seq:  # it would be trained on as a record of padding alone
+                raise _error("empty sequence", str(file), rec.id)
             ids.append(rec.id)
             seqs.append(rec.seq)
             raw.append(name)
@@ -201,10 +203,12 @@ def load_lm_sequences(
             raise UsageError("--data-format bed is for labelled intervals; --task lm reads sequences "
                              "(FASTA/FASTQ/SAM/BAM/CRAM, or a table with a sequence column)")
         for p in paths:
-            if not is_stream(p):  # (read_sequences reads a stream once: its content is checked as it is read)
+            if not is_stream(p):  # (read_sequences reads a stream once: its content is checked there)
                 check_format(Path(p), fmt)
+    # a stream is checked as it is read (the formats its content may be in)
+    formats = None if fmt is None else ("table",) if fmt == "table" else ("fasta", "fastq", "sam", "bam", "cram")
     ids, seqs = [], []
-    for rec in read_many([str(p) for p in paths], alphabet=alphabet):
+    for rec in read_many([str(p) for p in paths], alphabet=alphabet, formats=formats):
         if window is None or len(rec.seq) <= window:
             if rec.seq:
                 ids.append(rec.id)
@@ -780,6 +784,8 @@ def _read_fasta_labels(
         match = pattern.search(header)
         if match is None:
             raise _error(f"no label in the header '{header}' (expected 'label=VALUE' or a --label-regex that matches)", str(path), rec.id)
+        if not rec.seq:
+            raise _error("empty sequence", str(path), rec.id)
         value = match.group(1)
         if task == "classification":
             values = [value]

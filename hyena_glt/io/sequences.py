@@ -171,6 +171,9 @@ def _decompressed_head(head: bytes, path: str) -> bytes:
 
 
 _SAM_HEADER = re.compile(rb"@(HD|SQ|RG|PG|CO)\t")
+# UTF-8 byte-order mark: Windows editors and Excel put it before text files; skipped in front of FASTA/FASTQ
+# and table headers.
+_BOM = b"\xef\xbb\xbf"
 
 
 def _sniff(head: bytes, path: str) -> tuple[str, bool]:
@@ -183,7 +186,7 @@ def _sniff(head: bytes, path: str) -> tuple[str, bool]:
     content = _decompressed_head(head, path) if compressed else head
     if content[:4] == b"BAM\x01":
         return "bam", True
-    text = content.lstrip()
+    text = content.removeprefix(_BOM).lstrip()
     if not text:
         raise InputError("empty file", path=path)
     if text[:1] == b">":
@@ -195,7 +198,7 @@ def _sniff(head: bytes, path: str) -> tuple[str, bool]:
     first_line = text.split(b"\n", 1)[0]
     if first_line.count(b"\t") >= 10:  # a headerless SAM file
         return "sam", compressed
-    if _table_columns(first_line.removeprefix(b"\xef\xbb\xbf")) is not None:
+    if _table_columns(first_line) is not None:
         return "table", compressed
     if content[:3] == b"BCF":
         raise InputError("unknown format: looks like BCF, not sequences", path=path)
@@ -543,6 +546,13 @@ def _read_fastx(pysam_path: str, path: str, fmt: str, compressed: bool, check, *
         raise InputError(f"malformed {fmt.upper()} after record {count} ({reason})", path=path) from None
 
 
+def _bom_error(path: str, compressed: bool = False) -> InputError:
+    """A byte-order mark where it cannot be skipped (compressed text, indexed access)."""
+    command = ("zcat FILE | sed '1s/^\\xEF\\xBB\\xBF//' | bgzip > FIXED.gz" if compressed
+               else "sed -i '1s/^\\xEF\\xBB\\xBF//' FILE")
+    return InputError(f"starts with a UTF-8 byte-order mark (BOM); remove it: {command}", path=path)
+
+
 def _check_compressed_start(head: bytes, path: str) -> None:
     """Compressed text is not scanned whole for the bytes pysam misreads (see ``_first_bad_byte``), but its
     first decompressed kilobytes are: a file of old Mac (CR-only) line breaks would otherwise lose every record."""
@@ -566,6 +576,15 @@ def _read_plain_or_stream(source: str, head: bytes, stream: BinaryIO | None, fmt
     once = stream is not None  # else a plain file, read again by name to diagnose an error
     if compressed:
         _check_compressed_start(head, source)
+        if _decompressed_head(head, source).startswith(_BOM):
+            raise _bom_error(source, compressed=True)
+    elif head.startswith(_BOM):  # pysam would read the mark as part of the first header: skip it in the pump
+        if stream is None:
+            stream = open(source, "rb")
+            stream.read(len(_BOM))
+            head = b""
+        else:
+            head = head[len(_BOM):]
     if stream is None and not compressed:
         with contextlib.closing(_mapped(source)) as data:
             if _first_bad_byte(data) >= 0:
@@ -753,6 +772,8 @@ def open_indexed_fasta(path: str | os.PathLike) -> pysam.FastaFile:
         raise InputError(f"regions need an indexed FASTA file; this is {fmt.upper()}", path=path)
     if compressed and head[12:14] != b"BC":
         raise InputError("cannot index a plain-gzip FASTA for regions; recompress it with bgzip", path=path)
+    if (_decompressed_head(head, path) if compressed else head).startswith(_BOM):
+        raise _bom_error(path, compressed)
     if Path(path + ".fai") not in made:
         raise InputError(f"its .fai index cannot be read or does not match the file: rebuild it (samtools faidx "
                          f"{path})", path=path)
@@ -1080,6 +1101,7 @@ def read_sequences(
     stored_orientation: bool = False,
     alphabet: str | None = None,
     iupac: str = "N",
+    formats: Iterable[str] | None = None,
 ) -> Iterator[SequenceRecord]:
     """Stream the records of one input (a path, or ``-`` for stdin).
 
@@ -1087,7 +1109,8 @@ def read_sequences(
     ``regions`` (samtools strings) and ``regions_bed`` (a BED path) select regions of an indexed
     FASTA, or the reads of an indexed BAM/CRAM overlapping them. ``alphabet`` (dna, rna, nucleotide = DNA or RNA, protein; None = no check) rejects the
     first character outside it, with its 1-based position; ambiguity codes follow ``iupac``
-    (``N``: replaced by N, or X for protein; ``keep``; ``error``).
+    (``N``: replaced by N, or X for protein; ``keep``; ``error``). ``formats``: the formats the content may
+    be in (as sniffed; another is an InputError), e.g. to check a stream that cannot be looked at twice.
     """
     check = None if alphabet is None else _AlphabetCheck(alphabet, iupac)
     fmt = _normalise_format(fmt)
@@ -1105,6 +1128,11 @@ def read_sequences(
         if stream is not None and stream is not sys.stdin.buffer:
             stream.close()
         raise
+    if formats is not None and sniffed not in formats:
+        if stream is not None and stream is not sys.stdin.buffer:
+            stream.close()
+        wanted = "a table" if list(formats) == ["table"] else "/".join(f.upper() for f in formats)
+        raise InputError(f"holds {'a table' if sniffed == 'table' else sniffed.upper()}, not {wanted}", path=source)
     fmt = fmt or sniffed
     if regional and fmt in ("fasta", "fastq"):
         yield from _read_regions(source, regions, regions_bed, check)

@@ -204,7 +204,7 @@ def check_output_dir(output_dir: str | Path, resume: bool = False) -> None:
         raise UsageError(f"cannot read the output folder: {(err.strerror or str(err)).lower()}", path=str(out)) from None
     if used and not resume:
         raise UsageError(f"output folder {out} is not empty; continue its run with --resume or choose another -o")
-    if int(os.environ.get("RANK", "0")) != 0:
+    if distributed_env()[1] != 0:
         return  # under torchrun rank 0 alone tries: the ranks would trip over each other's trial folders
     if out.is_dir():
         if not os.access(out, os.W_OK | os.X_OK):
@@ -303,13 +303,35 @@ def _gather(data: TensorData, index: torch.Tensor):
 # distributed helpers (all no-ops in a single process)
 
 
+def distributed_env() -> tuple[int, int, int]:
+    """(world size, rank, local rank) from the variables torchrun sets (1, 0, 0 without them). A partial or
+    inconsistent set (RANK alone, a rank outside the world, no rendezvous address) is a UsageError, not a
+    failure deep inside torch.distributed."""
+    hint = "start multi-process training with torchrun (see docs/train.md), or unset these variables"
+    values = {}
+    for name, default in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)):
+        text = os.environ.get(name, "").strip()
+        try:
+            values[name] = int(text) if text else default
+        except ValueError:
+            raise UsageError(f"environment variable {name}={text!r} is not an integer; {hint}") from None
+    world, rank, local = values["WORLD_SIZE"], values["RANK"], values["LOCAL_RANK"]
+    if world < 1 or not 0 <= rank < world or local < 0:
+        found = ", ".join(f"{n}={os.environ[n]}" for n in ("WORLD_SIZE", "RANK", "LOCAL_RANK") if n in os.environ)
+        raise UsageError(f"inconsistent distributed environment ({found}): RANK must be in 0..WORLD_SIZE-1; {hint}")
+    if world > 1:
+        missing = [n for n in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(n)]
+        if missing:
+            raise UsageError(f"WORLD_SIZE={world} but {', '.join(missing)} not set; {hint}")
+    return world, rank, local
+
+
 class Dist:
     def __init__(self, device: torch.device):
         import torch.distributed as dist
 
         self.dist = dist
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
+        self.world, self.rank, _ = distributed_env()
         self.initialised_here = False
         if self.world > 1 and not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
@@ -460,8 +482,7 @@ class Trainer:
 
         self.dist = Dist(self.device)
         if self.dist.world > 1 and self.device.type == "cuda":
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            self.device = torch.device("cuda", local)
+            self.device = torch.device("cuda", distributed_env()[2])
             self.model.to(self.device)
         micro_batches = math.ceil(math.ceil(len(self.train_t) / self.dist.world) / options.batch_size)
         self.steps_per_epoch = max(1, math.ceil(micro_batches / options.grad_accum))
