@@ -76,9 +76,16 @@ CPU_BATCH_UNITS = 16_384  # units per forward pass with --batch-size auto on CPU
 # Loading
 # --------------------------------------------------------------------------------------------------
 def resolve_model_dir(directory: str | os.PathLike | None) -> Path:
-    """``directory`` or, when None, the bundled default model."""
+    """``directory``; a bundled model's name (``promoter-tiny``) when no such folder exists here; or, when
+    None, the bundled default model."""
     if directory is not None:
-        return Path(directory)
+        path = Path(directory)
+        if not path.exists() and "/" not in str(directory) and os.sep not in str(directory):
+            from .pretrained import bundled_models, model_dir
+
+            if path.name in bundled_models():
+                return model_dir(path.name)
+        return path
     try:
         from .pretrained import default_model_dir
     except ImportError:
@@ -94,7 +101,11 @@ def load_model(directory: str | os.PathLike | None, tasks: Sequence[str] | None 
 
     path = resolve_model_dir(directory)
     if not path.exists():
-        raise ModelError("model directory does not exist", path=str(path))
+        from .pretrained import bundled_models
+
+        bundled = ", ".join(bundled_models())
+        raise ModelError(f"model directory does not exist{f' (bundled models, by name: {bundled})' if bundled else ''}",
+                         path=str(directory))
     if not path.is_dir():
         raise ModelError("not a model directory (expected a folder with config.json, model.safetensors, "
                          "hyena_glt.json)", path=str(path))

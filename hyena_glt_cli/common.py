@@ -161,5 +161,7 @@ RegionOpt = Annotated[
 RegionsOpt = Annotated[Optional[Path], typer.Option("--regions", help="BED file of regions (0-based, half-open).")]
 ReferenceOpt = Annotated[Optional[Path], typer.Option("--reference", help="Reference FASTA (for CRAM input).")]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Process part I of N of the input (I/N, 1-based) for array jobs.")]
-ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory (default: the bundled model).")]
+# a folder, or the name of a bundled model (a string: "./x" must stay a path, not become the name "x")
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", metavar="<path|name>",
+                                                 help="Model folder, or a bundled model's name (default: the bundled model).")]
 InputsArg = Annotated[list[str], typer.Argument(metavar="INPUT", help="Input files (FASTA/FASTQ, gz/bgzf, SAM/BAM/CRAM); '-' for stdin.")]

@@ -9,7 +9,7 @@ import torch
 
 from hyena_glt.errors import ModelError
 from hyena_glt.model import from_pretrained, rc_average_logits
-from hyena_glt.pretrained import default_model_dir, model_dir
+from hyena_glt.pretrained import bundled_models, default_model_dir, model_dir
 from hyena_glt.tokenizers import get_tokenizer
 from hyena_glt.training.metrics import classification_metrics
 
@@ -52,3 +52,18 @@ def test_default_model_reproduces_its_recorded_metrics_on_gue_test_sample(data_d
 def test_unknown_bundled_model_is_a_model_error():
     with pytest.raises(ModelError, match="no bundled model 'nope'"):
         model_dir("nope")
+
+
+def test_a_bundled_model_is_found_by_name_where_no_such_folder_exists(tmp_path, monkeypatch):
+    from hyena_glt.inference import load_model, resolve_model_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert "promoter-tiny" in bundled_models()
+    assert resolve_model_dir("promoter-tiny") == default_model_dir()
+    assert load_model("promoter-tiny")[1]["model_dir"] == str(default_model_dir())
+    # a path is a path: "./promoter-tiny" is not the name, and a folder of that name here wins over the bundled one
+    with pytest.raises(ModelError, match=r"^\./promoter-tiny: model directory does not exist \(bundled models, by "
+                                         r"name: .*promoter-tiny"):
+        load_model("./promoter-tiny")
+    (tmp_path / "promoter-tiny").mkdir()
+    assert resolve_model_dir("promoter-tiny").resolve() == tmp_path / "promoter-tiny"

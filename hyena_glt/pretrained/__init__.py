@@ -14,13 +14,17 @@ from ..errors import ModelError
 DEFAULT_MODEL = "promoter-tiny"
 
 
+def bundled_models() -> list[str]:
+    """Names of the models installed with the package (``--model NAME`` and ``--init NAME`` take them)."""
+    return sorted(p.name for p in Path(__file__).resolve().parent.iterdir() if (p / "hyena_glt.json").is_file())
+
+
 def model_dir(name: str = DEFAULT_MODEL) -> Path:
     """The folder of bundled model ``name`` (ModelError when it is not installed)."""
     folder = Path(__file__).resolve().parent / name
     if not (folder / "hyena_glt.json").is_file():
-        available = sorted(p.name for p in Path(__file__).resolve().parent.iterdir() if (p / "hyena_glt.json").is_file())
         raise ModelError(
-            f"no bundled model '{name}' (available: {', '.join(available) or 'none'}; "
+            f"no bundled model '{name}' (available: {', '.join(bundled_models()) or 'none'}; "
             f"build the default one with `make default-model`)",
             path=str(folder),
         )

@@ -536,8 +536,9 @@ class Trainer:
         fresh = sorted(k for k in own if k not in copied and k not in ("target_mean", "target_scale"))
         log.info("--init %s: %d of %d tensors copied (%s); new: %s", self.options.init, len(copied), len(own),
                  "backbone and head" if same_head else "backbone", ", ".join(fresh) or "none")
-        weights = Path(self.options.init) / "model.safetensors"
-        return {"model": str(self.options.init), "task": model.task, "sha256": fingerprint(weights),
+        folder = meta["model_dir"]  # (a bundled model's name resolved to its folder)
+        weights = Path(folder) / "model.safetensors"
+        return {"model": folder, "task": model.task, "sha256": fingerprint(weights),
                 "copied": len(copied), "new": fresh}
 
     # ------------------------------------------------------------------------------------------------

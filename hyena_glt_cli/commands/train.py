@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
         class_fasta: Annotated[Optional[list[str]], typer.Option("--class-fasta", help="NAME=FILE: one FASTA per class (repeatable).")] = None,
         reference: Annotated[Optional[Path], typer.Option("--reference", help="Genome FASTA for BED intervals.")] = None,
         class_names: Annotated[Optional[list[str]], typer.Option("--class-names", help="Display names for labels, e.g. 0=non_promoter,1=promoter.")] = None,
-        init: Annotated[Optional[Path], typer.Option("--init", help="Start from this model folder's weights (fine-tuning; e.g. an LM from --task lm): its backbone, and its head when it predicts the same classes. The architecture, tokenizer and patcher are that model's.")] = None,
+        init: Annotated[Optional[str], typer.Option("--init", metavar="<path|name>", help="Start from this model folder's (or bundled model's) weights (fine-tuning; e.g. an LM from --task lm): its backbone, and its head when it predicts the same classes. The architecture, tokenizer and patcher are that model's.")] = None,
         preset: Annotated[Optional[str], typer.Option("--preset", help="Model size: tiny, small or base (default: tiny).")] = None,
         d_model: Annotated[Optional[int], typer.Option("--d-model", help="Override the preset's width.")] = None,
         n_layers: Annotated[Optional[int], typer.Option("--n-layers", help="Override the preset's depth.")] = None,
@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
         overrides.update({k: v for k, v in (("d_model", d_model), ("n_layers", n_layers), ("dropout", dropout)) if v is not None})
         options = TrainOptions(
             task=task, preset=preset, config_overrides=overrides, tokenizer=tokenizer, patcher=patcher,
-            init=str(init) if init is not None else None,
+            init=init,
             entropy_model=str(entropy_model) if entropy_model else None, target_patch_length=target_patch_length,
             window=window, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
             lr=lr, weight_decay=weight_decay, warmup=warmup, grad_clip=grad_clip, rc_augment=rc_augment,
