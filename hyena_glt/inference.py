@@ -79,13 +79,9 @@ def resolve_model_dir(directory: str | os.PathLike | None) -> Path:
     """``directory``; a bundled model's name (``promoter-tiny``) when no such folder exists here; or, when
     None, the bundled default model."""
     if directory is not None:
-        path = Path(directory)
-        if not path.exists() and "/" not in str(directory) and os.sep not in str(directory):
-            from .pretrained import bundled_models, model_dir
+        from .pretrained import find_model
 
-            if path.name in bundled_models():
-                return model_dir(path.name)
-        return path
+        return find_model(directory)
     try:
         from .pretrained import default_model_dir
     except ImportError:

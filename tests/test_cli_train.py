@@ -436,6 +436,31 @@ def test_init_fine_tunes_from_a_language_model(rows, data_dir, tmp_path):
     assert torch.allclose(second.head.weight, tuned.head.weight, atol=1e-6)
 
 
+def test_init_takes_the_bundled_dna_lm_by_name(rows, tmp_path, monkeypatch):
+    from hyena_glt.pretrained import model_dir
+
+    monkeypatch.chdir(tmp_path)
+    train = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows[:64]])
+    result = invoke("train", str(train), "--init", "dna-lm-tiny", "--max-steps", "1", "--batch-size", "16", "-o", "tuned")
+    assert result.exit_code == 0, result.stderr
+    assert "--init dna-lm-tiny: 56 of 58 tensors copied (backbone); new: head.bias, head.weight" in result.stderr
+    tuned, meta = from_pretrained(tmp_path / "tuned")
+    assert meta["training"]["init"]["model"] == str(model_dir("dna-lm-tiny")) and tuned.config.bidirectional is False
+
+
+def test_a_progress_line_between_evaluations(rows, tmp_path, monkeypatch):
+    """Between evaluations (one an epoch by default) the log says how far the run is and how long is left."""
+    import re
+
+    monkeypatch.setattr("hyena_glt.training.trainer.PROGRESS_SECONDS", 1e-9)
+    train = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows[:64]])
+    result = invoke("train", str(train), *TINY, "--epochs", "1", "--batch-size", "16", "-o", str(tmp_path / "m"))
+    assert result.exit_code == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if "left)" in line]
+    assert [re.match(r"hyena-glt: epoch 1 step (\d)/4 train_loss [0-9.]+ \(\d+ s; about \d+ s left\)$", line).group(1)
+            for line in progress] == ["1", "2", "3"]  # step 4 ends the epoch: its evaluation line instead
+
+
 def test_init_refuses_what_would_not_fit(rows, data_dir, tmp_path):
     train = write_csv(tmp_path / "train.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows[:64]])
     model = tmp_path / "m"

@@ -539,11 +539,12 @@ def save_entropy_patcher(patcher: EntropyPatcher, model_dir: str | Path, *, subd
 def load_entropy_model(directory: str | Path, map_location="cpu"):
     """(lm_model, metadata, tokenizer) from an LM model directory, or from a model directory that holds
     one in ``entropy_model/``. ModelError when it is not a causal LM."""
+    from ..pretrained import find_model
     from .pretrained import from_pretrained
 
-    directory = Path(directory)
+    given, directory = directory, find_model(directory)  # (a bundled LM by its name: dna-lm-tiny)
     if not directory.is_dir():
-        raise ModelError("entropy model directory does not exist", path=str(directory))
+        raise ModelError("entropy model directory does not exist", path=str(given))
     if (directory / ENTROPY_SUBDIR).is_dir():
         directory = directory / ENTROPY_SUBDIR
     model, metadata = from_pretrained(directory, map_location=map_location)

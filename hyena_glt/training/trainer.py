@@ -40,6 +40,9 @@ log = logging.getLogger("hyena_glt")
 
 LOG_FILE = "train_log.tsv"
 CHECKPOINTS = "checkpoints"
+# Between evaluations, a progress line at most this often (an HPC job log would otherwise show nothing for as
+# long as an epoch takes); 0: never.
+PROGRESS_SECONDS = 60.0
 DNA_TOKENIZERS = ("nucleotide", "nucleotide:softmask")  # reverse-complement augmentation by default
 RESERVED_METADATA = {"task", "num_outputs", "tokenizer", "patcher", "window", "rc_average", "metrics", "training",
                      "package_version", "class_names", "target_names"}
@@ -629,7 +632,8 @@ class Trainer:
             f", {self.dist.world} processes" if self.dist.world > 1 else "",
             sum(p.numel() for p in self.model.parameters()),
         )
-        last_checkpoint_time = time.time()
+        last_checkpoint_time = last_progress = time.time()
+        first_step = self.global_step  # (a resumed run times only its own steps)
         previous_handlers = self._install_signal_handlers()
         try:
             while not self.finished and self.epoch < self.epochs and self.global_step < self.total_steps:
@@ -646,9 +650,13 @@ class Trainer:
                         break
                     if self.options.eval_every and self.global_step % self.options.eval_every == 0:
                         self._evaluate_and_record(start_time)
+                        last_progress = time.time()
                         self.model.train()
                         if self.finished:
                             break
+                    elif PROGRESS_SECONDS and time.time() - last_progress >= PROGRESS_SECONDS:
+                        self._log_progress(start_time, first_step)
+                        last_progress = time.time()
                     due = (self.options.checkpoint_every and self.global_step % self.options.checkpoint_every == 0) or \
                         (time.time() - last_checkpoint_time > 60 * self.options.checkpoint_minutes)
                     if self.dist.any(bool(due)):  # collective: ranks' clocks may disagree
@@ -691,6 +699,17 @@ class Trainer:
             self._restore_signal_handlers(previous_handlers)
             self.dist.close()
         return result
+
+    def _log_progress(self, start_time: float, first_step: int) -> None:
+        """step, this epoch's mean training loss so far (this process's batches), time and time left."""
+        if not self.dist.main:
+            return
+        elapsed = time.time() - start_time
+        per_step = elapsed / max(self.global_step - first_step, 1)
+        left = per_step * (self.total_steps - self.global_step)
+        loss = self.epoch_loss_sum / max(self.epoch_loss_count, 1)
+        log.info("epoch %d step %d/%d train_loss %s (%.0f s; about %s left)", self.epoch + 1, self.global_step,
+                 self.total_steps, _fmt(loss), self.elapsed_before + elapsed, _duration(left))
 
     def _train_step(self, model, group: list[torch.Tensor]) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -1055,6 +1074,15 @@ class _nullcontext:
 
     def __exit__(self, *exc):
         return False
+
+
+def _duration(seconds: float) -> str:
+    """12 s, 7 min, 2.5 h: a rough time for a progress line."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _fmt(value) -> str:

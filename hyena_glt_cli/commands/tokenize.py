@@ -49,7 +49,8 @@ PatcherOpt = Annotated[
     str, typer.Option("--patcher", help="none, static:K or entropy: write patch intervals as BED instead of token ids.")
 ]
 EntropyModelOpt = Annotated[
-    Optional[Path], typer.Option("--entropy-model", help="Entropy LM directory (or a model directory holding entropy_model/).")
+    Optional[str], typer.Option("--entropy-model", metavar="<path|name>",
+                                help="Entropy LM folder or bundled LM name (or a model folder holding entropy_model/).")
 ]
 StatsOpt = Annotated[Optional[Path], typer.Option("--stats", help="With --patcher: per-contig patch statistics as TSV.")]
 PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="With --patcher: PNG of the patches (and entropy) of the first record.")]

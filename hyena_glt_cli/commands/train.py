@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         config_set: Annotated[Optional[list[str]], typer.Option("--set", help="Override any model config field, KEY=VALUE with a JSON value (e.g. --set d_inner=256 --set attn_layers=[1]).")] = None,
         tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="nucleotide, nucleotide:softmask, kmer:K, byte or protein (default: nucleotide).")] = None,
         patcher: Annotated[Optional[str], typer.Option("--patcher", help="none, static:K or entropy (default: none).")] = None,
-        entropy_model: Annotated[Optional[Path], typer.Option("--entropy-model", help="LM folder (from --task lm) for --patcher entropy.")] = None,
+        entropy_model: Annotated[Optional[str], typer.Option("--entropy-model", metavar="<path|name>", help="LM folder (from --task lm) or bundled LM name (dna-lm-tiny) for --patcher entropy.")] = None,
         target_patch_length: Annotated[Optional[float], typer.Option("--target-patch-length", help="Mean patch length the entropy threshold is calibrated to.")] = None,
         window: Annotated[Optional[int], typer.Option("--window", help="Sequence length: longer sequences are centre-cropped, shorter padded (lm: chunk length, default 1024).")] = None,
         stride: Annotated[Optional[int], typer.Option("--stride", help="lm: step between chunks (default: --window).")] = None,
