@@ -152,6 +152,32 @@ def test_gradient_accumulation_equals_big_batch(data_dir, tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_mixed_length_data_is_batched_by_length_and_same_length_data_is_not(data_dir, tmp_path, monkeypatch):
+    """A genome's 256 nt chunks among short records: each batch holds sequences of similar length (a batch is as
+    wide as its longest), every sequence still comes once an epoch, the order is fixed by seed and epoch (resume),
+    and the last, partial batch stays last. Same-length data keeps the plain shuffled order."""
+    monkeypatch.setattr("hyena_glt.training.trainer._LENGTH_POOL", 4)
+    genome = load_lm_sequences([data_dir / "lambda_virus.fa"], window=256).subset(range(40))
+    short = load_lm_sequences([data_dir / "ex1.fa"], window=None)
+    records = [r["sequence"] for r in gue(data_dir, n=100)]
+    data = LabelledData(genome.ids + short.ids + [f"r{i}" for i in range(100)],
+                        genome.sequences + short.sequences + records, None, "lm")
+    options = TrainOptions(task="lm", config_overrides=SMALL, max_steps=1, batch_size=8, device="cpu", seed=5)
+    trainer = Trainer(options, data, None, tmp_path / "lm")
+    assert trainer.group_by_length
+    order = trainer._epoch_order(0)
+    assert sorted(order.tolist()) == list(range(len(data)))
+    assert torch.equal(order, trainer._epoch_order(0)) and not torch.equal(order, trainer._epoch_order(1))
+    batches = order.split(8)
+    assert len(batches[-1]) == len(data) % 8
+    widths = [int(trainer.train_t.lengths[b].max()) for b in batches]
+    wide = [b for b, w in zip(batches, widths) if w == 256]
+    assert 5 <= len(wide) <= 6  # the 40 chunks fill 5 batches (6 where a pool boundary splits them), not most
+    plain = Trainer(TrainOptions(task="regression", config_overrides=SMALL, max_steps=1, batch_size=8, device="cpu",
+                                 seed=5), gc_data(gue(data_dir, n=64)), None, tmp_path / "gc")
+    assert not plain.group_by_length
+
+
 def test_bad_options(data_dir, tmp_path):
     with pytest.raises(UsageError, match="--batch-size must be at least 1"):
         _trainer(data_dir, tmp_path, batch_size=0)

@@ -43,6 +43,8 @@ CHECKPOINTS = "checkpoints"
 # Between evaluations, a progress line at most this often (an HPC job log would otherwise show nothing for as
 # long as an epoch takes); 0: never.
 PROGRESS_SECONDS = 60.0
+# Training data of mixed lengths is batched by length within pools of this many batches (see _grouped_by_length).
+_LENGTH_POOL = 64
 DNA_TOKENIZERS = ("nucleotide", "nucleotide:softmask")  # reverse-complement augmentation by default
 RESERVED_METADATA = {"task", "num_outputs", "tokenizer", "patcher", "window", "rc_average", "metrics", "training",
                      "package_version", "class_names", "target_names"}
@@ -480,6 +482,9 @@ class Trainer:
             if tensors is not None:
                 self.data_info.setdefault(split, {})["n_sequences"] = len(tensors)
         self.window = options.window or int(self.train_t.lengths.max())
+        # batches by length only where padding would cost much (same-length data keeps its plain shuffled order)
+        lengths = self.train_t.lengths.float()
+        self.group_by_length = bool(lengths.max() > 1.25 * lengths.median())
         if self.task == "regression":  # (a resumed run reads the same values back with its weights)
             self.model.set_target_scale(self.train_t.labels)
 
@@ -584,7 +589,28 @@ class Trainer:
             shuffle=True, seed=self.options.seed, drop_last=False,
         )
         sampler.set_epoch(epoch)
-        return torch.tensor(list(iter(sampler)), dtype=torch.long)
+        order = torch.tensor(list(iter(sampler)), dtype=torch.long)
+        return self._grouped_by_length(order, epoch) if self.group_by_length else order
+
+    def _grouped_by_length(self, order: torch.Tensor, epoch: int) -> torch.Tensor:
+        """``order`` rearranged so that each batch holds sequences of similar length: a batch is as wide as its
+        longest sequence, so one 512 nt chunk among 70 nt records makes the whole batch 512 wide (an LM on
+        genomes plus short records spent most of its time on padding). Pools of _LENGTH_POOL batches, in the
+        shuffled order, are sorted by length and cut into batches, and the full batches are shuffled (seeded
+        by seed and epoch, so a resumed run sees the same order); a last, partial batch stays last."""
+        size = self.options.batch_size
+        pool = size * _LENGTH_POOL
+        lengths = self.train_t.lengths[order]
+        parts = []
+        for start in range(0, len(order), pool):
+            chunk = order[start:start + pool]
+            parts.append(chunk[torch.sort(lengths[start:start + pool], stable=True).indices])
+        grouped = torch.cat(parts)
+        full = len(grouped) // size
+        batches = grouped[:full * size].view(full, size)
+        generator = torch.Generator().manual_seed(self.options.seed * 1_000_003 + epoch)
+        batches = batches[torch.randperm(full, generator=generator)]
+        return torch.cat([batches.flatten(), grouped[full * size:]])
 
     def _augment(self, ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor):
         """Reverse-complement half the batch; crop to the curriculum length (random offsets)."""
