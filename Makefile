@@ -35,10 +35,10 @@ default-model: $(STAMP)
 	    --meta 'benchmark={"task":"GUE prom_core_all (human core promoter vs non-promoter, 70 nt)","split":"test","reference_model":"DNABERT-2","reference_test_mcc":69.37}' \
 	    -o $(DEFAULT_MODEL)
 
-# The bundled DNA language model (`--init dna-lm-tiny`, `--entropy-model dna-lm-tiny`): 850 steps x 32 x 512 nt of
+# The bundled DNA language model (`--init dna-lm-tiny`, `--entropy-model dna-lm-tiny`): 4,800 steps x 32 x <=512 nt of
 # next-base prediction over the unlabelled DNA in example_data: C. elegans, the A. thaliana chloroplast, phage
 # lambda, human and orangutan mitochondria, and the sequences (not labels) of the GUE prom_core_all and mouse_2
-# training splits; no dev or test split. Seeded, two threads (14 min on the 2-core machine): the last bits of the
+# training splits; no dev or test split. Seeded, two threads (10 min on the 2-core machine): the last bits of the
 # weights may differ between CPUs and thread counts.
 DNA_LM := hyena_glt/pretrained/dna-lm-tiny
 LM_CORPUS := build/dna_lm_corpus.fa
@@ -54,8 +54,8 @@ $(LM_CORPUS): example_data/ce.fa example_data/gue/prom_core_all/train.csv exampl
 	mv $@.tmp $@
 dna-lm: $(STAMP) $(LM_CORPUS)
 	rm -rf $(DNA_LM)
-	$(PY) -m hyena_glt_cli -@ 2 --seed 1 train $(LM_CORPUS) --task lm --window 512 --max-steps 850 --batch-size 32 \
-	    --lr 2e-3 --val-fraction 0.02 --eval-every 425 --device cpu --no-keep-checkpoints \
+	$(PY) -m hyena_glt_cli -@ 2 --seed 1 train $(LM_CORPUS) --task lm --window 512 --max-steps 4800 --batch-size 32 \
+	    --lr 2e-3 --val-fraction 0.02 --eval-every 1600 --device cpu --no-keep-checkpoints \
 	    --meta 'corpus=$(LM_CORPUS_NOTE)' -o $(DNA_LM)
 
 bench: $(STAMP)
