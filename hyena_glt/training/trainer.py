@@ -599,13 +599,9 @@ class Trainer:
         shuffled order, are sorted by length and cut into batches, and the full batches are shuffled (seeded
         by seed and epoch, so a resumed run sees the same order); a last, partial batch stays last."""
         size = self.options.batch_size
-        pool = size * _LENGTH_POOL
         lengths = self.train_t.lengths[order]
-        parts = []
-        for start in range(0, len(order), pool):
-            chunk = order[start:start + pool]
-            parts.append(chunk[torch.sort(lengths[start:start + pool], stable=True).indices])
-        grouped = torch.cat(parts)
+        pool = torch.arange(len(order)) // (size * _LENGTH_POOL)
+        grouped = order[torch.sort(pool * (int(lengths.max()) + 1) + lengths, stable=True).indices]
         full = len(grouped) // size
         batches = grouped[:full * size].view(full, size)
         generator = torch.Generator().manual_seed(self.options.seed * 1_000_003 + epoch)

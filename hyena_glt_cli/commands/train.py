@@ -149,10 +149,11 @@ def register(app: typer.Typer) -> None:
         """
         from hyena_glt.io import datasets
         from hyena_glt.tokenizers import get_tokenizer
-        from hyena_glt.training import TrainOptions, check_output_dir, check_resumable_data, train as run_training
+        from hyena_glt.training import (TrainOptions, check_output_dir, check_resumable_data, distributed_env,
+                                        train as run_training)
 
         global_options = ctx.find_object(Settings) or Settings()
-        if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports progress; others warn only
+        if distributed_env()[1] != 0:  # under torchrun rank 0 alone reports progress; others warn only
             logging.getLogger("hyena_glt").setLevel(max(logging.WARNING, logging.getLogger("hyena_glt").level))
         seed = global_options.seed
         check_files([*(train_files or []), val, test], folders=[output])
