@@ -7,9 +7,11 @@ from __future__ import annotations
 
 
 class HyenaGLTError(Exception):
-    """Base class. ``exit_code`` is what the CLI exits with (1: runtime failure)."""
+    """Base class. ``exit_code`` is what the CLI exits with (1: runtime failure); ``kind`` is how it labels the
+    message (``hyena-glt: error: ...``), empty for an outcome that is no error (a requested stop)."""
 
     exit_code = 1
+    kind = "error"
 
     def __init__(self, problem: str, *, path: str | None = None, record: str | int | None = None):
         self.problem = problem

@@ -39,7 +39,7 @@ class _ErrorMappingGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except HyenaGLTError as err:
-            _report(ctx, str(err))
+            _report(ctx, str(err), err.kind)
             ctx.exit(err.exit_code)
         except BrokenPipeError:
             # `hyena-glt ... | head -1`: the reader went away; leave quietly.
@@ -94,12 +94,12 @@ _GLOBAL_OPTIONS = {"-@", "--threads", "--seed", "-v", "--verbose", "-q", "--quie
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG}
 
 
-def _report(ctx: typer.Context, message: str) -> None:
+def _report(ctx: typer.Context, message: str, kind: str = "error") -> None:
     settings = ctx.obj if isinstance(ctx.obj, Settings) else None
     if settings is not None and settings.verbose:
         traceback.print_exc()
     message = " ".join(message.split())  # one line, always
-    typer.echo(f"hyena-glt: error: {message}", err=True)
+    typer.echo(f"hyena-glt: {kind + ': ' if kind else ''}{message}", err=True)
 
 
 def _silence_stdout() -> None:

@@ -52,7 +52,10 @@ RESERVED_METADATA = {"task", "num_outputs", "tokenizer", "patcher", "window", "r
 
 class TrainingInterrupted(HyenaGLTError):
     """SIGTERM/SIGUSR1 (e.g. SLURM pre-emption) arrived: a checkpoint was written. Exit code 128+signal,
-    as for a process the signal killed, so schedulers see a pre-emption rather than a bug."""
+    as for a process the signal killed, so schedulers see a pre-emption rather than a bug. Not an error: the
+    CLI reports it as ``hyena-glt: stopped by SIGTERM at step N; checkpoint written to ...``."""
+
+    kind = ""
 
     def __init__(self, problem: str, signum: int):
         super().__init__(problem)
