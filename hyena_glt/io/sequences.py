@@ -1124,15 +1124,13 @@ def read_sequences(
     head, stream = _open_input(source)
     try:
         sniffed, compressed = _sniff(head, source)
+        if formats is not None and sniffed not in formats:
+            wanted = "a table" if list(formats) == ["table"] else "/".join(f.upper() for f in formats)
+            raise InputError(f"holds {'a table' if sniffed == 'table' else sniffed.upper()}, not {wanted}", path=source)
     except InputError:
         if stream is not None and stream is not sys.stdin.buffer:
             stream.close()
         raise
-    if formats is not None and sniffed not in formats:
-        if stream is not None and stream is not sys.stdin.buffer:
-            stream.close()
-        wanted = "a table" if list(formats) == ["table"] else "/".join(f.upper() for f in formats)
-        raise InputError(f"holds {'a table' if sniffed == 'table' else sniffed.upper()}, not {wanted}", path=source)
     fmt = fmt or sniffed
     if regional and fmt in ("fasta", "fastq"):
         yield from _read_regions(source, regions, regions_bed, check)
