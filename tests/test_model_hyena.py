@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from hyena_glt.model.hyena import HyenaOperator, direct_conv, fast_fft_size, fft_conv
+from hyena_glt.model.hyena import Block, HyenaOperator, direct_conv, fast_fft_size, fft_conv
 
 
 def test_fast_fft_size():
@@ -101,6 +101,15 @@ def test_fp32_long_conv_under_bf16_autocast(monkeypatch, in_pieces):
             low = op(u, consume_input=True)
     assert low.dtype == torch.bfloat16
     assert torch.allclose(low.float(), ref, atol=0.05, rtol=0.05)
+    # the residual stream keeps fp32 when a block adds the operator's bf16 output into it in place
+    block = Block(8, 16, op).eval()
+    with torch.no_grad():
+        ref = block(u)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            x = u.clone()
+            low = block(x, consume_input=True)
+    assert low.dtype == torch.float32 and (low.data_ptr() == x.data_ptr()) == in_pieces
+    assert torch.allclose(low, ref, atol=0.05, rtol=0.05)
 
 
 # Pieces of the megabase path (2 records x 64 projection rows): channel groups of 7 (16 = 7 + 7 + 2) at FFT
@@ -111,7 +120,6 @@ def test_fp32_long_conv_under_bf16_autocast(monkeypatch, in_pieces):
 @pytest.mark.parametrize("project_block", [64, 0])
 def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional, limit, project_block):
     import hyena_glt.model.hyena as hyena
-    from hyena_glt.model.hyena import Block
 
     monkeypatch.setattr(hyena, "_PROJECT_BLOCK", project_block)
     torch.manual_seed(0)
@@ -134,7 +142,12 @@ def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional, limit, p
         assert torch.equal(norm, kept)  # the operator's input is left alone unless it may be consumed
         consumed = block.mixer(norm, mask, consume_input=True)
         assert consumed.data_ptr() == norm.data_ptr() and torch.equal(consumed, alone)
+        # A block that may consume its input adds the residual branch into it, normalising block by block
+        x = u.clone()
+        residual = block(x, mask, consume_input=True)
+        assert residual.data_ptr() == x.data_ptr()
     assert torch.allclose(whole, chunked, atol=1e-5)
+    assert torch.allclose(whole, residual, atol=1e-5)
     assert not torch.equal(u, chunked)  # the block's input itself was not updated in place
 
 
@@ -180,7 +193,6 @@ def test_short_records_by_matrices_equal_ffts(monkeypatch, bidirectional, window
 
 
 def test_inference_keeps_the_residual_stream_in_fp32_under_autocast():
-    from hyena_glt.model.hyena import Block
 
     torch.manual_seed(0)
     block = Block(16, 32, HyenaOperator(16, filter_scale=64)).eval()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 
 import torch
 import torch.nn as nn
@@ -28,11 +29,15 @@ from .positions import angles
 # preset, 16 x 8k units: 77.3 -> 72.3 ms a forward in one pass), so they are only taken where memory needs them.
 _GROUP_ELEMENTS = 1 << 24
 _GROUP_ELEMENTS_GPU = None  # None: from the device's memory; tests set a number
-# a filter's spectrum bigger than this is not kept whole but transformed per channel group (and only
-# what fits this is cached),
-_FILTER_CACHE_BYTES = 1 << 29
+# filter-derived tensors cached for inference (spectra, taps, convolution matrices) may hold this many bytes,
+# over all filters of the process together: tiny preset at 1 M units, two 1 GiB spectra (whose transform is
+# a third of a forward's FFTs); small at 128k, eight of 256 MB. What does not fit is recomputed each forward,
+# a spectrum then per channel group from its taps, which are half its size.
+_FILTER_CACHE_BYTES = 5 << 29
+# spectra up to this size are built whole (and cached) at their first use (see ImplicitFilter.spectra),
+_WHOLE_SPECTRUM_BYTES = 1 << 28
 # filter taps are generated over this many lags at a time,
-_TAP_ROWS = 1 << 16
+_TAP_ROWS = 1 << 14
 # and blocks run their MLP over at most this many (batch x position) rows at a time: the (rows x d_inner)
 # hidden activations then stay in cache (small preset, 8 x 1024 units: 941 -> 753 ms a forward with 2048
 # rows; 1024 measured as fast or faster). GPUs take up to _MLP_ROWS_GPU rows at once: small chunks would
@@ -93,10 +98,22 @@ def _cuda_memory(index: int) -> int:
     return torch.cuda.get_device_properties(index).total_memory
 
 
-def fft_conv(v: torch.Tensor, k_f: torch.Tensor, n: int, skip: torch.Tensor) -> torch.Tensor:
-    """y = (v ⊛ h)[:L] + skip·v over the last dim, in fp32. v (B, C, L); k_f = rfft(h, n) (C, n//2+1)."""
+def fft_conv(v: torch.Tensor, k_f: torch.Tensor, n: int, skip: torch.Tensor,
+             buffers: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """y = (v ⊛ h)[:L] + skip·v over the last dim, in fp32. v (B, C, L); k_f = rfft(h, n) (C, n//2+1).
+    ``buffers`` (inference): (B, ≥C, n) float32 and (B, ≥C, n//2+1) complex64 work space; the result is then a
+    view of the first."""
     length = v.shape[-1]
     v32 = v.float()
+    if buffers is not None:
+        # The megabase path convolves channel group after channel group through the same two buffers: with
+        # fresh temporaries for each (padded input, spectrum, output), malloc's heap grew to 601 MB, with
+        # these to 542 (tiny, 1 M units; every MB of it counts in the peak RSS).
+        real, spectrum = (b[:, :v.shape[1]] for b in buffers)
+        real[..., :length] = v32
+        real[..., length:].zero_()
+        torch.fft.irfft(torch.fft.rfft(real, out=spectrum).mul_(k_f), n=n, out=real)
+        return real[..., :length].addcmul_(v32, skip[:, None])
     spectrum = torch.fft.rfft(v32, n=n)
     if torch.is_grad_enabled():
         return torch.addcmul(torch.fft.irfft(spectrum * k_f, n=n)[..., :length], v32, skip[:, None])
@@ -148,6 +165,14 @@ class Sin(nn.Module):
         return torch.sin(self.freq * x)
 
 
+# the filters holding cached tensors (see _FILTER_CACHE_BYTES)
+_FILTERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _cached_bytes(exclude=None) -> int:
+    return sum(v.numel() * v.element_size() for f in list(_FILTERS) if f is not exclude for v in f._cache.values())
+
+
 class ImplicitFilter(nn.Module):
     """h(t) for t = 0..L-1 (and t = -1..-(L-1) when bidirectional), for `channels` channels."""
 
@@ -192,23 +217,30 @@ class ImplicitFilter(nn.Module):
         """A function channels (slice) → rfft of those channels' filters at FFT size n, (c, n//2+1) complex64.
 
         Computed once per forward, and cached in eval mode without autograd (keyed on the parameters'
-        storage and version, so weight updates invalidate it): the whole spectrum when it fits the cache
-        budget; else, for megabase lengths, the taps (when they fit), transformed per channel group.
+        storage and version, so weight updates invalidate it) within the cache budget. Spectra up to
+        _WHOLE_SPECTRUM_BYTES are cached whole at once. A bigger (megabase) one costs more to build whole than
+        to transform per channel group (its fresh pages alone: ~1.5 s a GB on the 2-core EPYC), so its first
+        forward caches only the taps, transformed per group; a second forward at that length builds the whole
+        spectrum from them and caches it instead.
         """
         with torch.autocast(device_type=device.type, enabled=False):
-            whole = torch.is_grad_enabled() or self.channels * (n // 2 + 1) * 8 <= _FILTER_CACHE_BYTES
-            key = self._cache_key("spectra", length, n, whole, device)
+            key = self._cache_key("spectra", length, n, device)
             cached = self._cache.get(key)
-            if cached is None:
-                cached = self.taps(length, device)
-                if whole:
-                    cached = self._rfft(cached, slice(0, self.channels), n)
-                if cached.numel() * cached.element_size() <= _FILTER_CACHE_BYTES:
-                    self._remember(key, cached)
-        if whole:
-            return lambda rows: cached[rows]
-        return lambda rows: self._rfft(cached, rows, n)
-
+            if cached is not None:
+                return lambda rows: cached[rows]
+            size = self.channels * (n // 2 + 1) * 8
+            taps_key = self._cache_key("taps", length, device)
+            h = self._cache.pop(taps_key, None)
+            again = h is not None
+            if h is None:
+                h = self.taps(length, device)
+            if torch.is_grad_enabled() or (key is None and size <= _WHOLE_SPECTRUM_BYTES) or (
+                    self._fits(key, size) and (again or size <= _WHOLE_SPECTRUM_BYTES)):
+                spectrum = self._whole_spectrum(h, n)
+                self._remember(key, spectrum)
+                return lambda rows: spectrum[rows]
+            self._remember(taps_key, h)
+        return lambda rows: self._rfft(h, rows, n)
     def matrices(self, length: int, taps: int, device: torch.device):
         """A function channels (slice) → (c, L, L) convolution matrices, m[c, s, t] = h_c[t - s] for lags
         0 ≤ t - s < taps (and the backward filter at lags -taps < t - s < 0 when bidirectional), so that
@@ -235,23 +267,43 @@ class ImplicitFilter(nn.Module):
             return None
         return (*parts, tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in self.parameters()))
 
+    def _fits(self, key, size: int) -> bool:
+        """Whether a tensor of ``size`` bytes may be cached under ``key`` (this filter's other entries would
+        make room first)."""
+        return key is not None and _cached_bytes(exclude=self) + size <= _FILTER_CACHE_BYTES
+
     def _remember(self, key, value: torch.Tensor) -> None:
         if key is None:
             return
-        if len(self._cache) >= 4:
-            self._cache.clear()
-        self._cache[key] = value
+        size = value.numel() * value.element_size()
+        if len(self._cache) >= 4 or _cached_bytes() + size > _FILTER_CACHE_BYTES:
+            self._cache.clear()  # entries for other lengths (or old weights) go first
+        if self._fits(key, size):
+            self._cache[key] = value
+            _FILTERS.add(self)
 
-    def _rfft(self, h: torch.Tensor, rows: slice, n: int) -> torch.Tensor:
+    def _whole_spectrum(self, h: torch.Tensor, n: int) -> torch.Tensor:
+        """The (channels, n//2+1) spectrum of all filters; past _GROUP_ELEMENTS points, transformed a group of
+        channels at a time into one tensor, so megabase spectra need no whole-size temporaries."""
+        group = max(1, _GROUP_ELEMENTS // n)
+        if torch.is_grad_enabled() or group >= self.channels:
+            return self._rfft(h, slice(0, self.channels), n)
+        out = torch.empty(self.channels, n // 2 + 1, dtype=torch.complex64, device=h.device)
+        for c in range(0, self.channels, group):
+            rows = slice(c, min(c + group, self.channels))
+            self._rfft(h, rows, n, out=out[rows])
+        return out
+
+    def _rfft(self, h: torch.Tensor, rows: slice, n: int, out: torch.Tensor | None = None) -> torch.Tensor:
         with torch.autocast(device_type=h.device.type, enabled=False):
             fwd = h[rows]
-            if not self.bidirectional:
-                return torch.fft.rfft(fwd, n=n)
-            back = h[self.channels:][rows]
-            # Negative lags -1..-(L-1) wrap around to the end of the circular buffer.
-            length = h.shape[1]
-            gap = h.new_zeros(fwd.shape[0], n - 2 * length + 1)
-            return torch.fft.rfft(torch.cat([fwd, gap, back[:, 1:].flip(-1)], dim=-1), n=n)
+            if self.bidirectional:
+                back = h[self.channels:][rows]
+                # Negative lags -1..-(L-1) wrap around to the end of the circular buffer.
+                length = h.shape[1]
+                gap = h.new_zeros(fwd.shape[0], n - 2 * length + 1)
+                fwd = torch.cat([fwd, gap, back[:, 1:].flip(-1)], dim=-1)
+            return torch.fft.rfft(fwd, n=n) if out is None else torch.fft.rfft(fwd, n=n, out=out)
 
     def spectrum(self, length: int, n: int, device: torch.device) -> torch.Tensor:
         """The whole (channels, n//2+1) spectrum."""
@@ -283,6 +335,24 @@ class HyenaOperator(nn.Module):
         """u (B, L, D) → (B, L, D). ``mask`` (B, L) bool marks real units; padding is zeroed before every
         long convolution so it cannot reach real units (it only could in the bidirectional case).
         ``consume_input``: u is the caller's scratch, and megabase inference may write its result over it."""
+        return self._run(u, mask, consume_input)
+
+    def add_residual_(self, x: torch.Tensor, norm: nn.Module, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Inference: x + self(norm(x), mask), the pre-norm block's residual branch. Where the megabase path
+        runs, x itself is updated, block by block, and neither norm(x) nor x_0 is ever whole in memory (tiny,
+        1 M units: two fewer (B, L, D) tensors, 512 MB each); elsewhere the result is a new tensor."""
+        if self._in_pieces(x):
+            return self._run(x, mask, True, norm=norm)
+        h = self._run(norm(x), mask, True)
+        return h.add_(x) if h.dtype == x.dtype else x + h  # under autocast h is bf16/fp16; x keeps its precision
+
+    def _in_pieces(self, u: torch.Tensor) -> bool:
+        """Whether inference on u takes the megabase path (see _forward_in_pieces)."""
+        batch, length, _ = u.shape
+        return not torch.is_grad_enabled() and batch * length * (self.order + 1) * self.d > _piece_elements(u.device)
+
+    def _run(self, u: torch.Tensor, mask: torch.Tensor | None, consume_input: bool, norm: nn.Module | None = None):
+        """forward, or with ``norm`` (megabase path only) u + self(norm(u)) written over u."""
         batch, length, _ = u.shape
         order, d = self.order, self.d
         taps = min(length, self.window) if self.window else length
@@ -294,10 +364,9 @@ class HyenaOperator(nn.Module):
         skip = self.filter.skip.view(order - 1, d)
         keep = None if mask is None or not self.bidirectional else mask[:, None, :].to(u.dtype)
         conv = matrix_conv if matrices else functools.partial(fft_conv, n=n)
-        limit = _piece_elements(u.device)
-        if not torch.is_grad_enabled() and batch * length * (order + 1) * d > limit:
-            return self._forward_in_pieces(u, keep, kernels, conv, skip, limit, n if not matrices else length,
-                                           consume_input)
+        if self._in_pieces(u):
+            return self._forward_in_pieces(u, keep, kernels, conv, skip, n if not matrices else length,
+                                           consume_input, norm)
         *xs, v = self._project(u).split(d, dim=1)
         for i in range(order - 1):
             v = v * xs[order - 1 - i]
@@ -322,30 +391,33 @@ class HyenaOperator(nn.Module):
         # boundaries lying on the calibrated threshold, so GPU and CPU classified 2 of 328 records differently.
         return causal_depthwise_conv(z, self.short_conv.weight.squeeze(1), self.short_conv.bias)
 
-    def _projected_blocks(self, u: torch.Tensor, block: int, into: torch.Tensor | None = None):
-        """Inference: yields (start, z) for blocks of ``block`` positions, z (B, (order+1)·D, n) the block's
-        projection and short conv, in a buffer reused for the next block, or in ``into``'s positions. On CPU,
-        blocks of ~1k positions keep each block in cache for the conv's k passes, which over a whole (B, 3D, L)
-        tensor would each go to memory (tiny, 1 x 32k: ~4 % a forward). The last k-1 projected positions of a
-        block are carried in front of the next (zeros before the first); the arithmetic, in its order, is
-        causal_depthwise_conv's."""
+    def _projected_blocks(self, u: torch.Tensor, block: int, into: torch.Tensor | None = None,
+                          channels: slice = slice(None), norm: nn.Module | None = None):
+        """Inference: yields (start, z) for blocks of ``block`` positions, z (B, C, n) the block's projection
+        onto ``channels`` (default: all (order+1)·D) and short conv, in a buffer reused for the next block, or
+        in ``into``'s positions. With ``norm``, each block of u is normalised first. On CPU, blocks of ~1k
+        positions keep each block in cache for the conv's k passes, which over a whole (B, 3D, L) tensor would
+        each go to memory (tiny, 1 x 32k: ~4 % a forward). The last k-1 projected positions of a block are
+        carried in front of the next (zeros before the first), so the caller may overwrite a block of u once it
+        has been yielded; the arithmetic, in its order, is causal_depthwise_conv's."""
         batch, length, _ = u.shape
         block = min(block, length)
-        weight, conv_bias = self.short_conv.weight.squeeze(1), self.short_conv.bias[:, None]
+        weight, conv_bias = self.short_conv.weight.squeeze(1)[channels], self.short_conv.bias[channels, None]
         k = weight.shape[1]
         # raw[..., front:front + n] holds the block's projection, raw[..., front - j] the position j before it;
         # front is a multiple of 16 floats, so the projection's rows start on 64-byte boundaries (GEMMs writing
         # misaligned rows ran ~1.4x slower).
         front = -(-(k - 1) // 16) * 16
-        proj_weight, proj_bias = self.in_proj.weight.expand(batch, -1, -1), self.in_proj.bias[:, None]
+        proj_weight, proj_bias = self.in_proj.weight[channels].expand(batch, -1, -1), self.in_proj.bias[channels, None]
         in_place = not _autocast_on(u.device)  # autocast ignores ops with an explicit output
         raw = out = taps = None
         for s in range(0, length, block):
             n = min(block, length - s)
+            part = u[:, s:s + n] if norm is None else norm(u[:, s:s + n])
             if raw is not None and in_place:
-                torch.baddbmm(proj_bias, proj_weight, u[:, s:s + n].transpose(1, 2), out=raw[..., front:front + n])
+                torch.baddbmm(proj_bias, proj_weight, part.transpose(1, 2), out=raw[..., front:front + n])
             else:
-                z = torch.baddbmm(proj_bias, proj_weight, u[:, s:s + n].transpose(1, 2))
+                z = torch.baddbmm(proj_bias, proj_weight, part.transpose(1, 2))
                 if raw is None:  # the first block sets the dtype (bf16/fp16 under autocast)
                     raw = z.new_zeros(batch, z.shape[1], front + block)
                     out = z.new_empty(batch, z.shape[1], block) if into is None else into
@@ -360,19 +432,23 @@ class HyenaOperator(nn.Module):
             if k > 1:
                 raw[..., front - k + 1:front] = raw[..., front + n - k + 1:front + n].clone()
 
-    def _forward_in_pieces(self, u, keep, kernels, conv, skip, limit: int, row: int, consume_input: bool) -> torch.Tensor:
+    def _forward_in_pieces(self, u, keep, kernels, conv, skip, row: int, consume_input: bool,
+                           norm: nn.Module | None = None) -> torch.Tensor:
         """Inference on inputs too big for one pass (megabase records, huge batches), in three sweeps that
-        bound memory to a few (B, L, D) tensors: (1) positions in blocks: projection, short conv, v·x_{order-1};
-        (2) channels in groups: the long convolutions; (3) positions in blocks: gate x_0, output projection.
-        On CPU the blocks are ~1k positions (cache-sized; the transposes between the channel-major gates and the
-        positions-major x_0 stay in cache); elsewhere as many as the memory limit allows. The projections stay
-        large matmuls: groups of channels in (1) and (3) would re-read all of u for each group and turn them
-        into thin, memory-bound matmuls (tiny, 1 M units: 21.3 -> 16.8 s a forward). x_0, and then the output,
-        live where u was when u may be consumed (else in one new tensor), which saves a (B, L, D) tensor (tiny,
-        1 M units: peak RSS 3.7-3.9 -> 3.3-3.5 GB). ``row`` is the length of one channel's convolution buffer
-        (the FFT size)."""
+        bound memory to the input, the output and one (B, L, D) tensor of gates: (1) positions in blocks:
+        projection onto x_1 … v, short conv, v·x_{order-1}; (2) channels in groups: the long convolutions;
+        (3) positions in blocks: projection onto x_0 (u is read twice, so x_0 never exists whole), gate,
+        output projection. On CPU the blocks are ~1k positions (cache-sized; the transposes between the
+        channel-major gates and the positions-major u stay in cache); elsewhere as many as the memory limit
+        allows. The projections stay large matmuls: groups of channels in (1) and (3) would re-read all of u
+        for each group and turn them into thin, memory-bound matmuls (tiny, 1 M units: 21.3 -> 16.8 s a
+        forward). The output is written over u when u may be consumed (else into one new tensor). With
+        ``norm``, u is the block's residual stream x: sweeps (1) and (3) normalise it block by block, and (3)
+        adds the output to it, in place. ``row`` is the length of one channel's convolution buffer (the FFT
+        size)."""
         batch, length, _ = u.shape
         order, d = self.order, self.d
+        limit = _piece_elements(u.device)
         if _blockwise(u):
             block = _PROJECT_BLOCK
         else:  # GPUs, autocast: as many positions as the limit allows, a multiple of 16 (aligned GEMM rows)
@@ -381,24 +457,23 @@ class HyenaOperator(nn.Module):
         block = min(block, length)
         # gates[:, j] = x_{j+1}, except gates[:, order-2] = v·x_{order-1}, the first convolution's input, which the
         # convolutions' output replaces; (B, order-1, D, L) keeps each channel's row contiguous for the FFTs.
-        # x0 (B, L, D) is positions-major, like u, for sweep (3); a block of u is read only by its own
-        # projection (the short conv's look-back is carried projected), so x_0 can overwrite it at once.
-        gates = x0 = None
-        for s, z in self._projected_blocks(u, block):
+        gates = None
+        for s, z in self._projected_blocks(u, block, channels=slice(d, None), norm=norm):
             e = s + z.shape[-1]
-            z = z.unflatten(1, (order + 1, d))
+            z = z.unflatten(1, (order, d))  # x_1 … x_{order-1}, v
             if gates is None:
                 gates = z.new_empty(batch, order - 1, d, _unaliased(length))[..., :length]
-                x0 = u if consume_input and u.is_contiguous() and u.dtype == z.dtype else u.new_empty(u.shape, dtype=z.dtype)
-            gates[:, :order - 2, :, s:e] = z[:, 1:order - 1]
-            v = torch.mul(z[:, order - 1], z[:, order], out=gates[:, order - 2, :, s:e])
+            gates[:, :order - 2, :, s:e] = z[:, :order - 2]
+            v = torch.mul(z[:, order - 2], z[:, order - 1], out=gates[:, order - 2, :, s:e])
             if keep is not None:
                 v.mul_(keep[..., s:e])
-            x0[:, s:e] = z[:, 0].transpose(1, 2)
         # Each of a group's convolution buffers (padded input, spectrum, output) holds about group x row floats,
         # within the limit (so in malloc's heap, see runtime.tune_allocator). Groups of 8 rows of 2 M points
         # transform faster than groups of 4, at no more peak memory (tiny, 1 M units: 12.7-13.1 -> 11.6-11.8 s).
         group = max(1, min(d, limit // (batch * row)))
+        if isinstance(conv, functools.partial) and conv.func is fft_conv:
+            conv = functools.partial(conv, buffers=(u.new_empty(batch, group, row, dtype=torch.float32),
+                                                    u.new_empty(batch, group, row // 2 + 1, dtype=torch.complex64)))
         for c in range(0, d, group):
             g = slice(c, min(c + group, d))
             v = gates[:, order - 2, g]
@@ -411,16 +486,30 @@ class HyenaOperator(nn.Module):
                     v = self.dropout(conv(v, kernels(slice(i * d + g.start, i * d + g.stop)), skip=skip[i, g]))
                 v = v.to(gates.dtype)
             gates[:, order - 2, g] = v
-        # The output projection writes straight into x0's storage (a separate output and its copy cost ~15 % more).
-        weight, bias = self.out_proj.weight.to(x0.dtype).t().expand(batch, -1, -1), self.out_proj.bias.to(x0.dtype)
-        y = None
-        for s in range(0, length, block):
-            e = min(s + block, length)
+        dtype = gates.dtype
+        if norm is not None:
+            out = u
+        elif consume_input and u.is_contiguous() and u.dtype == dtype:
+            out = u
+        else:
+            out = u.new_empty(u.shape, dtype=dtype)
+        weight, bias = self.out_proj.weight.to(dtype).t().expand(batch, -1, -1), self.out_proj.bias.to(dtype)
+        # The output projection writes straight into the output's storage (a separate output and its copy cost
+        # ~15 % more), or, adding to the residual stream, into a block-sized buffer first: then the sum is
+        # rounded as in h + x.
+        y = h = None
+        for s, x0 in self._projected_blocks(u, block, channels=slice(0, d), norm=norm):
+            e = s + x0.shape[-1]
             # y = v·x_0, positions-major (an explicit output: the two operands' layouts differ)
             y = x0.new_empty(batch, block, d) if y is None else y
-            torch.mul(gates[:, order - 2, :, s:e].transpose(1, 2), x0[:, s:e], out=y[:, :e - s])
-            torch.baddbmm(bias, y[:, :e - s], weight, out=x0[:, s:e])
-        return x0
+            torch.mul(gates[:, order - 2, :, s:e].transpose(1, 2), x0.transpose(1, 2), out=y[:, :e - s])
+            if norm is None:
+                torch.baddbmm(bias, y[:, :e - s], weight, out=out[:, s:e])
+                continue
+            h = y.new_empty(batch, block, d) if h is None else h
+            torch.baddbmm(bias, y[:, :e - s], weight, out=h[:, :e - s])
+            out[:, s:e].add_(h[:, :e - s])
+        return out
 
 
 def _autocast_on(device: torch.device) -> bool:
@@ -527,22 +616,27 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(d) if hidden else None
         self.mlp = MLP(d, hidden, dropout) if hidden else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if not torch.is_grad_enabled() and isinstance(self.mixer, HyenaOperator):
-            h = self.mixer(self.norm1(x), mask, consume_input=True)  # norm1's output is a temporary
-        else:
-            h = self.mixer(self.norm1(x), mask)
-        h = self.dropout(h)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, consume_input: bool = False) -> torch.Tensor:
+        """``consume_input``: x is the caller's scratch, and inference may update it in place (the megabase
+        path then holds no normalised copy of x; see HyenaOperator.add_residual_)."""
         if not torch.is_grad_enabled():  # inference: update in place, and run the MLP over row chunks
-            # h is a fresh tensor, so adding into it leaves the caller's x alone; under autocast h is bf16/fp16
-            # and the residual stream stays in x's precision, as in training.
-            x = h.add_(x) if h.dtype == x.dtype else x + h
+            if isinstance(self.mixer, HyenaOperator) and consume_input and not self.training:  # (no dropout)
+                x = self.mixer.add_residual_(x, self.norm1, mask)
+            else:
+                # norm1's output is a temporary; h is a fresh tensor, so adding into it leaves the caller's x
+                # alone; under autocast h is bf16/fp16 and the residual stream stays in x's precision, as in
+                # training.
+                h = self.mixer(self.norm1(x), mask, consume_input=True) if isinstance(self.mixer, HyenaOperator) \
+                    else self.mixer(self.norm1(x), mask)
+                h = self.dropout(h)
+                x = h.add_(x) if h.dtype == x.dtype else x + h
             if self.mlp is not None:
                 step = (_MLP_ROWS if x.device.type == "cpu" else _MLP_ROWS_GPU) // x.shape[0] or 1
                 for s in range(0, x.shape[1], step):
                     part = x[:, s:s + step]
                     part += self.mlp(self.norm2(part))
             return x
+        h = self.dropout(self.mixer(self.norm1(x), mask))
         x = x + h
         if self.mlp is not None:
             x = x + self.mlp(self.norm2(x))
