@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import weakref
 
 import torch
@@ -53,6 +54,9 @@ _DIRECT_LENGTH = 128
 _PROJECT_BLOCK = 1024
 # padding of channel-major rows whose length is a multiple of 4 KB (see _unaliased)
 _ROW_PAD = 272
+# CPU inference reuses work buffers up to this size (see _scratch)
+_SCRATCH_BYTES = 1 << 26
+_SCRATCH = threading.local()
 
 
 @functools.lru_cache(maxsize=None)
@@ -78,6 +82,25 @@ def _unaliased(length: int) -> int:
     across them thrashes (1 M units, 128 channels: a transposed multiply of 43k positions takes 12.7 ms with
     rows 4 MB apart, 3.7 ms with 1,088 bytes more)."""
     return length + _ROW_PAD if length % 1024 == 0 else length
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised work buffer for inference. On CPU, one per ``name`` (and thread) is kept from layer to
+    layer and forward to forward, up to _SCRATCH_BYTES: with glibc's default malloc, the 8-32 MB temporaries
+    that every layer frees are handed back to the system and faulted in again by the next (small preset,
+    8 x 1k units, a model alone in its process: ~114k page faults and 1,030 ms a forward). Elsewhere (and
+    above that size) a new tensor. The caller must not let a scratch tensor (or a view of one) escape."""
+    numel = math.prod(shape)
+    if device.type != "cpu" or numel * dtype.itemsize > _SCRATCH_BYTES:
+        return torch.empty(shape, dtype=dtype, device=device)
+    # Inference-mode tensors cannot be updated outside inference mode (a no-grad evaluation), so each mode
+    # has its own buffers.
+    key = (name, dtype, torch.is_inference_mode_enabled())
+    buffers = _SCRATCH.__dict__
+    buffer = buffers.get(key)
+    if buffer is None or buffer.numel() < numel:
+        buffer = buffers[key] = torch.empty(numel, dtype=dtype, device=device)
+    return buffer[:numel].view(shape)
 
 
 def _piece_elements(device: torch.device) -> int:
@@ -368,8 +391,9 @@ class HyenaOperator(nn.Module):
             return self._forward_in_pieces(u, keep, kernels, conv, skip, n if not matrices else length,
                                            consume_input, norm)
         *xs, v = self._project(u).split(d, dim=1)
+        reuse = _blockwise(u) and length > _PROJECT_BLOCK  # the projection is a scratch buffer: the first gate may go into v's rows
         for i in range(order - 1):
-            v = v * xs[order - 1 - i]
+            v = v.mul_(xs[order - 1 - i]) if reuse and i == 0 else v * xs[order - 1 - i]
             if keep is not None:
                 v = v * keep
             with torch.autocast(device_type=u.device.type, enabled=False):
@@ -380,9 +404,10 @@ class HyenaOperator(nn.Module):
     def _project(self, u: torch.Tensor) -> torch.Tensor:
         """In-projection, then the short causal conv: (B, L, D) → (B, (order+1)·D, L). Channels-first: FFTs run
         over contiguous rows, and baddbmm reads/writes the transposed layout directly (no transposing copies)."""
-        if _blockwise(u) and u.shape[1] > _PROJECT_BLOCK:
-            out = u.new_empty(u.shape[0], self.in_proj.out_features, _unaliased(u.shape[1]))[..., :u.shape[1]]
-            for _ in self._projected_blocks(u, _PROJECT_BLOCK, into=out):
+        if _blockwise(u) and u.shape[1] > _PROJECT_BLOCK:  # ~1k positions at a time (see _projected_blocks), into a reused buffer
+            shape = (u.shape[0], self.in_proj.out_features, _unaliased(u.shape[1]))
+            out = _scratch("projection", shape, u.dtype, u.device)[..., :u.shape[1]]
+            for _ in self._projected_blocks(u, _PROJECT_BLOCK or u.shape[1], into=out):
                 pass
             return out
         z = torch.baddbmm(self.in_proj.bias[:, None], self.in_proj.weight.expand(u.shape[0], -1, -1), u.transpose(1, 2))
@@ -409,8 +434,14 @@ class HyenaOperator(nn.Module):
         # misaligned rows ran ~1.4x slower).
         front = -(-(k - 1) // 16) * 16
         proj_weight, proj_bias = self.in_proj.weight[channels].expand(batch, -1, -1), self.in_proj.bias[channels, None]
-        in_place = not _autocast_on(u.device)  # autocast ignores ops with an explicit output
+        in_place = not _autocast_on(u.device) and u.dtype == proj_weight.dtype  # (autocast ignores explicit outputs)
         raw = out = taps = None
+        if in_place:
+            raw = _scratch("projection carry", (batch, proj_weight.shape[1], front + block), u.dtype, u.device)
+            raw[..., :front].zero_()
+            out = _scratch("projection block", (batch, raw.shape[1], block), u.dtype, u.device) if into is None else into
+            taps = [weight[:, k - 1 - j, None].to(u.dtype) for j in range(k)]  # the input j positions back
+            conv_bias = conv_bias.to(u.dtype)
         for s in range(0, length, block):
             n = min(block, length - s)
             part = u[:, s:s + n] if norm is None else norm(u[:, s:s + n])
@@ -462,7 +493,7 @@ class HyenaOperator(nn.Module):
             e = s + z.shape[-1]
             z = z.unflatten(1, (order, d))  # x_1 … x_{order-1}, v
             if gates is None:
-                gates = z.new_empty(batch, order - 1, d, _unaliased(length))[..., :length]
+                gates = _scratch("gates", (batch, order - 1, d, _unaliased(length)), z.dtype, z.device)[..., :length]
             gates[:, :order - 2, :, s:e] = z[:, :order - 2]
             v = torch.mul(z[:, order - 2], z[:, order - 1], out=gates[:, order - 2, :, s:e])
             if keep is not None:
@@ -472,8 +503,9 @@ class HyenaOperator(nn.Module):
         # transform faster than groups of 4, at no more peak memory (tiny, 1 M units: 12.7-13.1 -> 11.6-11.8 s).
         group = max(1, min(d, limit // (batch * row)))
         if isinstance(conv, functools.partial) and conv.func is fft_conv:
-            conv = functools.partial(conv, buffers=(u.new_empty(batch, group, row, dtype=torch.float32),
-                                                    u.new_empty(batch, group, row // 2 + 1, dtype=torch.complex64)))
+            conv = functools.partial(conv, buffers=(_scratch("fft input", (batch, group, row), torch.float32, u.device),
+                                                    _scratch("fft spectrum", (batch, group, row // 2 + 1),
+                                                             torch.complex64, u.device)))
         for c in range(0, d, group):
             g = slice(c, min(c + group, d))
             v = gates[:, order - 2, g]
@@ -501,12 +533,12 @@ class HyenaOperator(nn.Module):
         for s, x0 in self._projected_blocks(u, block, channels=slice(0, d), norm=norm):
             e = s + x0.shape[-1]
             # y = v·x_0, positions-major (an explicit output: the two operands' layouts differ)
-            y = x0.new_empty(batch, block, d) if y is None else y
+            y = _scratch("gated block", (batch, block, d), x0.dtype, x0.device) if y is None else y
             torch.mul(gates[:, order - 2, :, s:e].transpose(1, 2), x0.transpose(1, 2), out=y[:, :e - s])
             if norm is None:
                 torch.baddbmm(bias, y[:, :e - s], weight, out=out[:, s:e])
                 continue
-            h = y.new_empty(batch, block, d) if h is None else h
+            h = _scratch("output block", (batch, block, d), y.dtype, y.device) if h is None else h
             torch.baddbmm(bias, y[:, :e - s], weight, out=h[:, :e - s])
             out[:, s:e].add_(h[:, :e - s])
         return out
