@@ -86,10 +86,11 @@ def _unaliased(length: int) -> int:
 
 def _scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """An uninitialised work buffer for inference. On CPU, one per ``name`` (and thread) is kept from layer to
-    layer and forward to forward, up to _SCRATCH_BYTES: with glibc's default malloc, the 8-32 MB temporaries
-    that every layer frees are handed back to the system and faulted in again by the next (small preset,
-    8 x 1k units, a model alone in its process: ~114k page faults and 1,030 ms a forward). Elsewhere (and
-    above that size) a new tensor. The caller must not let a scratch tensor (or a view of one) escape."""
+    layer and forward to forward, up to _SCRATCH_BYTES: with glibc's default malloc, the large temporaries
+    that every layer frees are handed back to the system and faulted in again by the next (tiny preset,
+    1 x 32k units, in a process that has not tuned malloc as the CLI does: 82k -> 61k page faults, ~318 -> ~302
+    ms a forward). Elsewhere (and above that size) a new tensor. The caller must not let a scratch tensor (or
+    a view of one) escape."""
     numel = math.prod(shape)
     if device.type != "cpu" or numel * dtype.itemsize > _SCRATCH_BYTES:
         return torch.empty(shape, dtype=dtype, device=device)
