@@ -270,3 +270,32 @@ def test_mlp_inference_through_onednn_equals_nn_linear(monkeypatch):
     assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5)
     assert calls == (["gelu", "none"] if hyena._onednn_agrees() else [])
     assert low.dtype == torch.bfloat16  # under autocast nn.Linear runs, in bf16
+
+
+def test_filter_cache_budget_is_shared_and_big_spectra_are_cached_at_their_second_use(monkeypatch):
+    """Spectra bigger than _WHOLE_SPECTRUM_BYTES are cached as taps first and whole at the second forward of that
+    length; all filters' caches together stay within _FILTER_CACHE_BYTES; every path gives the same output."""
+    import hyena_glt.model.hyena as hyena
+
+    torch.manual_seed(0)
+    ops = [HyenaOperator(8, filter_scale=32).eval() for _ in range(2)]
+    u = torch.randn(1, 200, 8)
+    n = fast_fft_size(2 * 200 - 1)
+    spectrum_bytes = 8 * (n // 2 + 1) * 8
+    with torch.no_grad():
+        want = [op(u) for op in ops]  # small spectra: cached whole at once
+    assert all([key[0] for key in op.filter._cache] == ["spectra"] for op in ops)
+    for op in ops:
+        op.filter._cache.clear()
+    monkeypatch.setattr(hyena, "_FILTERS", hyena.weakref.WeakSet())  # (models of other tests do not count)
+    monkeypatch.setattr(hyena, "_WHOLE_SPECTRUM_BYTES", 1000)  # as if megabase
+    monkeypatch.setattr(hyena, "_FILTER_CACHE_BYTES", spectrum_bytes + 8 * 200 * 4)  # one spectrum and one taps
+    with torch.no_grad():
+        for forward in range(3):
+            got = [op(u) for op in ops]
+            assert all(torch.allclose(g, w, atol=1e-6) for g, w in zip(got, want))
+            kinds = [[key[0] for key in op.filter._cache] for op in ops]
+            # first forward: both keep their taps; second: the first filter's spectrum replaces its taps, the
+            # second's does not fit beside it, so it keeps its taps (and transforms them per forward)
+            assert kinds == ([["taps"], ["taps"]] if forward == 0 else [["spectra"], ["taps"]])
+            assert hyena._cached_bytes() <= hyena._FILTER_CACHE_BYTES
