@@ -163,3 +163,27 @@ def test_ngram_buckets_follow_the_hash_definition(sizes, vocab):
                % _HASH_MOD * (2 * k + 1) + k) % _HASH_MOD % 1021 for k in sizes]
              for t in range(40)] for b in range(2)]
     assert got.tolist() == want
+
+
+@pytest.mark.parametrize("task", ["lm", "classification"])
+def test_megabase_inference_path_equals_autograd_path(monkeypatch, task):
+    """Inference in pieces (blocks updating the residual stream in place, embeddings and the final norm by row
+    chunks, spectra per channel group) gives the outputs of the plain autograd forward."""
+    import hyena_glt.model.hyena as hyena
+    import hyena_glt.model.hyena_glt as glt
+
+    model = make(task, None if task == "lm" else 3, ngram_sizes=[2, 3])
+    x = ids(2, 300)
+    want = model(x).detach()
+    monkeypatch.setattr(glt, "_CHUNK_ROWS", 70)  # n-gram lookups and the final norm in chunks of 35 positions
+    monkeypatch.setattr(hyena, "_GROUP_ELEMENTS", 2 * 300 * 3 * 4)  # every layer in pieces, channel groups
+    monkeypatch.setattr(hyena, "_PROJECT_BLOCK", 64)
+    with torch.no_grad():
+        got = model(x)
+        hidden = model.backbone(x, output_hidden_states=True).hidden_states
+    assert torch.allclose(got, want, atol=1e-5)
+    # with hidden states asked for, no block may update its input in place: each layer's state stays as it was
+    layers = model.backbone.layers
+    with torch.no_grad():
+        assert torch.allclose(layers[0](hidden[0].clone()), hidden[1], atol=1e-6)
+        assert torch.allclose(layers[1](hidden[1].clone()), hidden[2], atol=1e-6)

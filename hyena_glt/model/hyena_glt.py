@@ -28,8 +28,9 @@ from .positions import PatchPositions, Segments, UnitInPatchPositions
 # Large primes for the rolling n-gram hash (BLT hashes the n-gram ending at each position).
 _HASH_BASE = 1_000_003
 _HASH_MOD = 2_147_483_647
-# inference looks up hashed n-gram embeddings for this many (batch x position) rows at a time
-_EMBED_ROWS = 1 << 14
+# inference looks up hashed n-gram embeddings, and applies the final norm, this many (batch x position) rows at
+# a time
+_CHUNK_ROWS = 1 << 14
 
 
 @dataclass
@@ -81,8 +82,8 @@ class UnitEmbedding(nn.Module):
             # Inference adds in place, a chunk of rows at a time: at megabase lengths a second (B, L, D) tensor
             # costs ~0.2 s of page faults, and was the peak of a forward's memory (tiny, 1 M units: +512 MB).
             rows = x.view(batch * length, -1)
-            for s in range(0, batch * length, _EMBED_ROWS):
-                rows[s:s + _EMBED_ROWS] += self.ngrams(grams[s:s + _EMBED_ROWS])
+            for s in range(0, batch * length, _CHUNK_ROWS):
+                rows[s:s + _CHUNK_ROWS] += self.ngrams(grams[s:s + _CHUNK_ROWS])
         return x
 
 
@@ -184,10 +185,10 @@ class HyenaGLTModel(nn.Module):
         return HyenaGLTOutput(x, x, attention_mask, attention_mask.long(), hidden)
 
 
-def _norm_in_place(norm: nn.LayerNorm, x: torch.Tensor, rows: int = 1 << 16) -> torch.Tensor:
-    """Inference: norm(x) written over x, ``rows`` (batch x position) rows at a time, so megabase inputs need
+def _norm_in_place(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """Inference: norm(x) written over x, _CHUNK_ROWS (batch x position) rows at a time, so megabase inputs need
     no second (B, L, D) tensor (tiny, 1 M units: the last 512 MB of a forward's peak)."""
-    step = max(1, rows // x.shape[0])
+    step = max(1, _CHUNK_ROWS // x.shape[0])
     if x.shape[1] <= step or not x.is_contiguous():
         return norm(x)
     for s in range(0, x.shape[1], step):
