@@ -392,7 +392,8 @@ class HyenaOperator(nn.Module):
             return self._forward_in_pieces(u, keep, kernels, conv, skip, n if not matrices else length,
                                            consume_input, norm)
         *xs, v = self._project(u).split(d, dim=1)
-        reuse = _blockwise(u) and length > _PROJECT_BLOCK  # the projection is a scratch buffer: the first gate may go into v's rows
+        # (a long record's projection is a scratch buffer: the first gate may go into its rows of v)
+        reuse = _blockwise(u) and length > _PROJECT_BLOCK
         for i in range(order - 1):
             v = v.mul_(xs[order - 1 - i]) if reuse and i == 0 else v * xs[order - 1 - i]
             if keep is not None:
@@ -405,10 +406,10 @@ class HyenaOperator(nn.Module):
     def _project(self, u: torch.Tensor) -> torch.Tensor:
         """In-projection, then the short causal conv: (B, L, D) → (B, (order+1)·D, L). Channels-first: FFTs run
         over contiguous rows, and baddbmm reads/writes the transposed layout directly (no transposing copies)."""
-        if _blockwise(u) and u.shape[1] > _PROJECT_BLOCK:  # ~1k positions at a time (see _projected_blocks), into a reused buffer
+        if _blockwise(u) and u.shape[1] > _PROJECT_BLOCK:  # ~1k positions at a time (see _projected_blocks)
             shape = (u.shape[0], self.in_proj.out_features, _unaliased(u.shape[1]))
             out = _scratch("projection", shape, u.dtype, u.device)[..., :u.shape[1]]
-            for _ in self._projected_blocks(u, _PROJECT_BLOCK or u.shape[1], into=out):
+            for _ in self._projected_blocks(u, _PROJECT_BLOCK, into=out):
                 pass
             return out
         z = torch.baddbmm(self.in_proj.bias[:, None], self.in_proj.weight.expand(u.shape[0], -1, -1), u.transpose(1, 2))
@@ -440,7 +441,8 @@ class HyenaOperator(nn.Module):
         if in_place:
             raw = _scratch("projection carry", (batch, proj_weight.shape[1], front + block), u.dtype, u.device)
             raw[..., :front].zero_()
-            out = _scratch("projection block", (batch, raw.shape[1], block), u.dtype, u.device) if into is None else into
+            out = into if into is not None else _scratch("projection block", (batch, raw.shape[1], block), u.dtype,
+                                                         u.device)
             taps = [weight[:, k - 1 - j, None].to(u.dtype) for j in range(k)]  # the input j positions back
             conv_bias = conv_bias.to(u.dtype)
         for s in range(0, length, block):
