@@ -258,8 +258,8 @@ class ImplicitFilter(nn.Module):
             again = h is not None
             if h is None:
                 h = self.taps(length, device)
-            if torch.is_grad_enabled() or (key is None and size <= _WHOLE_SPECTRUM_BYTES) or (
-                    self._fits(key, size) and (again or size <= _WHOLE_SPECTRUM_BYTES)):
+            small = size <= _WHOLE_SPECTRUM_BYTES
+            if torch.is_grad_enabled() or ((small or again) and (key is None or self._fits(key, size))):
                 spectrum = self._whole_spectrum(h, n)
                 self._remember(key, spectrum)
                 return lambda rows: spectrum[rows]
