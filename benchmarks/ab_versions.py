@@ -8,7 +8,8 @@ On a shared 2-core machine separate runs drift by up to ±30 %, more than most c
 at --rev and as they are now, alternating within each repeat, so that both see the same machine state. Only
 that file is swapped (blocks, operator, filter, MLP and the functions they call); the rest of the model is
 the working tree's. Prints each shape's medians, their ratio, and the largest difference between the outputs.
-Same conditions as `hyena-glt`: eval mode, fp32, torch.inference_mode(), glibc malloc tuned as the CLI does.
+Same conditions as `hyena-glt`: eval mode, fp32, torch.inference_mode(), glibc malloc tuned as the CLI does
+(`--malloc default` leaves it as a library user, or ../shared/bench/bench_peer.py, has it).
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ def main() -> None:
     parser.add_argument("--patcher", default="none")
     parser.add_argument("--shapes", default="1x1024,8x1024,1x32768", help="batch x length, comma-separated")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
+                        help="glibc malloc as the CLI tunes it, or untouched")
     args = parser.parse_args()
 
     from hyena_glt.runtime import tune_allocator
 
-    tune_allocator(huge_pages=True)
+    if args.malloc == "tuned":
+        tune_allocator(huge_pages=True)
     import torch
 
     import hyena_glt.model.hyena as current

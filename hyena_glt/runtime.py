@@ -160,6 +160,14 @@ def set_threads(n: int | None) -> int:
 # its RSS grew by 7-28 % (the heap's partly used huge pages count whole).
 _MMAP_THRESHOLD = 96 << 20
 _MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
+_ALLOCATOR_TUNED = False
+
+
+def allocator_tuned() -> bool:
+    """Whether malloc has been tuned for large tensors, by tune_allocator or by the user through the environment.
+    CPU inference then lets torch allocate its temporaries (served from the untrimmed heap at no page-fault
+    cost), where an untuned process (a library user, ../shared/bench) reuses buffers of its own."""
+    return _ALLOCATOR_TUNED or any(k in os.environ for k in _MALLOC_ENV)
 
 
 def tune_allocator(huge_pages: bool = False) -> bool:
@@ -178,8 +186,10 @@ def tune_allocator(huge_pages: bool = False) -> bool:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False
+    global _ALLOCATOR_TUNED
     m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, _MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+    _ALLOCATOR_TUNED = bool(mallopt(m_mmap_threshold, _MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+    return _ALLOCATOR_TUNED
 
 
 def seed_everything(seed: int) -> None:

@@ -151,11 +151,56 @@ def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional, limit, p
     assert not torch.equal(u, chunked)  # the block's input itself was not updated in place
 
 
+@pytest.mark.parametrize("length", [37, 20, 37, 5, 64])
+def test_fft_conv_pads_into_a_scratch_buffer_with_a_zero_tail(monkeypatch, length):
+    """Where malloc is not tuned, CPU inference pads FFT inputs into one reused buffer, whose zero tail is
+    written again whenever the shape changes (the lengths above shrink and grow through the same buffer)."""
+    import hyena_glt.model.hyena as hyena
+
+    monkeypatch.setattr(hyena, "allocator_tuned", lambda: False)
+    g = torch.Generator().manual_seed(1)
+    # garbage in the whole buffer first, as another shape's use would leave it
+    with torch.inference_mode():
+        hyena._zero_padded(torch.randn(2, 3, 128, generator=g) + 5, 128)
+        for previous in (64, length):
+            v = torch.randn(2, 3, previous, generator=g)
+            h = torch.randn(3, previous, generator=g) / previous ** 0.5
+            skip = torch.randn(3, generator=g)
+            got = fft_conv(v, torch.fft.rfft(h, n=128), 128, skip).clone()
+            assert torch.allclose(got, direct_conv(v, h) + v * skip[:, None], atol=1e-5)
+        padded = hyena._zero_padded(v, 128)
+        assert padded.data_ptr() == hyena._zero_padded(v, 128).data_ptr()  # the same buffer, call after call
+        assert torch.equal(padded, torch.nn.functional.pad(v, (0, 128 - length)))
+    monkeypatch.setattr(hyena, "allocator_tuned", lambda: True)  # tuned malloc: a new padded tensor each time
+    with torch.inference_mode():
+        assert torch.equal(hyena._zero_padded(v, 128), padded)
+
+
+@pytest.mark.parametrize("tuned", [True, False])
+def test_batches_of_short_records_are_projected_in_blocks_where_malloc_is_not_tuned(monkeypatch, tuned):
+    """Untuned malloc: batches of records up to _PROJECT_BLOCK units are projected by blocks of about that many
+    (batch x position) rows into a reused buffer; the operator's output is the same either way."""
+    import hyena_glt.model.hyena as hyena
+
+    torch.manual_seed(0)
+    op = HyenaOperator(8).eval()
+    u = torch.randn(8, 200, 8)
+    with torch.no_grad():
+        monkeypatch.setattr(hyena, "allocator_tuned", lambda: True)
+        assert hyena._project_block(u) is None
+        want = op(u)
+        monkeypatch.setattr(hyena, "allocator_tuned", lambda: tuned)
+        assert hyena._project_block(u) == (None if tuned else 128)  # 1024 rows / 8 records: 128 positions
+        assert hyena._project_block(u[:5]) is None  # 5 x 200 rows: one matmul
+        assert torch.allclose(op(u), want, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("short_conv", [1, 3, 4])
 def test_projection_in_blocks_equals_whole(monkeypatch, short_conv):
     """CPU inference projects and short-convolves blocks of positions, carrying the conv's look-back."""
     import hyena_glt.model.hyena as hyena
 
+    monkeypatch.setattr(hyena, "allocator_tuned", lambda: True)
     torch.manual_seed(0)
     op = HyenaOperator(8, short_conv=short_conv).eval()
     u = torch.randn(2, 300, 8)

@@ -54,9 +54,14 @@ def test_tune_allocator(monkeypatch):
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         assert runtime.tune_allocator() is False
         return
+    monkeypatch.setattr(runtime, "_ALLOCATOR_TUNED", False)
+    assert not runtime.allocator_tuned()
     assert runtime.tune_allocator() is True
+    assert runtime.allocator_tuned()
+    monkeypatch.setattr(runtime, "_ALLOCATOR_TUNED", False)
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")  # the user's own malloc settings win
     assert runtime.tune_allocator() is False
+    assert runtime.allocator_tuned()  # (by the user)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")

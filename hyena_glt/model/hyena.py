@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..runtime import allocator_tuned
 from .positions import angles
 
 # Memory bounds for inference on megabase inputs (none of them applies when autograd is recording):
@@ -138,11 +139,29 @@ def fft_conv(v: torch.Tensor, k_f: torch.Tensor, n: int, skip: torch.Tensor,
         real[..., length:].zero_()
         torch.fft.irfft(torch.fft.rfft(real, out=spectrum).mul_(k_f), n=n, out=real)
         return real[..., :length].addcmul_(v32, skip[:, None])
-    spectrum = torch.fft.rfft(v32, n=n)
     if torch.is_grad_enabled():
+        spectrum = torch.fft.rfft(v32, n=n)
         return torch.addcmul(torch.fft.irfft(spectrum * k_f, n=n)[..., :length], v32, skip[:, None])
     # Inference: reuse the buffers (the result is a view of the first L samples of the irfft output).
+    spectrum = torch.fft.rfft(_zero_padded(v32, n))
     return torch.fft.irfft(spectrum.mul_(k_f), n=n)[..., :length].addcmul_(v32, skip[:, None])
+
+
+def _zero_padded(v: torch.Tensor, n: int) -> torch.Tensor:
+    """v (B, C, L) zero-padded to n samples, for an inference rfft (the FFT reads the same numbers either way).
+    rfft(v, n=n) pads into a new tensor at each call, which glibc's default malloc hands back to the system
+    and faults in again; so where malloc is not tuned (see runtime.allocator_tuned), CPU inference pads into a
+    scratch buffer whose zero tail is kept from call to call (written once per shape), and copies only v."""
+    shape, length = (*v.shape[:-1], n), v.shape[-1]
+    if v.device.type != "cpu" or allocator_tuned() or math.prod(shape) * v.dtype.itemsize > _SCRATCH_BYTES:
+        return F.pad(v, (0, n - length))
+    buffer = _scratch("fft zero-padded input", shape, v.dtype, v.device)
+    state, key = (buffer.data_ptr(), shape, length), ("fft zero-padded input: tail", torch.is_inference_mode_enabled())
+    if _SCRATCH.__dict__.get(key) != state:  # another shape (or buffer) since: zero its tail
+        buffer[..., length:].zero_()
+        _SCRATCH.__dict__[key] = state
+    buffer[..., :length] = v
+    return buffer
 
 
 def matrix_conv(v: torch.Tensor, m: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -393,7 +412,7 @@ class HyenaOperator(nn.Module):
                                            consume_input, norm)
         *xs, v = self._project(u).split(d, dim=1)
         # (a long record's projection is a scratch buffer: the first gate may go into its rows of v)
-        reuse = _blockwise(u) and length > _PROJECT_BLOCK
+        reuse = _project_block(u) is not None
         for i in range(order - 1):
             v = v.mul_(xs[order - 1 - i]) if reuse and i == 0 else v * xs[order - 1 - i]
             if keep is not None:
@@ -406,10 +425,11 @@ class HyenaOperator(nn.Module):
     def _project(self, u: torch.Tensor) -> torch.Tensor:
         """In-projection, then the short causal conv: (B, L, D) → (B, (order+1)·D, L). Channels-first: FFTs run
         over contiguous rows, and baddbmm reads/writes the transposed layout directly (no transposing copies)."""
-        if _blockwise(u) and u.shape[1] > _PROJECT_BLOCK:  # ~1k positions at a time (see _projected_blocks)
+        block = _project_block(u)
+        if block is not None:  # ~1k positions (or batch x position rows) at a time (see _projected_blocks)
             shape = (u.shape[0], self.in_proj.out_features, _unaliased(u.shape[1]))
             out = _scratch("projection", shape, u.dtype, u.device)[..., :u.shape[1]]
-            for _ in self._projected_blocks(u, _PROJECT_BLOCK, into=out):
+            for _ in self._projected_blocks(u, block, into=out):
                 pass
             return out
         z = torch.baddbmm(self.in_proj.bias[:, None], self.in_proj.weight.expand(u.shape[0], -1, -1), u.transpose(1, 2))
@@ -560,6 +580,20 @@ def _blockwise(u: torch.Tensor) -> bool:
     """Whether inference on u runs its position-wise parts in cache-sized blocks (CPU, fp32, no autocast)."""
     return (_PROJECT_BLOCK > 0 and u.device.type == "cpu" and u.dtype == torch.float32
             and not torch.is_grad_enabled() and not _cpu_autocast())
+
+
+def _project_block(u: torch.Tensor) -> int | None:
+    """Positions per block for projecting u (B, L, D) into a reused buffer (see _projected_blocks), or None for
+    one matmul into a new tensor. Records over _PROJECT_BLOCK units go by blocks of that many positions. Where
+    malloc is not tuned (see runtime.allocator_tuned), so do batches of shorter records, by blocks of about
+    _PROJECT_BLOCK batch x position rows (at least 128 positions: shorter GEMMs run slower): their new
+    projections were faulted in afresh at each layer (tiny, 8 x 1k units: 16-20k page faults a forward)."""
+    batch, length, _ = u.shape
+    if not _blockwise(u) or batch * length <= _PROJECT_BLOCK:
+        return None
+    if allocator_tuned():
+        return _PROJECT_BLOCK if length > _PROJECT_BLOCK else None
+    return min(length, max(128, _PROJECT_BLOCK // batch // 16 * 16))
 
 
 class Attention(nn.Module):
