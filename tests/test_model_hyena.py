@@ -179,7 +179,8 @@ def test_fft_conv_pads_into_a_scratch_buffer_with_a_zero_tail(monkeypatch, lengt
 @pytest.mark.parametrize("tuned", [True, False])
 def test_batches_of_short_records_are_projected_in_blocks_where_malloc_is_not_tuned(monkeypatch, tuned):
     """Untuned malloc: batches of records up to _PROJECT_BLOCK units are projected by blocks of about that many
-    (batch x position) rows into a reused buffer; the operator's output is the same either way."""
+    (batch x position) rows into a reused buffer, and big FFT convolutions run by channel groups (the last one
+    short); the operator's output is the same either way."""
     import hyena_glt.model.hyena as hyena
 
     torch.manual_seed(0)
@@ -192,6 +193,9 @@ def test_batches_of_short_records_are_projected_in_blocks_where_malloc_is_not_tu
         monkeypatch.setattr(hyena, "allocator_tuned", lambda: tuned)
         assert hyena._project_block(u) == (None if tuned else 128)  # 1024 rows / 8 records: 128 positions
         assert hyena._project_block(u[:5]) is None  # 5 x 200 rows: one matmul
+        assert torch.allclose(op(u), want, atol=1e-6, rtol=0)
+        monkeypatch.setattr(hyena, "_FFT_GROUP_BYTES", 8 * 3 * 400 * 4)  # FFTs of 400: groups of 3 channels
+        assert hyena._fft_group(u, 8, 400) == (None if tuned else 3)
         assert torch.allclose(op(u), want, atol=1e-6, rtol=0)
 
 
