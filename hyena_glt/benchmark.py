@@ -28,7 +28,7 @@ from typing import Iterable, Iterator
 import torch
 
 from .config import PRESETS, HyenaGLTConfig
-from .errors import HyenaGLTError, UsageError
+from .errors import HyenaGLTError, UsageError, option
 from .runtime import OOM_MESSAGES
 
 log = logging.getLogger("hyena_glt")
@@ -49,7 +49,7 @@ class Case:
     batch: int
     length: int
     task: str = "classification"
-    entropy_model: str = ""  # patcher "entropy": the LM directory (from `train --task lm`)
+    entropy_model: str = ""  # patcher "entropy": the LM directory (a model trained with task "lm")
 
 
 @dataclass
@@ -90,13 +90,14 @@ def parse_lengths(text: str) -> list[int]:
     for part in text.split(","):
         m = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", part)
         if not m or int(m.group(1)) < 1:
-            raise UsageError(f"bad length '{part.strip()}' in --lengths (use e.g. 1k,32k,1M or 5000)")
+            raise UsageError(f"bad length '{part.strip()}' in {option('lengths')} (use e.g. 1k,32k,1M or 5000)")
         scale = {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
         out.append(int(m.group(1)) * scale)
     return out
 
 
 def parse_ints(text: str, what: str) -> list[int]:
+    """'1,8' → [1, 8]; ``what`` names the option in messages."""
     try:
         values = [int(p) for p in text.split(",")]
     except ValueError:
@@ -111,7 +112,7 @@ def plan(lengths: list[int], batch_sizes: list[int], presets: list[str], patcher
     from .model.heads import TASKS
 
     if task not in TASKS:
-        raise UsageError(f"unknown --task '{task}' (use one of: {', '.join(TASKS)})")
+        raise UsageError(f"unknown {option('task')} '{task}' (use one of: {', '.join(TASKS)})")
     for preset in presets:
         if preset not in PRESETS:
             raise UsageError(f"unknown preset '{preset}' (use {', '.join(PRESETS)})")
@@ -119,11 +120,11 @@ def plan(lengths: list[int], batch_sizes: list[int], presets: list[str], patcher
         if patcher.startswith("entropy") and patcher != "entropy":
             raise UsageError(f"unknown patcher '{patcher}' for the benchmark (use none, static:K or entropy)")
         if patcher == "entropy" and not entropy_model:
-            raise UsageError("--patchers entropy needs --entropy-model DIR (an LM trained with "
-                             "`hyena-glt train --task lm`)")
+            raise UsageError(f"{option('patchers', 'entropy')} needs {option('entropy_model')} (a model trained "
+                             f"with {option('task', 'lm')})")
         HyenaGLTConfig(patcher=patcher)  # validates the spec
     if entropy_model and "entropy" not in patchers:
-        raise UsageError("--entropy-model only applies with --patchers ...,entropy")
+        raise UsageError(f"{option('entropy_model')} only applies with {option('patchers', '...,entropy')}")
     if entropy_model:
         _entropy_patcher(entropy_model)  # a missing or wrong LM directory fails now, not in every worker
     kinds = [("hyena-glt", p) for p in patchers] + ([("transformer", "none")] if attention else [])
@@ -283,7 +284,7 @@ def run(cases: Iterable[Case], device: torch.device, precision: str = "fp32", re
         threads: int | None = None, timeout_s: float = 300.0, isolate: bool | None = None) -> Iterator[Row]:
     """Yield one Row per case, in order. ``isolate`` (default: on CPU) runs each case in a subprocess."""
     if repeats < 1:
-        raise UsageError(f"--repeats must be at least 1 (got {repeats})")
+        raise UsageError(f"{option('repeats')} must be at least 1 (got {repeats})")
     isolate = device.type == "cpu" if isolate is None else isolate
     threads = threads or torch.get_num_threads()
     for case in cases:

@@ -1,9 +1,40 @@
 """Typed exceptions. The CLI turns each into one line on stderr and an exit code.
 
 A message reads ``FILE: record ID: problem``; every part but the problem is optional.
+
+Messages name an option through ``option(name, value)``: as a Python parameter (``window``, ``task='lm'``) in
+the library, and as a flag (``--window``, ``--task lm``) while the CLI runs a command (``option_style``).
 """
 
 from __future__ import annotations
+
+import contextlib
+from contextvars import ContextVar
+from typing import Any, Callable, Iterator
+
+
+def python_option(name: str, *value: Any) -> str:
+    """``window``, ``task='lm'``: how the library names its parameters."""
+    return f"{name}={value[0]!r}" if value else name
+
+
+_option_style: ContextVar[Callable[..., str]] = ContextVar("hyena_glt_option_style", default=python_option)
+
+
+def option(name: str, *value: Any) -> str:
+    """The option ``name`` (set to ``value``, if given) as a message should name it: a Python parameter, or a
+    flag of the command-line tool while it runs (see ``option_style``)."""
+    return _option_style.get()(name, *value)
+
+
+@contextlib.contextmanager
+def option_style(style: Callable[..., str]) -> Iterator[None]:
+    """Messages raised or logged inside name options with ``style(name, *value)`` (the CLI: flags)."""
+    token = _option_style.set(style)
+    try:
+        yield
+    finally:
+        _option_style.reset(token)
 
 
 class HyenaGLTError(Exception):

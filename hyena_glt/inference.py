@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from . import runtime
-from .errors import HyenaGLTError, ModelError, UsageError
+from .errors import HyenaGLTError, ModelError, UsageError, option
 from .io.sequences import (WINDOW_POLICIES, SequenceRecord, as_records, check_names, drop_empty,
                            reverse_complement, sliding_windows)
 from .io.writers import check_destination
@@ -85,13 +85,13 @@ def resolve_model_dir(directory: str | os.PathLike | None) -> Path:
     try:
         from .pretrained import default_model_dir
     except ImportError:
-        raise ModelError("no --model given and the bundled default model is not installed") from None
+        raise ModelError("no model given, and the bundled default model is not installed") from None
     return Path(default_model_dir())
 
 
 def load_model(directory: str | os.PathLike | None, tasks: Sequence[str] | None = None, map_location="cpu",
-               option: str = "--model"):
-    """``from_pretrained`` plus a check that the model does one of ``tasks`` → (model, metadata). ``option``:
+               named_by: str = "model"):
+    """``from_pretrained`` plus a check that the model does one of ``tasks`` → (model, metadata). ``named_by``:
     the option that named the folder, for the hint about a training run that stopped early."""
     from .model import from_pretrained
 
@@ -107,9 +107,9 @@ def load_model(directory: str | os.PathLike | None, tasks: Sequence[str] | None 
                          "hyena_glt.json)", path=str(path))
     if not (path / "config.json").exists() and (path / "checkpoints" / "last" / "config.json").exists():
         # a training run stopped before it finished: its model is only in the checkpoint
-        raise ModelError(f"no finished model here (the training run stopped early?): resume it with "
-                         f"`hyena-glt train ... -o {path} --resume`, or use its last checkpoint, "
-                         f"{option} {path / 'checkpoints' / 'last'}", path=str(path))
+        raise ModelError(f"no finished model here (the training run stopped early?): resume it "
+                         f"({option('resume', True)} with {option('output_dir', str(path))}), or use its last checkpoint, "
+                         f"{option(named_by, str(path / 'checkpoints' / 'last'))}", path=str(path))
     model, metadata = from_pretrained(path, map_location=map_location)
     task = metadata.get("task", getattr(model, "task", None))
     if tasks is not None and task not in tasks:
@@ -192,18 +192,18 @@ class Predictor:
         self.is_nucleotide = getattr(self.tokenizer, "alphabet", None) == "nucleotide"
 
         if window is not None and window < 1:
-            raise UsageError(f"--window must be at least 1 (got {window})")
+            raise UsageError(f"{option('window')} must be at least 1 (got {window})")
         self.window = window if window is not None else metadata.get("window")
         if stride is not None and stride < 1:
-            raise UsageError(f"--stride must be at least 1 (got {stride})")
+            raise UsageError(f"{option('stride')} must be at least 1 (got {stride})")
         if stride is not None and self.window is None:
-            raise UsageError("--stride needs a window: the model has none, give --window")
+            raise UsageError(f"{option('stride')} needs a window: the model has none, give {option('window')}")
         self.stride = stride if stride is not None else self.window
         if last not in WINDOW_POLICIES:
             raise UsageError(f"unknown last-window policy '{last}' (use one of: {', '.join(WINDOW_POLICIES)})")
         self.last = last
         if max_n is not None and not 0 <= max_n <= 1:
-            raise UsageError(f"--max-n must be a fraction from 0 to 1 (got {max_n:g})")
+            raise UsageError(f"{option('max_n')} must be a fraction from 0 to 1 (got {max_n:g})")
         self.max_n = max_n
 
         default_rc = bool(metadata.get("rc_average", self.is_nucleotide)) and self.is_nucleotide
@@ -211,7 +211,7 @@ class Predictor:
         if self.rc_average and not self.is_nucleotide:
             raise UsageError(
                 f"reverse-complement averaging needs a nucleotide tokenizer (this model uses "
-                f"'{self.tokenizer.name}'); use --no-rc-average")
+                f"'{self.tokenizer.name}'); use {option('rc_average', False)}")
 
         self.max_batch, self.token_budget = self._batch_limits(batch_size)
         log.log(runtime.VERBOSE, "model: %s, %s parameters, window %s, tokenizer %s, patcher %s; rc-average %s; batches "
@@ -252,10 +252,10 @@ class Predictor:
                 try:
                     batch_size = int(batch_size)
                 except ValueError:
-                    raise UsageError(f"--batch-size must be a number or 'auto' (got '{batch_size}')") from None
+                    raise UsageError(f"{option('batch_size')} must be a number or 'auto' (got '{batch_size}')") from None
         if isinstance(batch_size, int):
             if batch_size < 1:
-                raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+                raise UsageError(f"{option('batch_size')} must be at least 1 (got {batch_size})")
             return batch_size, 2**62
         return BLOCK_WINDOWS, self._auto_token_budget()
 
@@ -283,7 +283,7 @@ class Predictor:
     def windows(self, records: Iterable[SequenceRecord]) -> Iterator[SequenceRecord]:
         """Each record longer than the window as its windows, every other record as itself."""
         if self.window is None:
-            raise UsageError("this model has no training window; give --window to scan sequences in windows")
+            raise UsageError(f"this model has no training window; give {option('window')} to scan sequences in windows")
         for record in records:
             if len(record.seq) <= self.window:
                 yield record
@@ -352,7 +352,7 @@ class Predictor:
               windowed: bool | None = None, shard: tuple[int, int] = (0, 1)) -> Iterator[EmbeddingBatch]:
         """Embeddings of every work item, in input order. ``windowed`` None: as the CLI decides, record by
         record (:meth:`genome_windows`: genome-like records in windows, reads and table rows whole) when the
-        predictor has a window (the model's or --window), whole records otherwise."""
+        predictor has a window (the model's or ``window``), whole records otherwise."""
         if pool not in POOLS:
             raise UsageError(f"unknown pooling '{pool}' (use {', '.join(POOLS)})")
         if windowed is None:
@@ -437,7 +437,7 @@ class Predictor:
             if len(seqs) == 1:
                 raise HyenaGLTError(
                     f"out of memory on a single sequence of {len(seqs[0])} units "
-                    f"(use a smaller --window, or another --device)") from err
+                    f"(use a smaller {option('window')}, or another {option('device')})") from err
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             half = len(seqs) // 2
@@ -466,8 +466,8 @@ def drop_gap_windows(blocks: Iterable[list[SequenceRecord]], max_n: float,
     if skipped:
         contig, start, end = record_coordinates(first)
         where = f" of shard {shard[0] + 1}/{shard[1]}" if shard[1] > 1 else ""
-        log.info("skipped %d window(s)%s more than %g%% N (assembly gaps; the first: %s:%d-%d); --max-n 1 keeps them",
-                 skipped, where, 100 * max_n, contig, start + 1, end)
+        log.info("skipped %d window(s)%s more than %g%% N (assembly gaps; the first: %s:%d-%d); %s keeps them",
+                 skipped, where, 100 * max_n, contig, start + 1, end, option("max_n", 1))
 
 
 _DROP_BASES = str.maketrans("", "", "ACGTUacgtu")  # what is left of a window is its N (and ambiguity codes)
@@ -531,7 +531,7 @@ def predicted_labels(values: np.ndarray, task: str, names: Sequence[str]) -> tup
     probability × 1000. Multilabel: the classes with probability ≥ 0.5 joined by ',' ('.' if none), score =
     the highest probability × 1000. Regression: '.' and 0."""
     if not np.isfinite(values).all():  # NaN would become an int64-min BED score and an arbitrary label
-        raise HyenaGLTError("the model produced NaN or infinite scores (a numerical overflow: try --precision fp32)")
+        raise HyenaGLTError(f"the model produced NaN or infinite scores (a numerical overflow: try {option('precision', 'fp32')})")
     n = len(values)
     if task == "classification":
         best = values.argmax(axis=1)
@@ -593,7 +593,7 @@ class BedRow:
 
 def bed_rows(batch: PredictionBatch, task: str, names: Sequence[str], rc_averaged: bool,
              min_score: int | None = None, labels: Sequence[str] | None = None) -> Iterator[BedRow]:
-    """BED rows of a batch of windows, after the --min-score / --label filters. Strand: '.' when the
+    """BED rows of a batch of windows, after the ``min_score`` / ``labels`` filters. Strand: '.' when the
     prediction averages both strands, else the record's strand ('+' when unknown)."""
     batch = _filter_batch(batch, task, names, min_score, labels)
     row_labels, scores = predicted_labels(batch.values, task, names)
@@ -727,7 +727,7 @@ class NpzEmbeddingWriter:
 
     def __init__(self, dim: int, dtype: str = "float32", pool: str = "mean", tmp_dir: str | None = None):
         if dtype not in EMBED_DTYPES:
-            raise UsageError(f"unknown --dtype '{dtype}' (use {', '.join(EMBED_DTYPES)})")
+            raise UsageError(f"unknown {option('dtype')} '{dtype}' (use {', '.join(EMBED_DTYPES)})")
         self.dim, self.dtype, self.pool = dim, np.dtype(dtype), pool
         if tmp_dir is not None and not Path(tmp_dir).is_dir():
             raise UsageError(f"cannot write into {tmp_dir}: folder does not exist")
@@ -814,15 +814,16 @@ def check_filters(task: str, names: Sequence[str], min_score: int | None, labels
                   merge: bool, shard: tuple[int, int]) -> None:
     """Refuse filter/merge options that cannot mean anything for this model or run."""
     if task == "regression" and (min_score is not None or labels or merge):
-        raise UsageError("--min-score, --label and --merge need a classification model (this one does regression)")
+        raise UsageError(f"{option('min_score')}, {option('labels')} and {option('merge')} need a classification "
+                         "model (this one does regression)")
     if min_score is not None and not 0 <= min_score <= 1000:
-        raise UsageError(f"--min-score must be within 0..1000 (got {min_score})")
+        raise UsageError(f"{option('min_score')} must be within 0..1000 (got {min_score})")
     unknown = [lab for lab in labels or () if lab not in names]
     if unknown:
-        raise UsageError(f"unknown --label '{unknown[0]}' (this model's classes: {', '.join(names)})")
+        raise UsageError(f"unknown {option('labels')} '{unknown[0]}' (this model's classes: {', '.join(names)})")
     if merge and shard[1] > 1:
-        raise UsageError("--merge cannot be combined with --shard (windows of one region may land in different "
-                         "shards): concatenate the shards, then `bedtools merge`")
+        raise UsageError(f"{option('merge')} cannot be combined with {option('shard')} (windows of one region may "
+                         "land in different shards): concatenate the shards, then `bedtools merge`")
 
 
 def write_predictions_tsv(predictor: Predictor, records: Iterable[SequenceRecord], dest: str | os.PathLike, *,

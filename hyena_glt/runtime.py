@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import DeviceError, UsageError
+from .errors import DeviceError, UsageError, option
 
 if TYPE_CHECKING:
     import torch
@@ -138,7 +138,7 @@ def default_threads() -> int:
 def set_threads(n: int | None) -> int:
     n = default_threads() if not n else int(n)
     if n < 1:
-        raise UsageError(f"--threads must be at least 1 (got {n})")
+        raise UsageError(f"{option('threads')} must be at least 1 (got {n})")
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     else:  # torch reads these when it is first imported

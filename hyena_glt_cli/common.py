@@ -38,6 +38,21 @@ def set_settings(value: Settings) -> None:
     _current = value
 
 
+# library parameters whose flag is not `--` and their name with hyphens
+_FLAGS = {"labels": "--label", "label_columns": "--label-column", "regions": "--region", "regions_bed": "--regions",
+          "stats_path": "--stats", "output_dir": "-o", "extra_metadata": "--meta"}
+
+
+def flag(name: str, *value) -> str:
+    """A library parameter as the flag that sets it: ``flag('max_n')`` is ``--max-n``, ``flag('task', 'lm')``
+    ``--task lm``, ``flag('rc_average', False)`` ``--no-rc-average``. While a command runs, the library's
+    messages name options so (``hyena_glt.errors.option_style``)."""
+    option = _FLAGS.get(name) or "--" + name.replace("_", "-")
+    if not value or value[0] is True:
+        return option
+    return f"--no-{option[2:]}" if value[0] is False else f"{option} {value[0]}"
+
+
 def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Logs go to stderr only, prefixed `hyena-glt:`; stdout carries data."""
     from hyena_glt.runtime import VERBOSE

@@ -17,9 +17,9 @@ import typer
 from typer.core import TyperGroup
 
 from hyena_glt import __version__
-from hyena_glt.errors import HyenaGLTError
+from hyena_glt.errors import HyenaGLTError, option_style
 
-from .common import Settings, configure_logging, set_settings
+from .common import Settings, configure_logging, flag, set_settings
 
 
 class _ErrorMappingGroup(TyperGroup):
@@ -37,7 +37,8 @@ class _ErrorMappingGroup(TyperGroup):
 
     def invoke(self, ctx: typer.Context):
         try:
-            return super().invoke(ctx)
+            with option_style(flag):  # the library's messages name this tool's flags
+                return super().invoke(ctx)
         except HyenaGLTError as err:
             _report(ctx, str(err), err.kind)
             ctx.exit(err.exit_code)

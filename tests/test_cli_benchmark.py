@@ -95,9 +95,9 @@ def test_entropy_rows_include_the_lm_and_see_patches_of_about_four(tmp_path):
     assert set(ids.unique().tolist()) == set(tok.encode("ACGT").tolist())
     patches = int((model.backbone.patcher(ids) > 0).sum())
     assert 3.5 <= 512 / patches <= 4.5
-    with pytest.raises(UsageError, match="--patchers entropy needs --entropy-model DIR"):
+    with pytest.raises(UsageError, match=r"patchers='entropy' needs entropy_model \(a model trained with task='lm'\)"):
         bench.plan([64], [1], ["tiny"], ["entropy"])
-    with pytest.raises(UsageError, match="--entropy-model only applies with --patchers"):
+    with pytest.raises(UsageError, match="entropy_model only applies with patchers="):
         bench.plan([64], [1], ["tiny"], ["none"], entropy_model=str(tmp_path / "lm"))
     missing = CliRunner().invoke(app, ["benchmark", "--lengths", "64", "--patchers", "entropy", "--entropy-model",
                                        str(tmp_path / "nope"), "-o", str(tmp_path / "x.tsv")])

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from hyena_glt import __version__
@@ -237,6 +238,60 @@ def test_an_unfinished_training_run_points_at_its_checkpoint(tmp_path, data_dir)
     run = tmp_path / "run"
     shutil.copytree(default_model_dir(), run / "checkpoints" / "last")
     message = run_bad("classify", str(data_dir / "ex1.fa"), "-m", str(run), "-o", str(tmp_path / "x.tsv"))
-    assert message == (f"{run}: no finished model here (the training run stopped early?): resume it with "
-                       f"`hyena-glt train ... -o {run} --resume`, or use its last checkpoint, "
-                       f"--model {run / 'checkpoints' / 'last'}")
+    assert message == (f"{run}: no finished model here (the training run stopped early?): resume it "
+                       f"(--resume with -o {run}), or use its last checkpoint, --model {run / 'checkpoints' / 'last'}")
+    # the library names its own parameters
+    from hyena_glt.errors import ModelError
+    from hyena_glt.inference import load_model
+
+    with pytest.raises(ModelError) as err:
+        load_model(run)
+    assert str(err.value).endswith(f"resume it (resume=True with output_dir='{run}'), or use its last checkpoint, "
+                                   f"model='{run / 'checkpoints' / 'last'}'")
+
+
+def test_library_messages_name_parameters_and_the_cli_names_its_flags(data_dir, tmp_path):
+    from hyena_glt.errors import UsageError, option, option_style
+    from hyena_glt.inference import Predictor
+    from hyena_glt_cli.common import flag
+
+    assert [option("max_n"), option("task", "lm"), option("rc_average", False)] == \
+        ["max_n", "task='lm'", "rc_average=False"]
+    with pytest.raises(RuntimeError), option_style(flag):
+        assert [option("max_n"), option("task", "lm"), option("rc_average", False), option("labels"),
+                option("resume", True)] == ["--max-n", "--task lm", "--no-rc-average", "--label", "--resume"]
+        raise RuntimeError
+    assert option("max_n") == "max_n"  # the style ends with its block, even on an error
+    with pytest.raises(UsageError, match=r"^window must be at least 1 \(got 0\)$"):
+        Predictor.from_pretrained(None, window=0)
+    assert run_bad("classify", "--window", "0", str(data_dir / "ex1.fa")) == "--window must be at least 1 (got 0)"
+    # the same Python process, after the CLI ran: the library's style again
+    with pytest.raises(UsageError, match=r"^stride must be at least 1 \(got 0\)$"):
+        Predictor.from_pretrained(None, stride=0)
+
+
+def test_every_option_a_library_message_names_is_a_flag_of_the_cli():
+    """A message that tells a user to give `--lables` would be worse than none: every parameter name the
+    library passes to `option` must come out as a flag some command has."""
+    import re
+
+    import typer
+
+    import hyena_glt
+    from hyena_glt_cli.common import flag
+
+    group = typer.main.get_command(app)
+    flags = {opt for param in group.params for opt in param.opts + param.secondary_opts}
+    for command in group.commands.values():
+        flags |= {opt for param in command.params for opt in param.opts + param.secondary_opts}
+    names = set()
+    for path in Path(hyena_glt.__file__).parent.rglob("*.py"):
+        text = path.read_text()
+        names |= set(re.findall(r"""\boption\(["']([a-z_]+)["']""", text))
+        names |= set(re.findall(r"""(?:named_by=|_check_class_names\([^,]+, )["']([a-z_]+)["']""", text))
+    # TrainOptions.check names these through a loop variable
+    names |= {"epochs", "batch_size", "grad_accum", "warmup", "weight_decay", "grad_clip", "curriculum_start",
+              "eval_every", "checkpoint_every", "patience", "entropy_model", "target_patch_length", "model"}
+    assert len(names) > 50
+    assert sorted(name for name in names if flag(name) not in flags) == []
+    assert flag("rc_average", False) in flags and flag("rc_augment", True) in flags

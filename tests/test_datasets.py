@@ -133,7 +133,7 @@ def test_bed_with_reference(data_dir, tmp_path):
     bad.write_text("NC_000932.1\t154000\t155000\tgene\t0\t+\n")
     with pytest.raises(InputError, match=r"bad\.bed: line 1: interval NC_000932\.1:154000-155000 .*outside the contig \(length 154478\)"):
         datasets.load_labelled(bad, "classification", reference=reference)
-    with pytest.raises(UsageError, match="--reference"):
+    with pytest.raises(UsageError, match=r"BED intervals need a reference genome \(reference\)"):
         datasets.load_labelled(bed, "classification")
 
 
@@ -162,7 +162,7 @@ def test_errors_name_file_and_line(data_dir, tmp_path):
     nolabel = tmp_path / "nolabel.csv"
     nolabel.write_text("sequence,class\n" + "".join(f"{r['sequence']},{r['label']}\n" for r in rows))
     with pytest.raises(InputError, match=r"nolabel\.csv: line 1: no column 'label' in the header \(sequence, class\); "
-                                         r"name the label column with --label-column"):
+                                         r"name the label column with label_columns"):
         datasets.load_labelled(nolabel, "classification")
     assert datasets.load_labelled(nolabel, "classification", label_columns=["class"]).class_names == ["0", "1"]
     with pytest.raises(InputError, match=r"no column 'kind'"):
@@ -195,7 +195,7 @@ def test_mixed_lengths_need_window(data_dir, tmp_path):
     mixed.write_text("sequence,label\n" + "".join(f"{r['sequence'][: 40 + 10 * i]},{i % 2}\n" for i, r in enumerate(rows)))
     data = datasets.load_labelled(mixed, "classification")
     with pytest.raises(InputError, match=r"mixed\.csv: training sequences have mixed lengths \(40 nt 'mixed.csv:2' to "
-                                         r"70 nt 'mixed.csv:5'\); give --window N"):
+                                         r"70 nt 'mixed.csv:5'\); give window='N'"):
         datasets.check_lengths(data, None, "training")
     datasets.check_lengths(data, 64, "training")  # a window settles it
 
@@ -288,16 +288,16 @@ def test_data_format_must_fit_the_content(tmp_path):
     table.write_text("sequence,label\nACGT,1\nGGCC,0\n")
     fasta = tmp_path / "lab.txt"  # .txt alone would mean a table
     fasta.write_text(">a label=1\nACGT\n>b label=0\nGGCC\n")
-    with pytest.raises(UsageError, match=r"tr\.csv: --data-format fasta, but the file holds no FASTA/FASTQ records"):
+    with pytest.raises(UsageError, match=r"tr\.csv: data_format='fasta', but the file holds no FASTA/FASTQ records"):
         datasets.load_labelled(table, "classification", fmt="fasta")
-    with pytest.raises(UsageError, match=r"lab\.txt: --data-format bed, but the file holds FASTA/FASTQ"):
+    with pytest.raises(UsageError, match=r"lab\.txt: data_format='bed', but the file holds FASTA/FASTQ"):
         datasets.load_labelled(fasta, "classification", fmt="bed")
     with pytest.raises(UsageError, match=r"unknown data format 'gff' \(use one of: table, fasta, bed\)"):
         datasets.load_labelled(table, "classification", fmt="gff")
     assert datasets.load_labelled(fasta, "classification", fmt="fasta").ids == ["a", "b"]
-    with pytest.raises(UsageError, match=r"lab\.txt: --data-format table, but the file holds FASTA"):
+    with pytest.raises(UsageError, match=r"lab\.txt: data_format='table', but the file holds FASTA"):
         datasets.load_lm_sequences([fasta], window=8, fmt="table")
-    with pytest.raises(UsageError, match=r"--stride must be at least 1 \(got 0\)"):
+    with pytest.raises(UsageError, match=r"^stride must be at least 1 \(got 0\)"):
         datasets.load_lm_sequences([fasta], window=8, stride=0)
 
 
@@ -333,14 +333,14 @@ def test_label_column_that_is_no_label_column(tmp_path, hyena_log):
     data = datasets.load_labelled(table, "classification")
     assert len(data.class_names) == 30
     assert [r.getMessage() for r in hyena_log] == [
-        f"{table}: 30 classes in 30 sequences: is that the label column? (numbers to predict need --task regression)"]
+        f"{table}: 30 classes in 30 sequences: is that the label column? (numbers to predict need task='regression')"]
 
 
 def test_split_that_leaves_a_class_untrained(tmp_path, hyena_log):
     two = tmp_path / "two.fa"
     two.write_text(">a label=1\nACGTACGT\n>b label=0\nGGCCGGCC\n")
     data = datasets.load_labelled(two, "classification")
-    with pytest.raises(InputError, match=r"two\.fa: --val-fraction 0\.5 of 2 sequences leaves no training example of "
+    with pytest.raises(InputError, match=r"two\.fa: val_fraction=0\.5 of 2 sequences leaves no training example of "
                                          r"class\(es\) '[01]'; classification needs at least two classes"):
         datasets.split_validation(data, 0.5, seed=0)
     # three classes, the lone 'c' held out: training is still possible, with a warning
@@ -355,7 +355,7 @@ def test_split_that_leaves_a_class_untrained(tmp_path, hyena_log):
     else:
         pytest.fail("no seed held out the lone example")
     assert [r.getMessage() for r in hyena_log] == [
-        "three.csv: --val-fraction 0.2 of 10 sequences leaves no training example of class(es) 'c'; "
+        "three.csv: val_fraction=0.2 of 10 sequences leaves no training example of class(es) 'c'; "
         "the model will not learn to predict them"]
 
 
@@ -400,9 +400,9 @@ def test_class_names_hold_no_tab_or_line_break_and_are_distinct(tmp_path):
         datasets.load_labelled(table, "classification")
     table.write_text("sequence,label\nACGTACGT,0\nGGCCGGCC,1\n")
     for mapping, message in (
-        ({"0": "a\tb"}, "--class-names: class name 'a\\tb' holds a tab or line break"),
-        ({"0": "promoter", "1": "promoter"}, "--class-names: two classes are named 'promoter'"),
-        ({"0": "1"}, "--class-names: two classes are named '1'"),
+        ({"0": "a\tb"}, "class_names: class name 'a\\tb' holds a tab or line break"),
+        ({"0": "promoter", "1": "promoter"}, "class_names: two classes are named 'promoter'"),
+        ({"0": "1"}, "class_names: two classes are named '1'"),
     ):
         data = datasets.load_labelled(table, "classification")
         with pytest.raises(UsageError) as err:
@@ -411,7 +411,7 @@ def test_class_names_hold_no_tab_or_line_break_and_are_distinct(tmp_path):
         assert data.class_names == ["0", "1"]
     fasta = tmp_path / "a.fa"
     fasta.write_text(">x\nACGT\n")
-    with pytest.raises(UsageError, match=r"--class-fasta: class name 'a\\tb' holds a tab or line break"):
+    with pytest.raises(UsageError, match=r"class_fasta: class name 'a\\tb' holds a tab or line break"):
         datasets.load_class_fastas([("a\tb", fasta), ("c", fasta)])
 
 
@@ -496,7 +496,7 @@ def test_a_stream_copy_is_never_named_and_never_left_behind(data_dir, tmp_path, 
         from_pipe(tmp_path, "genes", bed, lambda p: datasets.load_labelled(
             p, "classification", fmt="bed", reference=data_dir / "arabidopsis_chloroplast.fa"))
     assert f"{tmp_path / 'genes'}: 216 classes in 262 sequences" in caplog.text and ".spool" not in caplog.text
-    with pytest.raises(UsageError, match=r"^.*/nogenome: BED intervals need --reference genome.fa"):
+    with pytest.raises(UsageError, match=r"^.*/nogenome: BED intervals need a reference genome \(reference\)"):
         from_pipe(tmp_path, "nogenome", bed, lambda p: datasets.load_labelled(p, "classification", fmt="bed"))
 
     def full(source, sink, length=0):

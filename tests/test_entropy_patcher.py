@@ -205,7 +205,7 @@ def test_errors(tmp_path, lm):
         load_entropy_patcher(tmp_path / "clf")
     with pytest.raises(ModelError, match="does not exist"):
         load_entropy_patcher(tmp_path / "nowhere")
-    with pytest.raises(UsageError, match="needs --entropy-model"):
+    with pytest.raises(UsageError, match="^patcher='entropy' needs entropy_model"):
         make_patcher("entropy")
     with pytest.raises(UsageError, match="mode"):
         EntropyPatcher(lm, threshold=1.0, mode="sideways")

@@ -149,9 +149,9 @@ def test_out_of_memory_batches_are_split_and_results_unchanged(model_dir, monkey
 def test_auto_batch_size_is_a_token_budget(model_dir):
     predictor = Predictor.from_pretrained(model_dir, batch_size="auto")
     assert predictor.token_budget >= 1024
-    with pytest.raises(UsageError, match="--batch-size"):
+    with pytest.raises(UsageError, match="^batch_size must be a number or 'auto' \\(got 'lots'\\)"):
         Predictor.from_pretrained(model_dir, batch_size="lots")
-    with pytest.raises(UsageError, match="--batch-size"):
+    with pytest.raises(UsageError, match=r"^batch_size must be at least 1 \(got 0\)"):
         Predictor.from_pretrained(model_dir, batch_size=0)
 
 
@@ -283,7 +283,7 @@ def test_nan_scores_are_a_runtime_error_not_a_bed_score():
     labels, scores = predicted_labels(np.array([[0.2, 0.8], [0.9, 0.1]]), "classification", ["a", "b"])
     assert labels == ["b", "a"] and scores.tolist() == [800, 900]
     for task in ("classification", "multilabel", "regression"):
-        with pytest.raises(HyenaGLTError, match=r"NaN or infinite scores .* try --precision fp32") as err:
+        with pytest.raises(HyenaGLTError, match=r"NaN or infinite scores .* try precision='fp32'") as err:
             predicted_labels(np.array([[0.2, 0.8], [np.nan, np.nan]]), task, ["a", "b"])
         assert err.value.exit_code == 1  # a runtime failure, not the user's input
 

@@ -201,19 +201,19 @@ def test_deeplift_refuses_hyena_layers_clearly(scorer, positives):
 
 
 def test_unknown_method_and_target(scorer, motif_model):
-    with pytest.raises(UsageError, match="unknown --method 'gradcam'"):
+    with pytest.raises(UsageError, match="^unknown method 'gradcam'"):
         attribute(scorer, ["ACGT"], "gradcam", Target(1, "motif"))
     with pytest.raises(UsageError) as err:
         attribute(scorer, ["ACGT", "ACGTAC", "ACGTACGTAAAA"], "saliency", Target(1, "motif"))
     assert str(err.value) == ("attribute() takes sequences of one length (got lengths from 4 to 12); group them by "
-                              "length, as `hyena-glt interpret` does")
+                              "length, as attribute_records does")
     with pytest.raises(UsageError, match=r"\(got no sequences\)"):
         attribute(scorer, [], "saliency", Target(1, "motif"))
     meta = {"task": "classification", "class_names": ["background", "motif"]}
     assert resolve_target(meta, 2, None) == Target(1, "motif")
     assert resolve_target(meta, 2, "background") == Target(0, "background")
     assert resolve_target(meta, 2, "1") == Target(1, "motif")
-    with pytest.raises(UsageError, match="unknown --target 'enhancer'.*background, motif"):
+    with pytest.raises(UsageError, match="^unknown target 'enhancer'.*background, motif"):
         resolve_target(meta, 2, "enhancer")
 
 

@@ -86,7 +86,7 @@ def test_attribute_takes_a_target_by_name_index_or_default(scorer):
         assert result.targets.tolist() == [1, 1]
     predicted = attribute(scorer, seqs, "saliency", "predicted")
     assert set(predicted.targets.tolist()) <= {0, 1}
-    with pytest.raises(UsageError, match="unknown --target 'enhancer'"):
+    with pytest.raises(UsageError, match="^unknown target 'enhancer'"):
         attribute(scorer, seqs, "ism", "enhancer")
     with pytest.raises(UsageError, match=r"target index 5 is outside 0\.\.1"):
         attribute(scorer, seqs, "ism", Target(5, "x"))

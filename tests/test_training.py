@@ -179,7 +179,7 @@ def test_mixed_length_data_is_batched_by_length_and_same_length_data_is_not(data
 
 
 def test_bad_options(data_dir, tmp_path):
-    with pytest.raises(UsageError, match="--batch-size must be at least 1"):
+    with pytest.raises(UsageError, match="^batch_size must be at least 1"):
         _trainer(data_dir, tmp_path, batch_size=0)
     with pytest.raises(UsageError, match="early stopping .* needs validation data"):
         _trainer(data_dir, tmp_path, patience=2)
@@ -254,16 +254,16 @@ def test_multilabel_run(data_dir, tmp_path):
 
 def test_option_checks(data_dir, tmp_path):
     for kw, message in (
-        ({"eval_every": 0}, r"--eval-every must be at least 1 \(got 0\)"),
-        ({"checkpoint_every": -2}, r"--checkpoint-every must be at least 1 \(got -2\)"),
-        ({"patience": 0}, r"--patience must be at least 1 \(got 0\)"),
-        ({"curriculum_fraction": 1.5}, r"--curriculum-fraction must be in \(0, 1\] \(got 1\.5\)"),
-        ({"curriculum_fraction": float("nan")}, r"--curriculum-fraction must be in \(0, 1\] \(got nan\)"),
-        ({"target_patch_length": 4.0}, r"--target-patch-length only applies to --patcher entropy"),
+        ({"eval_every": 0}, r"^eval_every must be at least 1 \(got 0\)"),
+        ({"checkpoint_every": -2}, r"^checkpoint_every must be at least 1 \(got -2\)"),
+        ({"patience": 0}, r"^patience must be at least 1 \(got 0\)"),
+        ({"curriculum_fraction": 1.5}, r"^curriculum_fraction must be in \(0, 1\] \(got 1\.5\)"),
+        ({"curriculum_fraction": float("nan")}, r"^curriculum_fraction must be in \(0, 1\] \(got nan\)"),
+        ({"target_patch_length": 4.0}, r"^target_patch_length only applies to patcher='entropy'"),
         ({"patcher": "entropy", "entropy_model": "lm", "target_patch_length": 0.0},
-         r"--target-patch-length must be a number of units >= 1 \(got 0\.0\)"),
-        ({"entropy_model": "lm"}, r"--entropy-model only applies to --patcher entropy \(got --patcher none\)"),
-        ({"task": "lm", "window": 1}, r"--task lm needs --window of at least 2"),
+         r"^target_patch_length must be a number of units >= 1 \(got 0\.0\)"),
+        ({"entropy_model": "lm"}, r"^entropy_model only applies to patcher='entropy' \(got patcher='none'\)"),
+        ({"task": "lm", "window": 1}, r"^task='lm' needs window of at least 2"),
     ):
         with pytest.raises(UsageError, match=message):
             TrainOptions(**kw).check()
@@ -283,7 +283,7 @@ def test_output_dir_is_checked_before_any_work(tmp_path):
     used = tmp_path / "used"
     used.mkdir()
     (used / "config.json").write_text("{}")
-    with pytest.raises(UsageError, match="is not empty; continue its run with --resume"):
+    with pytest.raises(UsageError, match="is not empty; continue its run with resume=True"):
         check_output_dir(used)
     check_output_dir(used, resume=True)
     assert sorted(p.name for p in used.iterdir()) == ["config.json"]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import UsageError
+from ..errors import UsageError, option
 from .scoring import ScoreModel, as_target, one_hot
 
 log = logging.getLogger("hyena_glt")
@@ -101,7 +101,7 @@ def make_baselines(seqs: list[str], kind: str, n: int, rng: np.random.Generator)
         base = np.stack([one_hot([dinucleotide_shuffle(s, rng) for s in seqs]) for _ in range(n)])
         base = base * (x.sum(1, keepdims=True) > 0)
     else:
-        raise UsageError(f"unknown --baseline '{kind}' (use one of: {', '.join(BASELINES)})")
+        raise UsageError(f"unknown {option('baseline')} '{kind}' (use one of: {', '.join(BASELINES)})")
     return torch.from_numpy(np.array(base, dtype=np.float32))
 
 
@@ -111,7 +111,7 @@ AUTO_UNITS = {"cpu": 4096, "cuda": 1 << 16}
 
 
 def auto_batch_size(scorer: ScoreModel, length: int) -> int:
-    """Sequences of ``length`` units per forward pass for --batch-size auto (1 to 256)."""
+    """Sequences of ``length`` units per forward pass for an 'auto' batch size (1 to 256)."""
     units = AUTO_UNITS.get(scorer.device.type, AUTO_UNITS["cpu"])
     return max(1, min(256, units // max(1, length)))
 
@@ -122,7 +122,7 @@ def attribute(scorer: ScoreModel, seqs: list[str], method: str, target, *, basel
     """Attributions of same-length ``seqs`` for ``target``: a :class:`~hyena_glt.interpret.scoring.Target`, a
     class/output name, an index, ``"predicted"`` or None (the model's default, see ``resolve_target``)."""
     if method not in METHODS:
-        raise UsageError(f"unknown --method '{method}' (use one of: {', '.join(METHODS)})")
+        raise UsageError(f"unknown {option('method')} '{method}' (use one of: {', '.join(METHODS)})")
     if isinstance(seqs, (str, bytes)):  # iterated, one string would be many one-base sequences
         raise UsageError(f"attribute() takes a list of sequences, not a single {type(seqs).__name__}: e.g. [seq]")
     target = as_target(target, scorer.metadata, scorer.num_outputs)
@@ -132,7 +132,7 @@ def attribute(scorer: ScoreModel, seqs: list[str], method: str, target, *, basel
     if len(lengths) != 1:
         got = "no sequences" if not lengths else f"lengths from {lengths[0]:,} to {lengths[-1]:,}"
         raise UsageError(f"attribute() takes sequences of one length (got {got}); group them by length, as "
-                         "`hyena-glt interpret` does")
+                         "attribute_records does")
     rng = rng or np.random.default_rng(0)
     ids = scorer.encode(seqs)
     targets = scorer.predicted_targets(ids, target)
@@ -244,7 +244,7 @@ def _integrated_gradients(scorer, x, ids, targets, seqs, baseline, steps, n_base
     from captum.attr import IntegratedGradients
 
     if steps < 1:
-        raise UsageError(f"--steps must be at least 1 (got {steps})")
+        raise UsageError(f"{option('steps')} must be at least 1 (got {steps})")
     n = n_baselines if baseline == "shuffle" else 1
     baselines = make_baselines(seqs, baseline, n, rng).to(x.device)
     ig = IntegratedGradients(scorer)
@@ -281,14 +281,14 @@ def _deeplift(scorer, x, ids, targets, seqs, method, baseline, n_baselines, rng)
             with torch.no_grad():
                 gap = scorer(xs, id_rows, target_rows) - scorer(base, id_rows, target_rows)
     except (RuntimeError, AssertionError, TypeError, ValueError) as err:
-        raise UsageError(f"--method {method}: captum cannot run DeepLIFT on this model ({err}); "
-                         "use integrated-gradients") from None
+        raise UsageError(f"{option('method', method)}: captum cannot run DeepLIFT on this model ({err}); "
+                         f"use {option('method', 'integrated-gradients')}") from None
     tolerance = 1e-2 * (1.0 + gap.abs())
     if bool((delta.abs() > tolerance).any()):
         worst = float(delta.abs().max())
-        raise UsageError(f"--method {method}: captum does not support this model's layers (Hyena gating/FFT "
-                         f"convolution): its attributions miss f(x) - f(baseline) by up to {worst:.3g}; "
-                         "use integrated-gradients or ism")
+        raise UsageError(f"{option('method', method)}: captum does not support this model's layers (Hyena "
+                         f"gating/FFT convolution): its attributions miss f(x) - f(baseline) by up to {worst:.3g}; "
+                         f"use {option('method', 'integrated-gradients')} or {option('method', 'ism')}")
     rows = x.shape[0]
     return attr.view(n, rows, *x.shape[1:]).mean(0), delta.view(n, rows).mean(0)
 
@@ -301,7 +301,7 @@ def ism(scorer: ScoreModel, ids: torch.Tensor, targets: torch.Tensor, x: torch.T
     n, length = ids.shape
     start, end = window or (0, length)
     if not 0 <= start < end <= length:
-        raise UsageError(f"--ism-window {start + 1}-{end} does not fit a sequence of {length} bases")
+        raise UsageError(f"{option('ism_window')} {start + 1}-{end} does not fit a sequence of {length} bases")
     if ref_scores is None:
         ref_scores = scorer.score_ids(ids, targets, batch_size)
     ref_base = x.argmax(1)  # (N, L); only meaningful where the position is a base

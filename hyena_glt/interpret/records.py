@@ -9,7 +9,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, option
 from ..io.sequences import as_records, drop_empty
 from .attribution import attribute, auto_batch_size
 from .scoring import ScoreModel, Target, as_target
@@ -39,9 +39,9 @@ def parse_batch_size(text: str | int | None) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise UsageError(f"--batch-size must be a number or 'auto' (got '{text}')") from None
+        raise UsageError(f"{option('batch_size')} must be a number or 'auto' (got '{text}')") from None
     if value < 1:
-        raise UsageError(f"--batch-size must be at least 1 (got {value})")
+        raise UsageError(f"{option('batch_size')} must be at least 1 (got {value})")
     return value
 
 
@@ -73,7 +73,7 @@ def attribute_records(scorer: ScoreModel, records: Iterable, method: str, target
             length = len(batch[0].seq)
             if ism_window[0] >= length:  # a window past the end is the user's; clip only one that overlaps
                 first = batch[0]
-                raise InputError(f"--ism-window {ism_window[0] + 1}-{ism_window[1]} starts after the end of this "
+                raise InputError(f"{option('ism_window')} {ism_window[0] + 1}-{ism_window[1]} starts after the end of this "
                                  f"{length}-base sequence", path=first.source, record=first.id or first.number)
             window = (ism_window[0], min(ism_window[1], length))
         result = attribute(scorer, [r.seq for r in batch], method, target,

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelError, UsageError
+from ..errors import ModelError, UsageError, option
 
 BASES = "ACGT"
 SEQUENCE_TASKS = ("classification", "multilabel", "regression")
@@ -97,13 +97,13 @@ def resolve_target(metadata: dict, num_outputs: int, spec: str | None) -> Target
         spec = "predicted"
     if spec == "predicted":
         if task == "regression":
-            raise UsageError("--target predicted makes no sense for a regression model; name an output")
+            raise UsageError(f"{option('target', 'predicted')} makes no sense for a regression model; name an output")
         return Target(None, "predicted")
     if spec in names:
         return Target(names.index(spec), spec)
     if spec.lstrip("-").isdigit() and 0 <= int(spec) < num_outputs:
         return Target(int(spec), names[int(spec)])
-    raise UsageError(f"unknown --target '{spec}' (the model's {'outputs' if task == 'regression' else 'classes'}: "
+    raise UsageError(f"unknown {option('target')} '{spec}' (the model's {'outputs' if task == 'regression' else 'classes'}: "
                      f"{', '.join(names)}; or an index 0..{num_outputs - 1}, or 'predicted')")
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, option
 from ..io.sequences import fetch_region, open_indexed_fasta, quiet_htslib
 from ..io.writers import atomic_path, text_output
 from .scoring import ScoreModel
@@ -161,9 +161,9 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
     the window), alleles longer than the window and records without an ALT allele (``.``) are skipped with a
     count."""
     if window < 1:
-        raise UsageError(f"--window must be at least 1 (got {window})")
+        raise UsageError(f"{option('window')} must be at least 1 (got {window})")
     if max_indel is not None and max_indel < 0:
-        raise UsageError(f"--max-indel must be at least 0 (got {max_indel})")
+        raise UsageError(f"{option('max_indel')} must be at least 0 (got {max_indel})")
     max_indel = window // 4 if max_indel is None else max_indel
     vcf = _open_vcf(vcf_path)
     fasta = open_indexed_fasta(reference)
@@ -190,7 +190,7 @@ def scan_variants(vcf_path: str | Path, reference: str | Path, scorer: ScoreMode
                         mismatches += len(rec.alts or ())
                         continue
                     raise InputError(f"REF '{rec.ref}' does not match the reference ('{genome_ref}'); "
-                                     "wrong genome build? (--skip-mismatch skips such variants)",
+                                     f"wrong genome build? ({option('skip_mismatch')} skips such variants)",
                                      path=str(vcf_path), record=name)
                 if not rec.alts:  # ALT '.': a site with no alternative allele
                     no_alt += 1

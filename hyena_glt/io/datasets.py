@@ -43,7 +43,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import HyenaGLTError, InputError, UsageError
+from ..errors import HyenaGLTError, InputError, UsageError, option
 from .sequences import (ID_COLUMNS, SEQUENCE_COLUMNS, _AlphabetCheck, _decompressed_head, _read_head, is_stream,
                         fetch_region)
 
@@ -149,7 +149,7 @@ def load_labelled(
     if fmt == "fasta":
         return _read_fasta_labels(path, task, label_regex, class_names, target_names, alphabet)
     if reference is None:
-        raise UsageError("BED intervals need --reference genome.fa to read their sequences", path=str(path))
+        raise UsageError(f"BED intervals need a reference genome ({option('reference')}) to read their sequences", path=str(path))
     return _read_bed(path, task, Path(reference), label_columns, class_names, target_names, alphabet)
 
 
@@ -163,8 +163,8 @@ def load_class_fastas(
 
     names = [name for name, _ in specs]
     if len(set(names)) != len(names):
-        raise UsageError(f"--class-fasta names must be distinct (got {', '.join(names)})")
-    _check_class_names(names, "--class-fasta")
+        raise UsageError(f"{option('class_fasta')} names must be distinct (got {', '.join(names)})")
+    _check_class_names(names, "class_fasta")
     ids, seqs, raw, where = [], [], [], []
     for name, file in specs:
         n_before = len(seqs)
@@ -178,7 +178,7 @@ def load_class_fastas(
         if len(seqs) == n_before:
             raise InputError(f"class '{name}' has no sequences", path=str(file))
     if class_names is None and len(specs) < 2:
-        raise UsageError("--class-fasta needs at least two classes (NAME=FILE, repeated)")
+        raise UsageError(f"{option('class_fasta')} needs at least two classes (NAME=FILE, repeated)")
     labels, found = _encode_single(raw, class_names, where, "class")
     return LabelledData(ids, seqs, labels, "classification", class_names=found,
                         sources=[str(f) for _, f in specs])
@@ -195,12 +195,12 @@ def load_lm_sequences(
     from .sequences import read_many
 
     if window is not None and window < 1:
-        raise UsageError(f"--window must be at least 1 (got {window})")
+        raise UsageError(f"{option('window')} must be at least 1 (got {window})")
     if stride is not None and stride < 1:
-        raise UsageError(f"--stride must be at least 1 (got {stride})")
+        raise UsageError(f"{option('stride')} must be at least 1 (got {stride})")
     if fmt is not None:
         if fmt == "bed":
-            raise UsageError("--data-format bed is for labelled intervals; --task lm reads sequences "
+            raise UsageError(f"{option('data_format', 'bed')} is for labelled intervals; {option('task', 'lm')} reads sequences "
                              "(FASTA/FASTQ/SAM/BAM/CRAM, or a table with a sequence column)")
         for p in paths:
             if not is_stream(p):  # (read_sequences reads a stream once: its content is checked there)
@@ -245,17 +245,17 @@ def detect_format(path: Path) -> str:
 
 
 def check_format(path: Path, fmt: str) -> str:
-    """``fmt`` (--data-format) after checking the file's content does not contradict it: 'fasta' must be
+    """``fmt`` (the data format) after checking the file's content does not contradict it: 'fasta' must be
     sequence records (FASTA/FASTQ/SAM/BAM/CRAM), 'table' and 'bed' must not be."""
     if fmt not in DATA_FORMATS:
         raise UsageError(f"unknown data format '{fmt}' (use one of: {', '.join(DATA_FORMATS)})")
     records = _holds_records(path)
     if fmt == "fasta" and not records:
-        raise UsageError("--data-format fasta, but the file holds no FASTA/FASTQ records (it does not start with "
-                         "'>' or '@'); leave --data-format out, or give table or bed", path=str(path))
+        raise UsageError(f"{option('data_format', 'fasta')}, but the file holds no FASTA/FASTQ records (it does not "
+                         f"start with '>' or '@'); leave {option('data_format')} out, or give table or bed", path=str(path))
     if fmt != "fasta" and records:
-        raise UsageError(f"--data-format {fmt}, but the file holds FASTA/FASTQ (or SAM/BAM/CRAM) records; "
-                         f"leave --data-format out, or give fasta", path=str(path))
+        raise UsageError(f"{option('data_format', fmt)}, but the file holds FASTA/FASTQ (or SAM/BAM/CRAM) records; "
+                         f"leave {option('data_format')} out, or give fasta", path=str(path))
     return fmt
 
 
@@ -278,10 +278,10 @@ def split_validation(data: LabelledData, fraction: float, seed: int) -> tuple[La
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < fraction < 1.0:
-        raise UsageError(f"--val-fraction must be between 0 and 1 (got {fraction})")
+        raise UsageError(f"{option('val_fraction')} must be between 0 and 1 (got {fraction})")
     n_val = int(round(len(data) * fraction))
     if n_val < 1 or n_val >= len(data):
-        raise InputError(f"--val-fraction {fraction} of {len(data)} sequences leaves an empty split",
+        raise InputError(f"{option('val_fraction', fraction)} of {len(data)} sequences leaves an empty split",
                          path=", ".join(data.sources))
     stratify = data.labels if data.task == "classification" else None
     if stratify is not None and np.bincount(stratify).min() < 2:
@@ -306,11 +306,11 @@ def _check_split_classes(data: LabelledData, train: LabelledData, fraction: floa
     missing = [name for name, count in zip(data.class_names or [], counts) if count == 0]
     if not missing:
         return
-    what = f"--val-fraction {fraction} of {len(data)} sequences leaves no training example of " \
+    what = f"{option('val_fraction', fraction)} of {len(data)} sequences leaves no training example of " \
            f"{'class(es)' if data.task == 'classification' else 'label(s)'} {', '.join(map(repr, missing))}"
     if data.task == "classification" and len(counts) - len(missing) < 2:
         raise InputError(f"{what}; classification needs at least two classes to train on (give more data, "
-                         f"a smaller --val-fraction or --val FILE)", path=", ".join(data.sources))
+                         f"a smaller {option('val_fraction')} or {option('val')})", path=", ".join(data.sources))
     log.warning("%s: %s; the model will not learn to predict them", ", ".join(data.sources), what)
 
 
@@ -323,7 +323,7 @@ def check_lengths(data: LabelledData, window: int | None, what: str) -> None:
         i_short, i_long = int(lengths.argmin()), int(lengths.argmax())
         raise InputError(
             f"{what} sequences have mixed lengths ({lengths.min()} nt '{data.ids[i_short]}' to "
-            f"{lengths.max()} nt '{data.ids[i_long]}'); give --window N to centre-crop longer and pad "
+            f"{lengths.max()} nt '{data.ids[i_long]}'); give {option('window', 'N')} to centre-crop longer and pad "
             f"shorter sequences to N units",
             path=", ".join(data.sources),
         )
@@ -343,28 +343,29 @@ def apply_class_display_names(data: LabelledData, mapping: dict[str, str]) -> La
     unknown = [k for k in mapping if k not in (data.class_names or [])]
     if unknown:
         raise UsageError(
-            f"--class-names: no class {', '.join(map(repr, unknown))} in the training labels "
+            f"{option('class_names')}: no class {', '.join(map(repr, unknown))} in the training labels "
             f"({', '.join(data.class_names or [])})"
         )
-    _check_class_names(list(mapping.values()), "--class-names")
+    _check_class_names(list(mapping.values()), "class_names")
     names = [mapping.get(c, c) for c in data.class_names or []]
-    _check_class_names(names, "--class-names")
+    _check_class_names(names, "class_names")
     data.class_names = names
     return data
 
 
-def _check_class_names(names: Sequence[str], option: str) -> None:
-    """Class names given on the command line become column names (``p_NAME`` in classify's TSV): each must
-    be non-empty, free of tabs and line breaks, and distinct."""
+def _check_class_names(names: Sequence[str], named_by: str) -> None:
+    """Class names given as an option (``named_by``) become column names (``p_NAME`` in classify's TSV): each
+    must be non-empty, free of tabs and line breaks, and distinct."""
     for name in names:
         if not name.strip():
-            raise UsageError(f"{option}: a class name is empty")
+            raise UsageError(f"{option(named_by)}: a class name is empty")
         if any(c in name for c in "\t\n\r"):
-            raise UsageError(f"{option}: class name {name!r} holds a tab or line break, which a class name cannot")
+            raise UsageError(f"{option(named_by)}: class name {name!r} holds a tab or line break, which a class "
+                             "name cannot")
     seen = set()
     for name in names:
         if name in seen:
-            raise UsageError(f"{option}: two classes are named '{name}'; give each class its own name")
+            raise UsageError(f"{option(named_by)}: two classes are named '{name}'; give each class its own name")
         seen.add(name)
 
 
@@ -590,7 +591,7 @@ def _finish(
             )
         if class_names is None and len(names) > 20 and 2 * len(names) > len(seqs):
             log.warning("%s: %d classes in %d sequences: is that the label column? (numbers to predict need "
-                        "--task regression)", path, len(names), len(seqs))
+                        "%s)", path, len(names), len(seqs), option("task", "regression"))
         return LabelledData(ids, seqs, labels, task, class_names=names, sources=[str(path)])
     if task == "multilabel":
         labels, names = _encode_multi(raw, class_names, where)
@@ -685,23 +686,24 @@ def _read_table_text(
             raise _error(f"no column '{name}' in the header ({', '.join(header)}){line_hint}", str(path), 1)
 
         if sequence_column is not None:
-            seq_i = column(sequence_column, "; choose one with --sequence-column")
+            seq_i = column(sequence_column, f"; choose one with {option('sequence_column')}")
         else:
             found = [lower.index(c) for c in SEQUENCE_COLUMNS if c in lower]
             if not found:
                 # BED is told by its extension only: from a pipe or an odd name it arrives here
                 bed = len(header) >= 3 and all(field.strip().isdigit() for field in header[1:3])
                 raise _error(f"no sequence column in the header ({', '.join(header)}); expected one named "
-                             f"'sequence', or choose one with --sequence-column"
-                             + ("; if these are BED intervals, give --data-format bed" if bed else ""), str(path), 1)
+                             f"'sequence', or choose one with {option('sequence_column')}"
+                             + (f"; if these are BED intervals, give {option('data_format', 'bed')}" if bed else ""),
+                             str(path), 1)
             seq_i = found[0]
         id_i = next((lower.index(c) for c in ID_COLUMNS if c in lower), None)
         if label_columns:
-            label_is = [column(c, "; check --label-column") for c in label_columns]
+            label_is = [column(c, f"; check {option('label_columns')}") for c in label_columns]
         elif task == "classification":
             if "label" not in lower:
                 raise _error(f"no column 'label' in the header ({', '.join(header)}); name the label column with "
-                    f"--label-column", str(path), 1)
+                    f"{option('label_columns')}", str(path), 1)
             label_is = [lower.index("label")]
         else:
             label_is = [i for i in range(len(header)) if i != seq_i and i != id_i]
@@ -709,7 +711,7 @@ def _read_table_text(
                 raise _error(f"no label column beside the sequence column in ({', '.join(header)})", str(path), 1)
         if seq_i in label_is:
             raise _error(f"column '{header[seq_i]}' cannot be both the sequence and a label column; check "
-                         f"--label-column and --sequence-column", str(path), 1)
+                         f"{option('label_columns')} and {option('sequence_column')}", str(path), 1)
         value_names = [header[i] for i in label_is]
 
         ids, seqs, raw, where = [], [], [], []
@@ -774,16 +776,17 @@ def _read_fasta_labels(
     try:
         pattern = re.compile(label_regex or DEFAULT_LABEL_REGEX)
     except re.error as err:
-        raise UsageError(f"--label-regex '{label_regex}' is not a valid regular expression: {err}") from None
+        raise UsageError(f"{option('label_regex')} '{label_regex}' is not a valid regular expression: {err}") from None
     if pattern.groups < 1:
-        raise UsageError(f"--label-regex '{label_regex}' needs one (group) that captures the label")
+        raise UsageError(f"{option('label_regex')} '{label_regex}' needs one (group) that captures the label")
     ids, seqs, raw, where = [], [], [], []
     for n, rec in enumerate(read_sequences(str(path)), start=1):
         header = f"{rec.id} {rec.description}".strip() if rec.description and not rec.description.startswith(rec.id) \
             else (rec.description or rec.id)
         match = pattern.search(header)
         if match is None:
-            raise _error(f"no label in the header '{header}' (expected 'label=VALUE' or a --label-regex that matches)", str(path), rec.id)
+            raise _error(f"no label in the header '{header}' (expected 'label=VALUE' or a {option('label_regex')} that "
+                         "matches)", str(path), rec.id)
         if not rec.seq:
             raise _error("empty sequence", str(path), rec.id)
         value = match.group(1)
@@ -814,7 +817,8 @@ def _read_bed(
         try:
             cols = [int(c) - 1 for c in label_columns]
         except ValueError:
-            raise UsageError(f"for BED input --label-column takes 1-based column numbers (got {label_columns})") from None
+            raise UsageError(f"for BED input {option('label_columns')} takes 1-based column numbers "
+                             f"(got {label_columns})") from None
         if any(c < 3 for c in cols):
             raise UsageError("BED label columns must come after chrom, start, end (column 4 or later)")
     else:

@@ -41,7 +41,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 import pysam
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, option
 
 log = logging.getLogger("hyena_glt")
 
@@ -654,7 +654,7 @@ def _read_alignments(
     htslib reports a SAM line it cannot parse as a "truncated file" (its read returns -2, as for a BAM cut
     short): for SAM text that is a malformed line, named by its number, unless a gzip stream really ends early."""
     if fmt == "cram" and reference is None:
-        raise InputError("CRAM input needs its reference FASTA (--reference)", path=path)
+        raise InputError(f"CRAM input needs its reference FASTA ({option('reference')})", path=path)
     if reference is not None and not Path(reference).exists():
         raise InputError("no such file (reference FASTA)", path=str(reference))
     mode = {"sam": "r", "bam": "rb", "cram": "rc"}[fmt]
@@ -1117,10 +1117,11 @@ def read_sequences(
     source = str(source)
     regional = bool(regions) or regions_bed is not None
     if regional and source == "-":
-        raise UsageError("--region/--regions need an indexed FASTA, BAM or CRAM file, not stdin")
+        raise UsageError(f"{option('regions')}/{option('regions_bed')} need an indexed FASTA, BAM or CRAM file, "
+                         "not stdin")
     if regional and is_stream(source):  # checked before opening: a FIFO would wait for a writer first
-        raise InputError("--region/--regions need an indexed FASTA, BAM or CRAM file, not a pipe or other "
-                         "stream (it can be read only once)", path=source)
+        raise InputError(f"{option('regions')}/{option('regions_bed')} need an indexed FASTA, BAM or CRAM file, "
+                         "not a pipe or other stream (it can be read only once)", path=source)
     head, stream = _open_input(source)
     try:
         sniffed, compressed = _sniff(head, source)
@@ -1247,16 +1248,16 @@ def sliding_windows(
         raise UsageError(f"sliding_windows takes an iterable of records, not a single {type(records).__name__}: "
                          "e.g. [record]")
     if window < 1:
-        raise UsageError(f"--window must be at least 1 (got {window})")
+        raise UsageError(f"{option('window')} must be at least 1 (got {window})")
     stride = window if stride is None else stride
     if stride < 1:
-        raise UsageError(f"--stride must be at least 1 (got {stride})")
+        raise UsageError(f"{option('stride')} must be at least 1 (got {stride})")
     if last not in WINDOW_POLICIES:
         raise UsageError(f"unknown last-window policy '{last}' (use one of: {', '.join(WINDOW_POLICIES)})")
     if stride > window and (stride, window) not in _WARNED_STRIDES:  # once a run, not once a record group
         _WARNED_STRIDES.add((stride, window))
-        log.warning("--stride %d is larger than the window (%d): %d base(s) between windows are not scanned",
-                    stride, window, stride - window)
+        log.warning("%s is larger than the window (%d): %d base(s) between windows are not scanned",
+                    option("stride", stride), window, stride - window)
     for record in records:
         length = len(record.seq)
         contig = record.contig if record.contig is not None else record.id

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 import torch
 
-from ..errors import InputError, ModelError, UsageError
+from ..errors import InputError, ModelError, UsageError, option
 
 if TYPE_CHECKING:  # reading sequences pulls in pysam; the patcher itself does not need it
     from ..io.sequences import SequenceRecord
@@ -214,7 +214,7 @@ def calibrate_threshold(
         scores = (entropy[:, 1:] - entropy[:, :-1])[mask[:, 1:]]
     if scores.numel() == 0:  # a threshold is compared from the second unit of a record on
         raise InputError("too little sequence to calibrate the entropy threshold on (no record has 2 or more units); "
-                         "give a threshold (--threshold) or a longer input")
+                         f"give a threshold ({option('threshold')}) or a longer input")
     scores = scores.float().sort().values
 
     def measure(theta: float) -> float:
@@ -551,7 +551,7 @@ def load_entropy_model(directory: str | Path, map_location="cpu"):
     if getattr(model, "task", None) != "lm":
         raise ModelError(
             f"not an entropy model: task is '{getattr(model, 'task', None)}', need 'lm' "
-            "(train one with `hyena-glt train --task lm`)", path=str(directory))
+            f"(a model trained with {option('task', 'lm')})", path=str(directory))
     tokenizer = None
     if metadata.get("tokenizer") is not None:
         from ..tokenizers import get_tokenizer
@@ -570,7 +570,8 @@ def load_entropy_patcher(directory: str | Path, map_location="cpu", **overrides)
     calibration = stored.pop("calibration")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "target_patch_length" in overrides and "threshold" in overrides:
-        raise UsageError("give either --threshold or --target-patch-length (which calibrates a threshold), not both")
+        raise UsageError(f"give either {option('threshold')} or {option('target_patch_length')} (which calibrates a "
+                         "threshold), not both")
     if "target_patch_length" in overrides:
         # A new target invalidates the stored θ: the caller must calibrate again.
         if overrides["target_patch_length"] != stored.get("target_patch_length"):
@@ -636,13 +637,15 @@ def make_patcher(
     spec = (spec or "none").strip()
     if spec == "entropy":
         if entropy_model is None:
-            raise UsageError("--patcher entropy needs --entropy-model DIR (an LM trained with `train --task lm`)")
+            raise UsageError(f"{option('patcher', 'entropy')} needs {option('entropy_model')} (a model trained with "
+                             f"{option('task', 'lm')})")
         return load_entropy_patcher(
             entropy_model, map_location, threshold=threshold, target_patch_length=target_patch_length, mode=mode,
             min_patch_length=min_patch_length, max_patch_length=max_patch_length, window=window, context=context,
             batch_size=batch_size)
     if entropy_model is not None:
-        raise UsageError(f"--entropy-model only applies to --patcher entropy (got --patcher {spec})")
+        raise UsageError(f"{option('entropy_model')} only applies to {option('patcher', 'entropy')} "
+                         f"(got {option('patcher', spec)})")
     from .patching import build_patcher
 
     return build_patcher(spec)
@@ -824,7 +827,7 @@ class PatchStats:
                "{median_patch_length:g}, max {max_patch_length}, compression {compression_ratio:.2f}x")
         lines = [fmt.format(**row) for row in shown]
         if len(rows) - 1 > max_contigs:
-            lines.append(f"... {len(rows) - 1 - max_contigs} more contigs (see --stats)")
+            lines.append(f"... {len(rows) - 1 - max_contigs} more contigs (see {option('stats_path')})")
         lines.append(fmt.format(**rows[-1]))
         return lines
 

@@ -15,7 +15,7 @@ from typing import Protocol
 import torch
 import torch.nn as nn
 
-from ..errors import UsageError
+from ..errors import UsageError, option
 from .positions import Segments
 
 
@@ -90,7 +90,7 @@ def build_patcher(spec: str, **kwargs) -> Patcher:
             return entropy.load_entropy_patcher(kwargs.pop("model_dir"), **kwargs)
         if "entropy_model" in kwargs:
             return entropy.EntropyPatcher(kwargs.pop("entropy_model"), **kwargs)
-        raise UsageError("the entropy patcher needs an entropy model (train one with `hyena-glt train --task lm`)")
+        raise UsageError(f"the entropy patcher needs an entropy model (a model trained with {option('task', 'lm')})")
     raise UsageError(f"unknown patcher '{spec}' (use none, static:K or entropy)")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, option
 
 STATE_FILE = "trainer_state.pt"
 
@@ -83,7 +83,7 @@ def damaged(path: Path) -> ModelError:
     """The error for a checkpoint file that cannot be used (torch/safetensors' own messages are not for users:
     torch's even suggests unpickling with weights_only=False)."""
     return ModelError("not a readable training checkpoint (damaged or not made by hyena-glt); start the run again "
-                      "in a new -o folder, or restore the file", path=str(path))
+                      f"in a new {option('output_dir')} folder, or restore the file", path=str(path))
 
 
 def read_state(folder: Path) -> dict:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import runtime
-from ..errors import HyenaGLTError, InputError, UsageError
+from ..errors import HyenaGLTError, InputError, UsageError, option
 from ..io.datasets import LabelledData, fingerprint
 from ..io.sequences import is_stream
 from . import checkpoint as ckpt
@@ -64,11 +64,11 @@ class TrainingInterrupted(HyenaGLTError):
 
 @dataclass
 class TrainOptions:
-    """Everything that decides what a run computes. Stored in every checkpoint; ``--resume`` checks
+    """Everything that decides what a run computes. Stored in every checkpoint; resuming checks
     the new invocation computes the same thing."""
 
     task: str = "classification"
-    # preset, tokenizer and patcher: None means the --init model's, or else tiny / nucleotide / none
+    # preset, tokenizer and patcher: None means the init model's, or else tiny / nucleotide / none
     # (resolve_architecture fills them in, so a stored run always names what it used)
     preset: str | None = None
     config_overrides: dict = field(default_factory=dict)
@@ -103,53 +103,55 @@ class TrainOptions:
 
     def check(self) -> None:
         if self.init is None:
-            self.resolve_architecture()  # (with --init the Trainer resolves against the model it loads)
+            self.resolve_architecture()  # (with an init model the Trainer resolves against the model it loads)
         if self.task not in ("classification", "multilabel", "regression", "lm"):
-            raise UsageError(f"unknown --task '{self.task}' (use classification, multilabel, regression or lm)")
+            raise UsageError(f"unknown {option('task')} '{self.task}' (use classification, multilabel, regression or lm)")
         for name in ("epochs", "batch_size", "grad_accum"):
             if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+                raise UsageError(f"{option(name)} must be at least 1 (got {getattr(self, name)})")
         if self.max_steps is not None and self.max_steps < 1:
-            raise UsageError(f"--max-steps must be at least 1 (got {self.max_steps})")
+            raise UsageError(f"{option('max_steps')} must be at least 1 (got {self.max_steps})")
         if not math.isfinite(self.lr) or self.lr <= 0:
-            raise UsageError(f"--lr must be a positive number (got {self.lr})")
+            raise UsageError(f"{option('lr')} must be a positive number (got {self.lr})")
         for name in ("warmup", "weight_decay", "grad_clip"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be a number >= 0 (got {value})")
+                raise UsageError(f"{option(name)} must be a number >= 0 (got {value})")
         if self.window is not None and self.window < 1:
-            raise UsageError(f"--window must be at least 1 (got {self.window})")
+            raise UsageError(f"{option('window')} must be at least 1 (got {self.window})")
         if self.task == "lm" and self.window is not None and self.window < 2:
-            raise UsageError(f"--task lm needs --window of at least 2: a unit to see and the next to predict "
-                             f"(got {self.window})")
+            raise UsageError(f"{option('task', 'lm')} needs {option('window')} of at least 2: a unit to see and the "
+                             f"next to predict (got {self.window})")
         for name in ("curriculum_start", "eval_every", "checkpoint_every", "patience"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+                raise UsageError(f"{option(name)} must be at least 1 (got {value})")
         if not (math.isfinite(self.curriculum_fraction) and 0 < self.curriculum_fraction <= 1):
-            raise UsageError(f"--curriculum-fraction must be in (0, 1] (got {self.curriculum_fraction})")
+            raise UsageError(f"{option('curriculum_fraction')} must be in (0, 1] (got {self.curriculum_fraction})")
         if self.select_metric is not None and self.select_metric not in HIGHER_IS_BETTER:
-            raise UsageError(f"unknown --select-metric '{self.select_metric}' "
+            raise UsageError(f"unknown {option('select_metric')} '{self.select_metric}' "
                              f"(use one of: {', '.join(sorted(HIGHER_IS_BETTER))})")
-        patcher = self.patcher or ""  # (None: the --init model's)
+        patcher = self.patcher or ""  # (None: the init model's)
         if patcher.startswith("entropy") and not self.entropy_model and not self.init:
-            raise UsageError("--patcher entropy needs --entropy-model DIR (a model trained with --task lm)")
+            raise UsageError(f"{option('patcher', 'entropy')} needs {option('entropy_model')} (a model trained with "
+                             f"{option('task', 'lm')})")
         if self.patcher is not None and not patcher.startswith("entropy"):
             for name, value in (("entropy_model", self.entropy_model), ("target_patch_length", self.target_patch_length)):
                 if value is not None:
-                    raise UsageError(f"--{name.replace('_', '-')} only applies to --patcher entropy "
-                                     f"(got --patcher {self.patcher})")
+                    raise UsageError(f"{option(name)} only applies to {option('patcher', 'entropy')} "
+                                     f"(got {option('patcher', self.patcher)})")
         if self.target_patch_length is not None and not (
                 math.isfinite(self.target_patch_length) and self.target_patch_length >= 1):
             # what the entropy patcher's calibration accepts: 1 = every unit its own patch
-            raise UsageError(f"--target-patch-length must be a number of units >= 1 (got {self.target_patch_length})")
+            raise UsageError(f"{option('target_patch_length')} must be a number of units >= 1 "
+                             f"(got {self.target_patch_length})")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
     def resolve_architecture(self):
-        """Fill in preset, tokenizer and patcher, and check them against the --init model if there is one
-        → (init model, its metadata), or None without --init. The architecture of a fine-tuned model is
+        """Fill in preset, tokenizer and patcher, and check them against the ``init`` model if there is one
+        → (init model, its metadata), or None without one. The architecture of a fine-tuned model is
         its starting model's: only dropout may change."""
         if self.init is None:
             self.preset = self.preset or "tiny"
@@ -159,10 +161,11 @@ class TrainOptions:
         from ..inference import load_model
         from ..tokenizers import get_tokenizer
 
-        model, meta = load_model(self.init, option="--init")
-        where = f"--init {self.init}"
+        model, meta = load_model(self.init, named_by="init")
+        where = option("init", self.init)
         if self.preset is not None:
-            raise UsageError(f"--preset does not apply with --init: the model keeps the size of {self.init}")
+            raise UsageError(f"{option('preset')} does not apply with {option('init')}: the model keeps the size of "
+                             f"{self.init}")
         changed = sorted(set(self.config_overrides) - {"dropout"})
         if changed:
             raise UsageError(f"{where}: the architecture is that model's; only dropout may change "
@@ -171,18 +174,18 @@ class TrainOptions:
         if self.tokenizer is None:
             self.tokenizer = tokenizer
         elif get_tokenizer(self.tokenizer).name != tokenizer:
-            raise UsageError(f"--tokenizer {self.tokenizer}: the model of {where} reads '{tokenizer}' "
+            raise UsageError(f"{option('tokenizer', self.tokenizer)}: the model of {where} reads '{tokenizer}' "
                              "(its embeddings are for that vocabulary)")
         patcher = model.config.patcher
         if self.patcher is None:
             self.patcher = str(meta.get("patcher") or patcher)
         elif (self.patcher.startswith("entropy") != patcher.startswith("entropy")
               or (not patcher.startswith("entropy") and self.patcher != patcher)):
-            raise UsageError(f"--patcher {self.patcher}: the model of {where} was built for '{patcher}' "
+            raise UsageError(f"{option('patcher', self.patcher)}: the model of {where} was built for '{patcher}' "
                              "(its patch layers are part of its weights)")
         if self.task == "lm" and model.config.bidirectional:
-            raise UsageError(f"--task lm: the model of {where} is bidirectional; a language model must be causal "
-                             "(start from a model trained with --task lm)")
+            raise UsageError(f"{option('task', 'lm')}: the model of {where} is bidirectional; a language model must "
+                             f"be causal (start from a model trained with {option('task', 'lm')})")
         return model, meta
 
 
@@ -202,7 +205,8 @@ def check_output_dir(output_dir: str | Path, resume: bool = False) -> None:
     without ``resume``, or it cannot be created or written into. Creating it is tried for real (with any
     missing parent folders) and undone, so nothing is left behind."""
     if str(output_dir) == "-":
-        raise UsageError("-o -: a trained model is a folder, not a stream (give -o FOLDER)")
+        raise UsageError(f"{option('output_dir', '-')}: a trained model is a folder, not a stream "
+                         f"(give {option('output_dir', 'FOLDER')})")
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} exists and is not a folder")
@@ -211,7 +215,8 @@ def check_output_dir(output_dir: str | Path, resume: bool = False) -> None:
     except OSError as err:
         raise UsageError(f"cannot read the output folder: {(err.strerror or str(err)).lower()}", path=str(out)) from None
     if used and not resume:
-        raise UsageError(f"output folder {out} is not empty; continue its run with --resume or choose another -o")
+        raise UsageError(f"output folder {out} is not empty; continue its run with {option('resume', True)} or choose "
+                         "another folder")
     if distributed_env()[1] != 0:
         return  # under torchrun rank 0 alone tries: the ranks would trip over each other's trial folders
     if out.is_dir():
@@ -233,12 +238,12 @@ def check_output_dir(output_dir: str | Path, resume: bool = False) -> None:
 
 
 def check_resumable_data(files, resume: bool) -> None:
-    """With ``resume``, a UsageError if a data file is stdin or a pipe: --resume checks the data are those
+    """With ``resume``, a UsageError if a data file is stdin or a pipe: resuming checks the data are those
     the run started with by their sha256, which a stream read once cannot give."""
     streams = [str(f) for f in files if f is not None and is_stream(f)]
     if resume and streams:
         name = "stdin ('-')" if streams[0] == "-" else f"{streams[0]} (a pipe, not a regular file)"
-        raise UsageError(f"{name}: --resume checks that the data are those the run started with (by their "
+        raise UsageError(f"{name}: {option('resume', True)} checks that the data are those the run started with (by their "
                          f"sha256), which needs a file read twice; give the data as a file")
 
 
@@ -410,7 +415,7 @@ class Trainer:
         self.extra_metadata = dict(extra_metadata or {})
         clash = sorted(set(self.extra_metadata) & RESERVED_METADATA)
         if clash:
-            raise UsageError(f"--meta cannot set {', '.join(clash)} (written by training itself)")
+            raise UsageError(f"{option('extra_metadata')} cannot set {', '.join(clash)} (written by training itself)")
         self.resume = resume
         self.device = runtime.resolve_device(options.device)
         self.precision = runtime.resolve_precision(options.precision, self.device)
@@ -419,7 +424,7 @@ class Trainer:
         if options.rc_augment is None:
             options.rc_augment = self.tokenizer.name in DNA_TOKENIZERS
         elif options.rc_augment and not hasattr(self.tokenizer, "reverse_complement_batch"):
-            raise UsageError(f"--rc-augment needs a DNA tokenizer (got '{self.tokenizer.name}')")
+            raise UsageError(f"{option('rc_augment', True)} needs a DNA tokenizer (got '{self.tokenizer.name}')")
 
         self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
         self.class_names = train_data.class_names
@@ -515,7 +520,8 @@ class Trainer:
         metric, _ = DEFAULT_SELECTION[self.task]
         self.select_metric = options.select_metric or metric
         if self.val_t is None and options.patience is not None:
-            raise UsageError("early stopping (--patience) needs validation data (--val or --val-fraction)")
+            raise UsageError(f"early stopping ({option('patience')}) needs validation data ({option('val')} or "
+                             f"{option('val_fraction')})")
 
         # loop state (all of it goes into checkpoints)
         self.global_step = 0
@@ -533,7 +539,7 @@ class Trainer:
         self._signal: int | None = None
 
     def _start_from(self, model, meta: dict) -> dict:
-        """Copy the --init model's weights: every backbone tensor this model has (an LM's local decoder is
+        """Copy the init model's weights: every backbone tensor this model has (an LM's local decoder is
         left out of a sequence classifier's), and the head too when it predicts the same things. What is not
         copied keeps its fresh initialisation."""
         own = self.model.state_dict()
@@ -545,7 +551,7 @@ class Trainer:
                   and (same_head or not k.startswith("head."))}
         self.model.load_state_dict(copied, strict=False)
         fresh = sorted(k for k in own if k not in copied and k not in ("target_mean", "target_scale"))
-        log.info("--init %s: %d of %d tensors copied (%s); new: %s", self.options.init, len(copied), len(own),
+        log.info("%s: %d of %d tensors copied (%s); new: %s", option("init", self.options.init), len(copied), len(own),
                  "backbone and head" if same_head else "backbone", ", ".join(fresh) or "none")
         folder = meta["model_dir"]  # (a bundled model's name resolved to its folder)
         weights = Path(folder) / "model.safetensors"
@@ -692,8 +698,8 @@ class Trainer:
                     signum = self._signal or signal.SIGTERM
                     streams = ["stdin" if f == "-" else f for info in self.data_info.values()
                                for f in info.get("files", []) if not Path(f).is_file()]
-                    # --resume checks the data by their sha256, which a stream read once cannot give
-                    how = ("run the same command with --resume to continue" if not streams else
+                    # resuming checks the data by their sha256, which a stream read once cannot give
+                    how = (f"run the same command with {option('resume', True)} to continue" if not streams else
                            f"the data came from a stream ({', '.join(streams)}), so the run cannot be resumed: "
                            f"give the data as files to make a run resumable")
                     raise TrainingInterrupted(
@@ -762,8 +768,8 @@ class Trainer:
         self.epoch_loss_count += total
         if not math.isfinite(loss_sum):
             raise HyenaGLTError(
-                f"training diverged (loss {loss_sum / total}) at step {self.global_step}; try a lower --lr"
-                + (" or --precision fp32" if self.precision != "fp32" else "")
+                f"training diverged (loss {loss_sum / total}) at step {self.global_step}; try a lower {option('lr')}"
+                + (f" or {option('precision', 'fp32')}" if self.precision != "fp32" else "")
             )
 
     # ------------------------------------------------------------------------------------------------
@@ -818,7 +824,7 @@ class Trainer:
             row.update({f"val_{k}": v for k, v in metrics.items()})
             value = metrics.get(self.select_metric)
             if value is None:
-                raise UsageError(f"--select-metric '{self.select_metric}' is not computed for task '{self.task}' "
+                raise UsageError(f"{option('select_metric')} '{self.select_metric}' is not computed for task '{self.task}' "
                                  f"(available: {', '.join(metrics)})")
             if is_improvement(value, self.best_value, self.select_metric):
                 self.best_value, self.best_step, self.bad_evals = value, self.global_step, 0
@@ -942,7 +948,7 @@ class Trainer:
             return
         folder = ckpt.find_checkpoint(self._checkpoint_dir("last"))
         if folder is None:
-            log.info("--resume: no checkpoint in %s yet; starting from the beginning", self.output_dir)
+            log.info("%s: no checkpoint in %s yet; starting from the beginning", option("resume", True), self.output_dir)
             return
         state = ckpt.read_state(folder)
         try:
@@ -956,16 +962,16 @@ class Trainer:
         ignored = {"device", "keep_checkpoints"}
         started_from = state.get("init_sha256")
         if started_from is not None and self.init_info is not None:
-            # the --init model is the one the run started from by its weights, however its path is spelled
+            # the init model is the one the run started from by its weights, however its path is spelled
             # now (relative to another folder, or absolute)
             ignored.add("init")
             if started_from != self.init_info["sha256"]:
-                raise InputError(f"--resume: the --init model {self.options.init} is not the one the run in "
+                raise InputError(f"{option('resume', True)}: the {option('init')} model {self.options.init} is not the one the run in "
                                  f"{self.output_dir} started from (sha256 of model.safetensors differs)")
         changed = [k for k in now if k not in ignored and saved_options.get(k) != now[k]]
         if changed:
             raise UsageError(
-                f"--resume: the run in {self.output_dir} was started with different settings "
+                f"{option('resume', True)}: the run in {self.output_dir} was started with different settings "
                 f"({', '.join(f'{k}={saved_options.get(k)!r}' for k in changed)}); rerun it with the original options"
             )
         for split, info in self.data_info.items():
@@ -973,10 +979,10 @@ class Trainer:
             if len(saved.get("sha256", [])) < len(saved.get("files", [])):
                 # (its stream was read once and not kept: there is nothing to check the data given now against)
                 streams = ", ".join("stdin" if f == "-" else f for f in saved["files"])
-                raise UsageError(f"--resume: the run in {self.output_dir} read its {split} data from a stream "
-                                 f"({streams}), so it cannot be resumed; start it again with another -o")
+                raise UsageError(f"{option('resume', True)}: the run in {self.output_dir} read its {split} data from a "
+                                 f"stream ({streams}), so it cannot be resumed; start it again with another {option('output_dir')}")
             if saved.get("sha256") != info.get("sha256"):
-                raise InputError(f"--resume: the {split} data differ from those the run in {self.output_dir} "
+                raise InputError(f"{option('resume', True)}: the {split} data differ from those the run in {self.output_dir} "
                                  f"was started with (sha256 mismatch)")
         weights = ckpt.read_weights(folder, str(self.device))
         try:
@@ -1001,7 +1007,7 @@ class Trainer:
             if len(rng["ranks"]) == self.dist.world:
                 rng = rng["ranks"][self.dist.rank]
             else:
-                log.warning("--resume: saved with %d processes, now %d; RNG streams restart",
+                log.warning("%s: saved with %d processes, now %d; RNG streams restart", option("resume", True),
                             len(rng["ranks"]), self.dist.world)
                 rng = None
         if rng is not None:
@@ -1019,7 +1025,7 @@ class Trainer:
         self.stopped_early = bool(state["stopped_early"])
         self.history = json.loads(state["history"])
         self.elapsed_before = float(state["elapsed_s"])
-        self.command = state.get("command") or self.command  # the run's original command, not the --resume one
+        self.command = state.get("command") or self.command  # the run's original command, not the resuming one
 
     # ------------------------------------------------------------------------------------------------
     def _finish(self, start_time: float) -> TrainResult:

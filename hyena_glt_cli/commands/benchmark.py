@@ -8,7 +8,7 @@ import typer
 
 from hyena_glt.errors import UsageError
 
-from ..common import DeviceOpt, OutputOpt, PrecisionOpt, check_files, output_format, progress, settings
+from ..common import DeviceOpt, OutputOpt, PrecisionOpt, check_files, flag, output_format, progress, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
                 patchers += ",entropy"
         dev = runtime.resolve_device(device)
         prec = runtime.resolve_precision(precision, dev)
-        cases = bench.plan(bench.parse_lengths(lengths), bench.parse_ints(batch_sizes, "--batch-sizes"),
+        cases = bench.plan(bench.parse_lengths(lengths), bench.parse_ints(batch_sizes, flag("batch_sizes")),
                            [p.strip() for p in presets.split(",")], [p.strip() for p in patchers.split(",")],
                            attention, task, entropy_model)
         # Each configuration is also logged as it starts (stderr); threads as set by the global -@.
