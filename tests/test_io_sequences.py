@@ -619,6 +619,26 @@ def test_empty_bed_of_regions_warns(tmp_path, data_dir, caplog):
     assert caplog.messages == [f"{bed}: no regions"]
 
 
+def test_zero_length_bed_intervals_are_skipped_with_one_warning(tmp_path, data_dir, caplog):
+    """start = end is valid BED (an insertion point) but holds no bases: skipped and counted, not an error;
+    start > end is an error."""
+    bed = tmp_path / "points.bed"
+    bed.write_text("seq1\t5\t5\tins1\nseq1\t0\t4\ta\nseq2\t7\t7\tins2\nseq2\t2\t6\tb\t0\t-\n")
+    with caplog.at_level("WARNING", logger="hyena_glt"):
+        got = [(r.id, r.seq, r.description) for r in read_sequences(data_dir / "ex1.fa", regions_bed=bed)]
+    assert got == [("seq1:1-4", "CACT", "a"), ("seq2:3-6(-)", "TTTG", "b")]
+    assert caplog.messages == [f"{bed}: skipped 2 zero-length interval(s) (start = end: no bases to read; the "
+                               "first on line 1)"]
+    bed.write_text("seq1\t5\t5\n")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hyena_glt"):
+        assert list(read_sequences(data_dir / "ex1.fa", regions_bed=bed)) == []
+    assert caplog.messages[-1] == f"{bed}: no regions"
+    bed.write_text("seq1\t5\t4\n")
+    with pytest.raises(InputError, match=r"points\.bed: line 1: BED start must be >= 0 and <= end \(got 5, 4\)"):
+        list(read_sequences(data_dir / "ex1.fa", regions_bed=bed))
+
+
 # ------------------------------------------------------------------------------------------ streams read once
 
 

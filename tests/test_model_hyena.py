@@ -199,6 +199,28 @@ def test_batches_of_short_records_are_projected_in_blocks_where_malloc_is_not_tu
         assert torch.allclose(op(u), want, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("k,length", [(1, 9), (3, 9), (4, 9), (4, 2)])
+def test_short_conv_trains_and_infers_the_same_convolution(k, length):
+    """Training runs a grouped conv1d, inference shifted multiply-adds: both must be the causal depthwise
+    convolution, with the gradients of the sum written out tap by tap (the slow reference)."""
+    torch.manual_seed(0)
+    z = torch.randn(2, 5, length, requires_grad=True)
+    weight = torch.randn(5, k, requires_grad=True)
+    bias = torch.randn(5, requires_grad=True)
+    want = bias[:, None] + sum(torch.nn.functional.pad(z[..., :length - j] * weight[:, k - 1 - j, None], (j, 0))
+                               for j in range(min(k, length)))
+    from hyena_glt.model.hyena import causal_depthwise_conv
+
+    got = causal_depthwise_conv(z, weight, bias)
+    assert torch.allclose(got, want, atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(causal_depthwise_conv(z, weight, bias), want, atol=1e-6)
+    grad = torch.randn_like(want)
+    expected = torch.autograd.grad(want, (z, weight, bias), grad)
+    for g, e in zip(torch.autograd.grad(got, (z, weight, bias), grad), expected):
+        assert torch.allclose(g, e, atol=1e-5)
+
+
 @pytest.mark.parametrize("short_conv", [1, 3, 4])
 def test_projection_in_blocks_equals_whole(monkeypatch, short_conv):
     """CPU inference projects and short-convolves blocks of positions, carrying the conv's look-back."""

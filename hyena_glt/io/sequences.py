@@ -996,11 +996,13 @@ def _text_lines(handle, path: str, what: str) -> Iterator[tuple[int, str]]:
 def read_bed_regions(bed: str | os.PathLike) -> Iterator[tuple[str, int, int, str, str, int]]:
     """(contig, start, end, name, strand, line number) for each interval of a BED file (0-based,
     half-open). Comment, ``track`` and ``browser`` lines are skipped; gzip is read transparently. A file
-    without intervals gives none and a warning (as ``samtools view -L`` with an empty BED gives no reads)."""
+    without intervals gives none and a warning (as ``samtools view -L`` with an empty BED gives no reads).
+    Zero-length intervals (start = end: an insertion point, valid BED) hold no bases to read: they are
+    skipped, with one warning that counts them."""
     bed = str(bed)
     head, stream = _open_input(bed, kind="BED", note=" (BED regions)")
     opener = gzip.open if head[:2] == b"\x1f\x8b" else open
-    intervals = 0
+    intervals, empty, first_empty = 0, 0, 0
     # a pipe (`--regions <(...)`) is read once, its first bytes replayed
     opened = contextlib.nullcontext(bed) if stream is None else _stream_as_path(head, stream)
     with opened as readable, opener(readable, "rt") as handle:
@@ -1015,14 +1017,20 @@ def read_bed_regions(bed: str | os.PathLike) -> Iterator[tuple[str, int, int, st
                 raise InputError(
                     f"line {number}: malformed BED line (need contig, start, end; got {shown!r})", path=bed
                 ) from None
-            if start < 0 or end <= start:
-                raise InputError(f"line {number}: BED start must be >= 0 and < end (got {start}, {end})", path=bed)
+            if start < 0 or end < start:
+                raise InputError(f"line {number}: BED start must be >= 0 and <= end (got {start}, {end})", path=bed)
             name = fields[3] if len(fields) > 3 else ""
             strand = fields[5] if len(fields) > 5 else "."
             if strand not in ("+", "-", "."):
                 raise InputError(f"line {number}: BED strand must be +, - or . (got {strand[:20]!r})", path=bed)
+            if start == end:
+                empty, first_empty = empty + 1, first_empty or number
+                continue
             intervals += 1
             yield contig, start, end, name, strand, number
+    if empty:
+        log.warning("%s: skipped %d zero-length interval(s) (start = end: no bases to read; the first on line %d)",
+                    bed, empty, first_empty)
     if not intervals:
         log.warning("%s: no regions", bed)
 

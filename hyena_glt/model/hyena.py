@@ -187,17 +187,17 @@ def direct_conv(v: torch.Tensor, h: torch.Tensor, h_back: torch.Tensor | None = 
 
 
 def causal_depthwise_conv(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Causal depthwise conv over L as k shifted multiply-adds (on CPU much faster than a grouped conv1d):
-    out[c, t] = bias[c] + Σ_j weight[c, k-1-j]·z[c, t-j]. z (B, C, L), weight (C, k)."""
+    """Causal depthwise conv over L: out[c, t] = bias[c] + Σ_j weight[c, k-1-j]·z[c, t-j]. z (B, C, L),
+    weight (C, k). Inference: k shifted multiply-adds in place, on CPU much faster than a grouped conv1d.
+    Training: the grouped conv1d, whose backward is one op where k shifted copies would each keep a padded
+    tensor for autograd (a tiny 64 x 500 training step: 0.94 -> 0.84 s on 2 CPU cores)."""
     k = weight.shape[1]
+    if torch.is_grad_enabled() and (z.requires_grad or weight.requires_grad or bias.requires_grad):
+        return F.conv1d(F.pad(z, (k - 1, 0)), weight[:, None].to(z.dtype), bias.to(z.dtype), groups=weight.shape[0])
     # z·w then += bias: addcmul with a broadcast bias as its first operand runs ~3x slower on CPU.
     out = (z * weight[:, k - 1:].to(z.dtype)).add_(bias.to(z.dtype)[:, None])
     for j in range(1, min(k, z.shape[-1])):
-        w = weight[:, k - 1 - j, None].to(z.dtype)
-        if torch.is_grad_enabled() and (z.requires_grad or w.requires_grad):
-            out = out + F.pad(z[..., :-j] * w, (j, 0))
-        else:
-            out[..., j:].addcmul_(z[..., :-j], w)
+        out[..., j:].addcmul_(z[..., :-j], weight[:, k - 1 - j, None].to(z.dtype))
     return out
 
 
