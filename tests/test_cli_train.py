@@ -4,6 +4,7 @@ writes a model folder that records how it was made."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import threading
@@ -381,6 +382,7 @@ def test_labelled_data_from_stdin_and_pipes(rows, tmp_path):
     meta = json.loads((out / "hyena_glt.json").read_text())
     assert meta["training"]["data"]["train"]["files"] == ["-"]
     assert meta["training"]["data"]["train"]["n_sequences"] == len(rows)
+    assert meta["training"]["data"]["train"]["sha256"] == [hashlib.sha256(table.encode()).hexdigest()]
     bad = tmp_path / "bad"
     assert_bad(stdin("train", "-", "-o", str(bad), data=table + "ACGTXX,1\n"), bad,
                f"stdin: line {len(rows) + 2}: invalid character 'X' at position 5")
@@ -396,8 +398,13 @@ def test_labelled_data_from_stdin_and_pipes(rows, tmp_path):
     bed = "chrA\t0\t8\tx\t1\n"  # BED is told by its extension: from a pipe it needs --data-format bed
     assert_bad(stdin("train", "-", "--reference", "ref.fa", "-o", str(bad), data=bed), bad,
                "stdin: line 1: no sequence column", "if these are BED intervals, give --data-format bed")
-    assert_bad(invoke("train", "--task", "lm", "-", "--resume", "--max-steps", "1", "-o", str(bad)), bad,
-               "stdin ('-'): --resume checks that the data are those the run started with (by their sha256)")
+    # a language model's stream is copied too, for its sha256
+    fasta = ">phage\n" + "ACGTTGCAAGGCTTAACC" * 20 + "\n"
+    lm = tmp_path / "lm"
+    result = stdin("train", "--task", "lm", "-", "--window", "64", "--max-steps", "1", "-o", str(lm), data=fasta)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads((lm / "hyena_glt.json").read_text())["training"]["data"]["train"]
+    assert data["files"] == ["-"] and data["sha256"] == [hashlib.sha256(fasta.encode()).hexdigest()]
 
 
 def test_init_fine_tunes_from_a_language_model(rows, data_dir, tmp_path):
@@ -524,9 +531,9 @@ def test_init_from_a_run_that_stopped_early_points_at_init(rows, tmp_path):
     assert result.exit_code == 0, result.stderr
 
 
-def test_a_run_on_a_stream_is_not_told_to_resume(rows, tmp_path, monkeypatch):
-    """--resume checks the data by their sha256, which a stream read once does not give: a run on stdin that
-    is stopped by a signal does not suggest --resume, and --resume with the data as a file says why it cannot."""
+def test_a_run_on_a_stream_resumes_when_the_stream_brings_the_same_data(rows, tmp_path, monkeypatch):
+    """--resume checks the data by their sha256: a stream's is taken as it is read. A run on stdin stopped by
+    a signal says to resume with the same data on stdin; different data are refused, the same continue."""
     import signal
 
     from hyena_glt.training.trainer import Trainer
@@ -548,16 +555,26 @@ def test_a_run_on_a_stream_is_not_told_to_resume(rows, tmp_path, monkeypatch):
         torch.set_num_threads(before)
     assert result.exit_code == 128 + signal.SIGTERM
     message = result.stderr.strip().splitlines()[-1]
-    assert "the data came from a stream (stdin), so the run cannot be resumed" in message, message
-    assert "--resume to continue" not in message
+    assert message.endswith("; run the same command with --resume to continue (with the same data on stdin)"), message
     monkeypatch.setattr(Trainer, "_train_step", step)
-    data = tmp_path / "train.csv"
-    data.write_text(table)
-    result = invoke("train", str(data), *TINY, "--max-steps", "3", "-o", str(out), "--resume")
-    assert result.exit_code == 2
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"hyena-glt: error: --resume: the run in {out} read its train data from a stream (stdin), so it cannot "
-        f"be resumed; start it again with another -o")
+    other = "sequence,label\n" + "".join(f"{r['sequence']},{r['label']}\n" for r in rows[1:65])
+    args = ["-@", "1", "train", "-", *TINY, "--max-steps", "3", "-o", str(out), "--resume"]
+    try:
+        result = CliRunner().invoke(app, args, input=other)
+        assert result.exit_code == 2
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"hyena-glt: error: --resume: the train data differ from those the run in {out} was started with "
+            "(sha256 mismatch)")
+        result = CliRunner().invoke(app, args, input=table)
+        assert result.exit_code == 0, result.stderr
+        assert "checkpoints/last: step 1," in result.stderr and "wrote" in result.stderr.splitlines()[-1]
+        # the data as a file: the same bytes, the same run
+        data = tmp_path / "train.csv"
+        data.write_text(table)
+        again = CliRunner().invoke(app, [*args[:3], str(data), *args[4:]])
+        assert again.exit_code == 0 and "checkpoints/last: step 3," in again.stderr, again.stderr
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_stream_named_twice_is_refused_before_it_is_read(rows, tmp_path):

@@ -440,6 +440,19 @@ def from_pipe(folder, name: str, text: str, load):
         writer.join()
 
 
+def test_a_language_model_stream_is_named_as_itself_and_fingerprinted(tmp_path, spool_dir):
+    """LM data from a pipe are copied as they are read: records (a table's rows are named NAME:LINE) and
+    chunks are named after the pipe, its sha256 is that of the bytes read, and no copy is left."""
+    import hashlib
+
+    table = "sequence\n" + "ACGTACGTAC\n" + "GGGCCCAAATTT\n"
+    data = from_pipe(tmp_path, "lm.csv", table, lambda p: datasets.load_lm_sequences([p], window=8))
+    assert data.ids == ["lm.csv:2:1-8", "lm.csv:2:9-10", "lm.csv:3:1-8", "lm.csv:3:9-12"]  # as from a file
+    assert datasets.fingerprint(tmp_path / "lm.csv") == hashlib.sha256(table.encode()).hexdigest()
+    assert list(spool_dir.iterdir()) == []
+    assert datasets.fingerprint(tmp_path / "never_read") is None
+
+
 def test_pipes_are_read_like_files_and_errors_name_the_pipe(tmp_path, spool_dir):
     """Labelled tables/FASTA are read twice (format, then records): a stream is copied to a temporary file
     first, and removed after. LM and class FASTAs are read once. Every loader takes a pipe, and errors name
@@ -477,7 +490,6 @@ def test_a_stream_copy_is_never_named_and_never_left_behind(data_dir, tmp_path, 
     import errno
     import logging
     import os
-    import shutil
     import signal
     import subprocess
     import sys
@@ -499,11 +511,11 @@ def test_a_stream_copy_is_never_named_and_never_left_behind(data_dir, tmp_path, 
     with pytest.raises(UsageError, match=r"^.*/nogenome: BED intervals need a reference genome \(reference\)"):
         from_pipe(tmp_path, "nogenome", bed, lambda p: datasets.load_labelled(p, "classification", fmt="bed"))
 
-    def full(source, sink, length=0):
+    def full(source, sink):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(shutil, "copyfileobj", full)
+        patch.setattr(datasets, "_copy_and_hash", full)
         with pytest.raises(HyenaGLTError, match=rf"/full: cannot copy the data into a temporary file in {spool} "
                                                 r"\(no space left on device\): set TMPDIR to a folder with room"):
             from_pipe(tmp_path, "full", "", lambda p: datasets.load_labelled(p, "classification"))

@@ -31,7 +31,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -134,9 +133,7 @@ def load_labelled(
                                  label_regex=label_regex, reference=reference, class_names=class_names,
                                  target_names=target_names, window=window, stride=stride, alphabet=alphabet)
         data.sources = [str(path)]
-        # rows of a table without an id column are named FILE:LINE: the stream's name, as classify names them
-        copied, stem = f"{Path(copy).name}:", "stdin" if str(path) == "-" else Path(str(path)).name
-        data.ids = [f"{stem}:{i[len(copied):]}" if i.startswith(copied) else i for i in data.ids]
+        data.ids = _named_as_stream(data.ids, copy, path)
         return data
     path = Path(path)
     if not path.exists():
@@ -192,7 +189,7 @@ def load_lm_sequences(
     shorter chunk of each record is kept when at least a quarter of a window long; records shorter than
     that are kept whole only when no window is set). ``alphabet`` checks every sequence (see the module
     docstring); ``fmt`` ('fasta' or 'table'), when given, must agree with each file's content."""
-    from .sequences import read_many
+    from .sequences import read_sequences
 
     if window is not None and window < 1:
         raise UsageError(f"{option('window')} must be at least 1 (got {window})")
@@ -208,7 +205,23 @@ def load_lm_sequences(
     # a stream is checked as it is read (the formats its content may be in)
     formats = None if fmt is None else ("table",) if fmt == "table" else ("fasta", "fastq", "sam", "bam", "cram")
     ids, seqs = [], []
-    for rec in read_many([str(p) for p in paths], alphabet=alphabet, formats=formats):
+    with contextlib.ExitStack() as copies:
+        # a stream is copied to a file as it is read, for its sha256 (what resuming a training run checks)
+        readable = {str(p): copies.enter_context(_spooled(p)) if is_stream(p) else str(p) for p in paths}
+        for path, source in readable.items():
+            first = len(ids)
+            _chunk_records(read_sequences(source, alphabet=alphabet, formats=formats), window, stride, ids, seqs)
+            if source != path:
+                ids[first:] = _named_as_stream(ids[first:], source, path)
+    if not seqs:
+        raise InputError("no sequences to train on", path=", ".join(str(p) for p in paths))
+    return LabelledData(ids, seqs, None, "lm", sources=[str(p) for p in paths])
+
+
+def _chunk_records(records: Iterable, window: int | None, stride: int | None, ids: list[str],
+                   seqs: list[str]) -> None:
+    """Append the ``window``-long chunks of each record to ``ids``/``seqs`` (see load_lm_sequences)."""
+    for rec in records:
         if window is None or len(rec.seq) <= window:
             if rec.seq:
                 ids.append(rec.id)
@@ -224,9 +237,13 @@ def load_lm_sequences(
             seqs.append(chunk)
             if start + window >= len(rec.seq):
                 break
-    if not seqs:
-        raise InputError("no sequences to train on", path=", ".join(str(p) for p in paths))
-    return LabelledData(ids, seqs, None, "lm", sources=[str(p) for p in paths])
+
+
+def _named_as_stream(ids: list[str], copy: str, path) -> list[str]:
+    """Rows of a table without an id column are named FILE:LINE: the stream's name, as classify names them,
+    not its temporary copy's."""
+    copied, stem = f"{Path(copy).name}:", "stdin" if str(path) == "-" else Path(str(path)).name
+    return [f"{stem}:{i[len(copied):]}" if i.startswith(copied) else i for i in ids]
 
 
 def detect_format(path: Path) -> str:
@@ -329,8 +346,12 @@ def check_lengths(data: LabelledData, window: int | None, what: str) -> None:
         )
 
 
-def fingerprint(path: str | Path) -> str:
-    """sha256 of a file's bytes, recorded with a trained model so its data can be checked later."""
+def fingerprint(path: str | Path) -> str | None:
+    """sha256 of a file's bytes, recorded with a trained model so its data can be checked later. A stream
+    (stdin, a pipe) cannot be read again: its sha256 is that of the bytes this process read from it, None
+    if it has not read it."""
+    if str(path) == "-" or is_stream(path) or not Path(path).is_file():
+        return _STREAM_SHA256.get(str(path))
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -369,6 +390,10 @@ def _check_class_names(names: Sequence[str], named_by: str) -> None:
         seen.add(name)
 
 
+# sha256 of each stream this process has copied (_spooled), by its name: it can be read only once
+_STREAM_SHA256: dict[str, str] = {}
+
+
 @contextlib.contextmanager
 def _spooled(path: str | Path):
     """A stream (stdin, a pipe, ``<(...)``) copied into a temporary file, for readers that read their input
@@ -383,7 +408,7 @@ def _spooled(path: str | Path):
             with os.fdopen(fd, "wb") as sink:
                 source = sys.stdin.buffer if name == "-" else open(name, "rb")
                 try:
-                    shutil.copyfileobj(source, sink, 1 << 20)
+                    _STREAM_SHA256[name] = _copy_and_hash(source, sink)
                 except OSError as err:
                     if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                         raise
@@ -404,6 +429,15 @@ def _spooled(path: str | Path):
     finally:
         log.removeFilter(renamed)
         os.unlink(copy)
+
+
+def _copy_and_hash(source, sink) -> str:
+    """Copy ``source`` into ``sink``, 1 MB at a time → the sha256 of the bytes."""
+    digest = hashlib.sha256()
+    for block in iter(lambda: source.read(1 << 20), b""):
+        digest.update(block)
+        sink.write(block)
+    return digest.hexdigest()
 
 
 class _StreamName(logging.Filter):

@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from .. import runtime
 from ..errors import HyenaGLTError, InputError, UsageError, option
 from ..io.datasets import LabelledData, fingerprint
-from ..io.sequences import is_stream
 from . import checkpoint as ckpt
 from .metrics import DEFAULT_SELECTION, HIGHER_IS_BETTER, is_improvement, lm_metrics, task_metrics
 
@@ -238,13 +237,14 @@ def check_output_dir(output_dir: str | Path, resume: bool = False) -> None:
 
 
 def check_resumable_data(files, resume: bool) -> None:
-    """With ``resume``, a UsageError if a data file is stdin or a pipe: resuming checks the data are those
-    the run started with by their sha256, which a stream read once cannot give."""
-    streams = [str(f) for f in files if f is not None and is_stream(f)]
-    if resume and streams:
-        name = "stdin ('-')" if streams[0] == "-" else f"{streams[0]} (a pipe, not a regular file)"
-        raise UsageError(f"{name}: {option('resume', True)} checks that the data are those the run started with (by their "
-                         f"sha256), which needs a file read twice; give the data as a file")
+    """With ``resume``, a UsageError if the sha256 of a data file is unknown: resuming checks the data are
+    those the run started with. A file's is read from it; a stream's (stdin, a pipe) is known once
+    hyena_glt's readers (``load_labelled``, ``load_lm_sequences``) have read it."""
+    unknown = [str(f) for f in files if f is not None and fingerprint(f) is None]
+    if resume and unknown:
+        name = "stdin ('-')" if unknown[0] == "-" else unknown[0]
+        raise UsageError(f"{name}: {option('resume', True)} checks that the data are those the run started with (by "
+                         "their sha256), and these were not read by hyena_glt's readers; give the data as a file")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -439,7 +439,7 @@ class Trainer:
         for split, files in (data_files or {}).items():
             self.data_info[split] = {
                 "files": [str(f) for f in files],
-                "sha256": [fingerprint(f) for f in files if Path(f).is_file()],
+                "sha256": [fingerprint(f) for f in files],
             }
 
         # --- model -----------------------------------------------------------------------------------
@@ -698,10 +698,9 @@ class Trainer:
                     signum = self._signal or signal.SIGTERM
                     streams = ["stdin" if f == "-" else f for info in self.data_info.values()
                                for f in info.get("files", []) if not Path(f).is_file()]
-                    # resuming checks the data by their sha256, which a stream read once cannot give
-                    how = (f"run the same command with {option('resume', True)} to continue" if not streams else
-                           f"the data came from a stream ({', '.join(streams)}), so the run cannot be resumed: "
-                           f"give the data as files to make a run resumable")
+                    # resuming checks the data by their sha256: a stream must bring the same bytes again
+                    how = f"run the same command with {option('resume', True)} to continue" + (
+                        f" (with the same data on {', '.join(streams)})" if streams else "")
                     raise TrainingInterrupted(
                         f"stopped by {signal.Signals(signum).name} at step {self.global_step}; checkpoint written "
                         f"to {self.output_dir / CHECKPOINTS / 'last'}; {how}",
@@ -976,8 +975,9 @@ class Trainer:
             )
         for split, info in self.data_info.items():
             saved = saved_data.get(split, {})
-            if len(saved.get("sha256", [])) < len(saved.get("files", [])):
-                # (its stream was read once and not kept: there is nothing to check the data given now against)
+            if len(saved.get("sha256", [])) < len(saved.get("files", [])) or None in saved.get("sha256", []):
+                # (a stream not read by hyena_glt's readers, or by a version that did not record a stream's sha256:
+                # there is nothing to check the data given now against)
                 streams = ", ".join("stdin" if f == "-" else f for f in saved["files"])
                 raise UsageError(f"{option('resume', True)}: the run in {self.output_dir} read its {split} data from a "
                                  f"stream ({streams}), so it cannot be resumed; start it again with another {option('output_dir')}")

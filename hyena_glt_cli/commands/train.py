@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
         """
         from hyena_glt.io import datasets
         from hyena_glt.tokenizers import get_tokenizer
-        from hyena_glt.training import (TrainOptions, check_output_dir, check_resumable_data, distributed_env,
+        from hyena_glt.training import (TrainOptions, check_output_dir, distributed_env,
                                         train as run_training)
 
         global_options = ctx.find_object(Settings) or Settings()
@@ -185,7 +185,6 @@ def register(app: typer.Typer) -> None:
         alphabet = get_tokenizer(options.tokenizer).alphabet
         missing_folders = _missing_folders(output)
         check_output_dir(output, resume)
-        check_resumable_data([*(train_files or []), val, test], resume)  # before stdin is read
 
         # --- read and check every input before anything is written -----------------------------------
         read = dict(fmt=data_format, sequence_column=sequence_column, label_columns=label_column,
