@@ -514,6 +514,21 @@ def test_init_run_resumes_from_another_folder_by_its_weights(rows, tmp_path, mon
     assert result.exit_code == 2 and "--resume: the --init model ../other is not the one the run in ../tuned " \
         "started from (sha256 of model.safetensors differs)" in result.stderr, result.stderr
     assert sorted(p.name for p in (tmp_path / "tuned").iterdir()) == before
+    # an init model that is gone (scratch space cleaned): the run's checkpoint stands in for it
+    recorded = json.loads((tmp_path / "tuned" / "hyena_glt.json").read_text())["training"]["init"]
+    weights = (tmp_path / "tuned" / "model.safetensors").read_bytes()
+    (tmp_path / "base").rename(tmp_path / "gone")
+    result = invoke(*run, "--init", "../base", "-o", "../tuned", "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("--init ../base is no longer there: the run's last checkpoint gives the "
+                               "architecture") == 1, result.stderr
+    assert "tensors copied" not in result.stderr
+    meta = json.loads((tmp_path / "tuned" / "hyena_glt.json").read_text())
+    assert meta["training"]["init"]["sha256"] == recorded["sha256"] and meta["training"]["steps"] == 2
+    assert "resuming from ../tuned/checkpoints/last" in result.stderr
+    assert (tmp_path / "tuned" / "model.safetensors").read_bytes() == weights  # the checkpoint's, not fresh ones
+    result = invoke(*run, "--init", "../base", "-o", "../fresh")  # a new run still needs it
+    assert_bad(result, tmp_path / "fresh", "../base: model directory does not exist")
 
 
 def test_init_from_a_run_that_stopped_early_points_at_init(rows, tmp_path):

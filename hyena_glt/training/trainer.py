@@ -148,19 +148,29 @@ class TrainOptions:
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
-    def resolve_architecture(self):
+    def resolve_architecture(self, resume_dir: str | Path | None = None):
         """Fill in preset, tokenizer and patcher, and check them against the ``init`` model if there is one
         → (init model, its metadata), or None without one. The architecture of a fine-tuned model is
-        its starting model's: only dropout may change."""
+        its starting model's: only dropout may change. ``resume_dir``: the folder of a run being resumed,
+        whose last checkpoint stands in for an init model that is no longer there (the weights come from
+        the checkpoint anyway)."""
         if self.init is None:
             self.preset = self.preset or "tiny"
             self.tokenizer = self.tokenizer or "nucleotide"
             self.patcher = self.patcher or "none"
             return None
-        from ..inference import load_model
+        from ..inference import load_model, resolve_model_dir
         from ..tokenizers import get_tokenizer
 
-        model, meta = load_model(self.init, named_by="init")
+        source = self.init
+        last = None if resume_dir is None else ckpt.find_checkpoint(Path(resume_dir) / CHECKPOINTS / "last")
+        if last is not None and not resolve_model_dir(self.init).exists():
+            if not getattr(self, "_told_init_gone", False):  # (the CLI resolves before the Trainer does)
+                log.info("%s is no longer there: the run's last checkpoint gives the architecture",
+                         option("init", self.init))
+                self._told_init_gone = True
+            source = last
+        model, meta = load_model(source, named_by="init")
         where = option("init", self.init)
         if self.preset is not None:
             raise UsageError(f"{option('preset')} does not apply with {option('init')}: the model keeps the size of "
@@ -407,7 +417,7 @@ class Trainer:
         from ..config import HyenaGLTConfig
         from ..tokenizers import get_tokenizer
 
-        start = options.resolve_architecture()
+        start = options.resolve_architecture(output_dir if resume else None)
         options.check()
         self.options = options
         self.output_dir = Path(output_dir)
@@ -541,7 +551,12 @@ class Trainer:
     def _start_from(self, model, meta: dict) -> dict:
         """Copy the init model's weights: every backbone tensor this model has (an LM's local decoder is
         left out of a sequence classifier's), and the head too when it predicts the same things. What is not
-        copied keeps its fresh initialisation."""
+        copied keeps its fresh initialisation. The run's own checkpoint, standing in for an init model that is
+        gone (see resolve_architecture), gives the weights when the run is restored: what the run recorded of
+        its init model stays."""
+        folder = Path(meta["model_dir"])
+        if folder.resolve().parent == (self.output_dir / CHECKPOINTS).resolve() and meta["training"].get("init"):
+            return meta["training"]["init"]
         own = self.model.state_dict()
         names = self.class_names if self.class_names is not None else self.target_names
         same_head = (model.task == self.task and model.num_outputs == self.num_outputs

@@ -178,7 +178,7 @@ def register(app: typer.Typer) -> None:
             keep_checkpoints=keep_checkpoints, device=device, precision=precision, seed=seed,
         )
         options.check()
-        options.resolve_architecture()  # with --init: that model's tokenizer, read before the data
+        options.resolve_architecture(output if resume else None)  # with --init: its tokenizer, read before the data
         extra_metadata = _parse_json_values(meta or [], "--meta")
         mapping = _class_display_names(class_names or [])
         # sequences are checked against the tokenizer's alphabet, as classify checks them
