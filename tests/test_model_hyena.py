@@ -233,10 +233,11 @@ def test_projection_in_blocks_equals_whole(monkeypatch, short_conv):
     with torch.no_grad():
         want = hyena.causal_depthwise_conv(op.in_proj(u).transpose(1, 2), op.short_conv.weight.squeeze(1),
                                            op.short_conv.bias)
-        monkeypatch.setattr(hyena, "_PROJECT_BLOCK", 64)  # 4 blocks of 64 and one of 44
-        got = op._project(u)
-        assert got.shape == want.shape
-        assert torch.allclose(got, want, atol=1e-6, rtol=0)
+        for block in (64, 2):  # 4 blocks of 64 and one of 44; blocks shorter than the look-back
+            monkeypatch.setattr(hyena, "_PROJECT_BLOCK", block)
+            got = op._project(u)
+            assert got.shape == want.shape
+            assert torch.allclose(got, want, atol=1e-6, rtol=0)
         monkeypatch.setattr(hyena, "_PROJECT_BLOCK", 1024)  # whole: no blocks
         assert torch.allclose(op._project(u), want, atol=1e-6, rtol=0)
 
