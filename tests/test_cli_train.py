@@ -61,8 +61,9 @@ def test_bad_inputs_exit_2_without_output(rows, tmp_path):
                "val.csv: line 3: label '7' does not occur in the training data (training labels: 0, 1)")
 
     mixed = write_csv(tmp_path / "mixed.csv", ["sequence", "label"],
-                      [(r["sequence"][: 50 + i % 20], r["label"]) for i, r in enumerate(rows)])
-    assert_bad(invoke("train", str(mixed), "-o", str(out)), out, "mixed lengths", "give --window N")
+                      [(r["sequence"][: 10 if i else 70], r["label"]) for i, r in enumerate(rows)])
+    assert_bad(invoke("train", str(mixed), "-o", str(out)), out, "mixed lengths (10 nt 'mixed.csv:3' to 70 nt "
+               "'mixed.csv:2'), and padding each to the longest would take 7 times their length; give --window N")
 
     empty = tmp_path / "empty.fa"
     empty.write_text("")
@@ -529,6 +530,27 @@ def test_init_run_resumes_from_another_folder_by_its_weights(rows, tmp_path, mon
     assert (tmp_path / "tuned" / "model.safetensors").read_bytes() == weights  # the checkpoint's, not fresh ones
     result = invoke(*run, "--init", "../base", "-o", "../fresh")  # a new run still needs it
     assert_bad(result, tmp_path / "fresh", "../base: model directory does not exist")
+
+
+def test_mixed_lengths_train_whole_and_classify_reproduces_the_test_metrics(rows, tmp_path):
+    """Sequences of 40-70 nt with no --window: read whole (padded to 70, masked), as the log says; the model's
+    window is the longest, and classify's scores give the test metrics training reported."""
+    mixed = [(r["sequence"][: 40 + i % 31], r["label"]) for i, r in enumerate(rows)]
+    train = write_csv(tmp_path / "train.csv", ["sequence", "label"], mixed[:160])
+    test = write_csv(tmp_path / "test.csv", ["sequence", "label"], mixed[160:])
+    out = tmp_path / "model"
+    result = invoke("train", str(train), "--test", str(test), *TINY, "--max-steps", "3", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert (f"{train}: training sequences have mixed lengths (40 nt 'train.csv:2' to 70 nt 'train.csv:32'): each is "
+            "read whole, padded to 70 units (--window N centre-crops longer ones to N)") in result.stderr
+    meta = json.loads((out / "hyena_glt.json").read_text())
+    assert meta["window"] == 70
+    scored = invoke("classify", str(test), "-m", str(out), "-o", str(tmp_path / "test.tsv"))
+    assert scored.exit_code == 0, scored.stderr
+    with open(tmp_path / "test.tsv") as fh:
+        p = [float(r["p_1"]) for r in csv.DictReader(fh, delimiter="\t")]
+    accuracy = sum((q >= 0.5) == (label == "1") for q, (_, label) in zip(p, mixed[160:])) / len(p)
+    assert len(p) == 40 and abs(accuracy - meta["metrics"]["test"]["accuracy"]) < 1e-9
 
 
 def test_init_from_a_run_that_stopped_early_points_at_init(rows, tmp_path):

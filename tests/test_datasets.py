@@ -189,13 +189,25 @@ def test_errors_name_file_and_line(data_dir, tmp_path):
         datasets.load_labelled(notnum, "regression")
 
 
-def test_mixed_lengths_need_window(data_dir, tmp_path):
+def test_mixed_lengths_are_read_whole_unless_padding_would_swamp_them(data_dir, tmp_path, hyena_log, caplog):
+    """Sequences of 40-70 nt train whole, padded to 70 (said in the log); one 70 nt sequence among 3 nt ones
+    would be padding 10 times over: a window is asked for."""
     rows = gue_rows(data_dir, n=4)
     mixed = tmp_path / "mixed.csv"
     mixed.write_text("sequence,label\n" + "".join(f"{r['sequence'][: 40 + 10 * i]},{i % 2}\n" for i, r in enumerate(rows)))
     data = datasets.load_labelled(mixed, "classification")
-    with pytest.raises(InputError, match=r"mixed\.csv: training sequences have mixed lengths \(40 nt 'mixed.csv:2' to "
-                                         r"70 nt 'mixed.csv:5'\); give window='N'"):
+    with caplog.at_level("INFO", logger="hyena_glt"):
+        datasets.check_lengths(data, None, "training")
+    assert [r.getMessage() for r in hyena_log] == [
+        f"{mixed}: training sequences have mixed lengths (40 nt 'mixed.csv:2' to 70 nt 'mixed.csv:5'): each is read "
+        "whole, padded to 70 units (window N centre-crops longer ones to N)"]
+    skewed = tmp_path / "skewed.csv"
+    skewed.write_text("sequence,label\n" + "".join(f"{r['sequence'][: 70 if i == 3 else 3]},{i % 2}\n"
+                                                   for i, r in enumerate(rows * 4)))
+    data = datasets.load_labelled(skewed, "classification")
+    with pytest.raises(InputError, match=r"skewed\.csv: training sequences have mixed lengths \(3 nt 'skewed.csv:2' "
+                                         r"to 70 nt 'skewed.csv:5'\), and padding each to the longest would take 10 "
+                                         r"times their length; give window='N' to centre-crop"):
         datasets.check_lengths(data, None, "training")
     datasets.check_lengths(data, 64, "training")  # a window settles it
 

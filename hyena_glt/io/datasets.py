@@ -331,19 +331,31 @@ def _check_split_classes(data: LabelledData, train: LabelledData, fraction: floa
     log.warning("%s: %s; the model will not learn to predict them", ", ".join(data.sources), what)
 
 
+# Training data of mixed lengths, with no window given, are read whole and padded to the longest, unless
+# that stores more than this many units per unit of sequence (one genome among short records).
+MAX_PADDING = 4
+
+
 def check_lengths(data: LabelledData, window: int | None, what: str) -> None:
-    """Sequence tasks with mixed lengths need an explicit window; say so instead of guessing."""
+    """Training data of mixed lengths and no ``window``: the model reads each sequence whole (its window is
+    the longest; the padding is masked, and batches are grouped by length), as logged. An InputError asking
+    for a window when padding every sequence to the longest would store more than MAX_PADDING times the
+    data's units."""
     if data.task == "lm" or window is not None or not len(data):
         return
     lengths = data.lengths()
-    if lengths.min() != lengths.max():
-        i_short, i_long = int(lengths.argmin()), int(lengths.argmax())
-        raise InputError(
-            f"{what} sequences have mixed lengths ({lengths.min()} nt '{data.ids[i_short]}' to "
-            f"{lengths.max()} nt '{data.ids[i_long]}'); give {option('window', 'N')} to centre-crop longer and pad "
-            f"shorter sequences to N units",
-            path=", ".join(data.sources),
-        )
+    if lengths.min() == lengths.max():
+        return
+    i_short, i_long = int(lengths.argmin()), int(lengths.argmax())
+    spread = (f"{what} sequences have mixed lengths ({lengths.min()} nt '{data.ids[i_short]}' to "
+              f"{lengths.max()} nt '{data.ids[i_long]}')")
+    padded = int(lengths.max()) * len(lengths) / max(1, int(lengths.sum()))
+    if padded > MAX_PADDING:
+        raise InputError(f"{spread}, and padding each to the longest would take {padded:.0f} times their length; "
+                         f"give {option('window', 'N')} to centre-crop longer and pad shorter sequences to N units",
+                         path=", ".join(data.sources))
+    log.info("%s: %s: each is read whole, padded to %d units (%s N centre-crops longer ones to N)",
+             ", ".join(data.sources), spread, lengths.max(), option("window"))
 
 
 def fingerprint(path: str | Path) -> str | None:

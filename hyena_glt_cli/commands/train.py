@@ -220,9 +220,8 @@ def register(app: typer.Typer) -> None:
         if test is not None:
             test_data = datasets.load_labelled(test, task, **encode)
             data_files["test"] = [str(test)]
-        for what, data in (("training", train_data), ("validation", val_data), ("test", test_data)):
-            if data is not None:
-                datasets.check_lengths(data, window, what)
+        # (validation and test data are read in the training window: centre-cropped or padded to it)
+        datasets.check_lengths(train_data, window, "training")
         if mapping:
             for data in (train_data, val_data, test_data):
                 if data is not None:
