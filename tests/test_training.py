@@ -4,6 +4,7 @@ curriculum, gradient accumulation, and the output model folder."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -118,6 +119,21 @@ def _trainer(data_dir, tmp_path, **kw) -> Trainer:
     kw["config_overrides"] = {**SMALL, **kw.get("config_overrides", {})}
     options = TrainOptions(task="regression", device="cpu", seed=3, **kw)
     return Trainer(options, data, None, tmp_path / "t")
+
+
+def test_resuming_needs_the_sha256_of_every_data_file(data_dir, tmp_path):
+    """A file's sha256 is read from it; a stream's only from hyena_glt's readers, which copy it: data a caller
+    read from a pipe itself cannot be checked, so resuming on them is refused, naming the stream."""
+    rows = gue(data_dir, n=64)
+    options = TrainOptions(task="regression", device="cpu", seed=3, config_overrides=dict(SMALL), max_steps=1)
+    table = tmp_path / "t.csv"
+    table.write_text("x")
+    pipe = str(tmp_path / "pipe")  # (a process substitution's /dev/fd/N is gone once it has been read)
+    with pytest.raises(UsageError, match=r".*/pipe: resume=True checks that the data are those the run started "
+                                         r"with \(by their sha256\), and these were not read by hyena_glt's readers"):
+        Trainer(options, gc_data(rows), None, tmp_path / "t", data_files={"train": [pipe]}, resume=True)
+    trainer = Trainer(options, gc_data(rows), None, tmp_path / "u", data_files={"train": [str(table)]}, resume=True)
+    assert trainer.data_info["train"]["sha256"] == [hashlib.sha256(b"x").hexdigest()]
 
 
 def test_rc_augmentation_and_curriculum_crops(data_dir, tmp_path):

@@ -146,7 +146,8 @@ def load_labelled(
     if fmt == "fasta":
         return _read_fasta_labels(path, task, label_regex, class_names, target_names, alphabet)
     if reference is None:
-        raise UsageError(f"BED intervals need a reference genome ({option('reference')}) to read their sequences", path=str(path))
+        raise UsageError(f"BED intervals need a reference genome ({option('reference')}) to read their sequences",
+                         path=str(path))
     return _read_bed(path, task, Path(reference), label_columns, class_names, target_names, alphabet)
 
 
@@ -197,7 +198,8 @@ def load_lm_sequences(
         raise UsageError(f"{option('stride')} must be at least 1 (got {stride})")
     if fmt is not None:
         if fmt == "bed":
-            raise UsageError(f"{option('data_format', 'bed')} is for labelled intervals; {option('task', 'lm')} reads sequences "
+            raise UsageError(f"{option('data_format', 'bed')} is for labelled intervals; {option('task', 'lm')} reads "
+                             "sequences "
                              "(FASTA/FASTQ/SAM/BAM/CRAM, or a table with a sequence column)")
         for p in paths:
             if not is_stream(p):  # (read_sequences reads a stream once: its content is checked there)

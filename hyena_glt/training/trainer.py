@@ -246,17 +246,6 @@ def check_output_dir(output_dir: str | Path, resume: bool = False) -> None:
                 break
 
 
-def check_resumable_data(files, resume: bool) -> None:
-    """With ``resume``, a UsageError if the sha256 of a data file is unknown: resuming checks the data are
-    those the run started with. A file's is read from it; a stream's (stdin, a pipe) is known once
-    hyena_glt's readers (``load_labelled``, ``load_lm_sequences``) have read it."""
-    unknown = [str(f) for f in files if f is not None and fingerprint(f) is None]
-    if resume and unknown:
-        name = "stdin ('-')" if unknown[0] == "-" else unknown[0]
-        raise UsageError(f"{name}: {option('resume', True)} checks that the data are those the run started with (by "
-                         "their sha256), and these were not read by hyena_glt's readers; give the data as a file")
-
-
 # ----------------------------------------------------------------------------------------------------
 # data as tensors
 
@@ -445,12 +434,19 @@ class Trainer:
         self._check_output_dir()
 
         self.data_info = {}
-        check_resumable_data([f for files in (data_files or {}).values() for f in files], resume)
         for split, files in (data_files or {}).items():
             self.data_info[split] = {
                 "files": [str(f) for f in files],
                 "sha256": [fingerprint(f) for f in files],
             }
+        # Resuming checks the data by their sha256. A file's is read from it; a stream's (stdin, a pipe) is
+        # known once hyena_glt's readers (load_labelled, load_lm_sequences) have read it.
+        unknown = [f for info in self.data_info.values()
+                   for f, sha in zip(info["files"], info["sha256"]) if sha is None]
+        if resume and unknown:
+            raise UsageError(f"{'stdin' if unknown[0] == '-' else unknown[0]}: {option('resume', True)} checks that "
+                             "the data are those the run started with (by their sha256), and these were not read by "
+                             "hyena_glt's readers; give the data as a file")
 
         # --- model -----------------------------------------------------------------------------------
         runtime.seed_everything(options.seed)
@@ -980,8 +976,9 @@ class Trainer:
             # now (relative to another folder, or absolute)
             ignored.add("init")
             if started_from != self.init_info["sha256"]:
-                raise InputError(f"{option('resume', True)}: the {option('init')} model {self.options.init} is not the one the run in "
-                                 f"{self.output_dir} started from (sha256 of model.safetensors differs)")
+                raise InputError(f"{option('resume', True)}: the {option('init')} model {self.options.init} is not "
+                                 f"the one the run in {self.output_dir} started from (sha256 of model.safetensors "
+                                 "differs)")
         changed = [k for k in now if k not in ignored and saved_options.get(k) != now[k]]
         if changed:
             raise UsageError(
@@ -995,10 +992,11 @@ class Trainer:
                 # there is nothing to check the data given now against)
                 streams = ", ".join("stdin" if f == "-" else f for f in saved["files"])
                 raise UsageError(f"{option('resume', True)}: the run in {self.output_dir} read its {split} data from a "
-                                 f"stream ({streams}), so it cannot be resumed; start it again with another {option('output_dir')}")
+                                 f"stream ({streams}), so it cannot be resumed; start it again with another "
+                                 f"{option('output_dir')}")
             if saved.get("sha256") != info.get("sha256"):
-                raise InputError(f"{option('resume', True)}: the {split} data differ from those the run in {self.output_dir} "
-                                 f"was started with (sha256 mismatch)")
+                raise InputError(f"{option('resume', True)}: the {split} data differ from those the run in "
+                                 f"{self.output_dir} was started with (sha256 mismatch)")
         weights = ckpt.read_weights(folder, str(self.device))
         try:
             self.model.load_state_dict(weights)
