@@ -550,9 +550,9 @@ class Trainer:
         copied keeps its fresh initialisation. The run's own checkpoint, standing in for an init model that is
         gone (see resolve_architecture), gives the weights when the run is restored: what the run recorded of
         its init model stays."""
-        folder = Path(meta["model_dir"])
-        if folder.resolve().parent == (self.output_dir / CHECKPOINTS).resolve() and meta["training"].get("init"):
-            return meta["training"]["init"]
+        recorded = (meta.get("training") or {}).get("init")
+        if recorded and Path(meta["model_dir"]).resolve().parent == (self.output_dir / CHECKPOINTS).resolve():
+            return recorded
         own = self.model.state_dict()
         names = self.class_names if self.class_names is not None else self.target_names
         same_head = (model.task == self.task and model.num_outputs == self.num_outputs
