@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         patcher: Annotated[Optional[str], typer.Option("--patcher", help="none, static:K or entropy (default: none).")] = None,
         entropy_model: Annotated[Optional[str], typer.Option("--entropy-model", metavar="<path|name>", help="LM folder (from --task lm) or bundled LM name (dna-lm-tiny) for --patcher entropy.")] = None,
         target_patch_length: Annotated[Optional[float], typer.Option("--target-patch-length", help="Mean patch length the entropy threshold is calibrated to.")] = None,
-        window: Annotated[Optional[int], typer.Option("--window", help="Sequence length: longer sequences are centre-cropped, shorter padded (lm: chunk length, default 1024).")] = None,
+        window: Annotated[Optional[int], typer.Option("--window", help="Sequence length: longer sequences are centre-cropped, shorter padded (default: the longest training sequence; lm: chunk length, default 1024).")] = None,
         stride: Annotated[Optional[int], typer.Option("--stride", help="lm: step between chunks (default: --window).")] = None,
         epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training data.")] = 10,
         max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimiser steps (overrides --epochs).")] = None,
