@@ -178,8 +178,8 @@ def test_binary_garbage_is_described_readably_by_every_subcommand(tmp_path):
     # Not 40 raw bytes (U+FFFD characters and \x0e escapes): the first bytes in hex, on one line.
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(bytes([0x73, 0xF3, 0xB1, 0x91, 0x31, 0xF3, 0x0E, 0x81, 0x9D, 0x0A, 0xFF]) * 50)
-    expected = (f"{garbage}: unknown format (not FASTA, FASTQ, SAM, BAM, CRAM or a CSV/TSV table with a 'sequence' "
-                "column; binary data: 73 f3 b1 91 31 f3 0e 81 ...)")
+    expected = (f"{garbage}: unknown format (not FASTA, FASTQ, SAM, BAM, CRAM, a CSV/TSV table with a 'sequence' "
+                "column, or plain sequence, one per line; binary data: 73 f3 b1 91 31 f3 0e 81 ...)")
     for command, output in (("tokenize", "x.tsv"), ("classify", "x.tsv"), ("embed", "x.npz"), ("interpret", "x.tsv")):
         assert run_bad(command, str(garbage), "-o", str(tmp_path / output)) == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.bin"]

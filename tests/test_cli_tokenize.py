@@ -208,15 +208,15 @@ def _bed(tmp: Path, data: Path) -> Path:
 @pytest.mark.parametrize(
     "make,extra,message",
     [
-        (_unknown_format, [], "dev.csv: unknown format (not FASTA, FASTQ, SAM, BAM, CRAM or a CSV/TSV table with a "
-                              "'sequence' column; starts with 'name,label')"),
+        (_unknown_format, [], "dev.csv: unknown format (not FASTA, FASTQ, SAM, BAM, CRAM, a CSV/TSV table with a "
+                              "'sequence' column, or plain sequence, one per line; starts with 'name,label')"),
         (_truncated_gzip, [], "reads.fq.gz: truncated gzip file"),
         (_bad_quality, [], "bad.fq: record 'r2': quality length 4 differs from sequence length 5"),
         (_bad_char, [], "bad.fa: record 'x': invalid character '*' at position 11 (not in the nucleotide alphabet)"),
         (_empty, [], "empty.fq: empty file"),
         (_cram, [], "reads.cram: CRAM input needs its reference FASTA (--reference)"),
-        (_garbage, [], "garbage.bin: unknown format (not FASTA, FASTQ, SAM, BAM, CRAM or a CSV/TSV table with a "
-                       "'sequence' column; binary data: 73 f3 b1 91 31 f3 0e 81 ...)"),
+        (_garbage, [], "garbage.bin: unknown format (not FASTA, FASTQ, SAM, BAM, CRAM, a CSV/TSV table with a "
+                       "'sequence' column, or plain sequence, one per line; binary data: 73 f3 b1 91 31 f3 0e 81 ...)"),
         (_bad_sam, [], "bad.sam: malformed SAM record at line 2 (after record 0)"),
         (_nameless, [], "noname.fa: record 1 has no name; NPZ output needs one"),
         (_duplicate, ["--region", "dup:1-4"], "dup.fa: record 'dup' appears twice (records 1 and 2); names must be "

@@ -641,3 +641,47 @@ def test_a_stream_named_twice_is_refused_before_it_is_read(rows, tmp_path):
     finally:
         torch.set_num_threads(before)
     assert_bad(twice, out, "stdin ('-'): given twice, but a stream can be read only once")
+
+
+def write_class_folders(root: Path, rows_by_class: dict[str, list[str]]) -> Path:
+    """Genomic Benchmarks' layout: ROOT/CLASS/N.txt, one sequence per file (no line break, as theirs)."""
+    for name, seqs in rows_by_class.items():
+        (root / name).mkdir(parents=True)
+        for i, seq in enumerate(seqs):
+            (root / name / f"{i}.txt").write_text(seq)
+    return root
+
+
+def test_genomic_benchmarks_folders_train_resume_and_classify_reproduces_the_test_metrics(rows, tmp_path):
+    """train DATASET/train --test DATASET/test on class folders; the dataset's root is refused with the command
+    that reads it; classify DATASET/test names each record by its file and reproduces the test accuracy."""
+    by_class = {"negative": [r["sequence"] for r in rows if r["label"] == "0"],
+                "positive": [r["sequence"] for r in rows if r["label"] == "1"]}
+    dataset = tmp_path / "demo_promoters"
+    train = write_class_folders(dataset / "train", {c: s[:-12] for c, s in by_class.items()})
+    test = write_class_folders(dataset / "test", {c: s[-12:] for c, s in by_class.items()})
+    out = tmp_path / "model"
+    assert_bad(invoke("train", str(dataset), *TINY, "-o", str(out)), out,
+               f"{dataset}: holds the splits test, train, not classes: give {train} as the training data (and --test "
+               f"{test}, if there is one)")
+    args = ["train", str(train), "--test", str(test), *TINY, "--max-steps", "2", "-o", str(out)]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.stderr
+    meta = json.loads((out / "hyena_glt.json").read_text())
+    assert meta["class_names"] == ["negative", "positive"]
+    # the folder's sha256 is recorded (of its files' names and contents): the run resumes on the same files only
+    resumed = invoke(*args, "--resume")
+    assert resumed.exit_code == 0 and "checkpoints/last: step 2," in resumed.stderr, resumed.stderr
+    (train / "positive" / "0.txt").write_text(by_class["positive"][1])
+    changed = invoke(*args, "--resume")
+    assert changed.exit_code == 2 and changed.stderr.strip().splitlines()[-1] == (
+        f"hyena-glt: error: --resume: the train data differ from those the run in {out} was started with "
+        "(sha256 mismatch)"), changed.stderr
+    scored = invoke("classify", str(test), "-m", str(out), "-o", str(tmp_path / "test.tsv"))
+    assert scored.exit_code == 0, scored.stderr
+    with open(tmp_path / "test.tsv") as fh:
+        table = list(csv.DictReader(fh, delimiter="\t"))
+    assert [r["id"] for r in table] == [f"{c}/{i}.txt" for c in ("negative", "positive") for i in range(12)]
+    accuracy = sum((float(r["p_positive"]) >= 0.5) == r["id"].startswith("positive") for r in table) / len(table)
+    meta = json.loads((out / "hyena_glt.json").read_text())
+    assert abs(accuracy - meta["metrics"]["test"]["accuracy"]) < 1e-9

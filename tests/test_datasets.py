@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 
 import numpy as np
 import pyfaidx
@@ -221,8 +222,12 @@ def test_unreadable_files_are_input_errors(tmp_path):
 
     folder = tmp_path / "adir"
     folder.mkdir()
-    with pytest.raises(InputError, match=r"adir: is a folder, not a sequence file"):
+    with pytest.raises(InputError, match=r"adir: a folder of training data holds one folder per class \(e\.g\. "
+                                         r"positive/ and negative/\), each with that class's sequences; this one holds "
+                                         r"no folders$"):
         datasets.load_labelled(folder, "classification")
+    with pytest.raises(InputError, match=r"adir: folder holds no files$"):
+        datasets.load_labelled(folder, "lm")
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(bytes(range(128, 256)) * 20)
     with pytest.raises(InputError, match=r"garbage\.bin: line 1: not a text table \(binary data\)"):
@@ -551,3 +556,91 @@ def test_a_stream_copy_is_never_named_and_never_left_behind(data_dir, tmp_path, 
         proc.stdin.close()
         assert proc.returncode == -sig
         assert list(spool.iterdir()) == [], sig
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Genomic Benchmarks' layout: a folder per class
+
+
+def test_class_folders_read_as_the_table_they_were_made_from(data_dir, tmp_path):
+    """Real GUE rows written one sequence per file (DATASET/train/CLASS/N.txt, no line break): the classes are
+    the folder names, each class's sequences in natural file order (9.txt before 10.txt); hidden files are
+    skipped; a FASTA file in a class folder gives its records; validation data use the training classes."""
+    rows = gue_rows(data_dir, n=60)
+    root = tmp_path / "train"
+    for name, label in (("non_promoter", "0"), ("promoter", "1")):
+        (root / name).mkdir(parents=True)
+        for i, seq in enumerate(r["sequence"] for r in rows if r["label"] == label):
+            (root / name / f"{i}.txt").write_text(seq)
+    (root / "promoter" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    data = datasets.load_labelled(root, "classification", alphabet="nucleotide")
+    expected = [r["sequence"] for r in rows if r["label"] == "0"] + [r["sequence"] for r in rows if r["label"] == "1"]
+    assert data.sequences == expected and len(data) == 60
+    assert data.class_names == ["non_promoter", "promoter"]
+    assert data.labels.tolist() == sorted(int(r["label"]) for r in rows)
+    n_neg = sum(r["label"] == "0" for r in rows)
+    assert data.ids[:12] == [f"non_promoter/{i}.txt" for i in range(12)] and data.ids[n_neg] == "promoter/0.txt"
+    assert data.sources == [str(root)]
+
+    val = tmp_path / "val"
+    (val / "promoter").mkdir(parents=True)
+    (val / "promoter" / "p.fa").write_text(f">chr1:5-74 a\n{rows[0]['sequence']}\n>chr2:1-70\n{rows[1]['sequence']}\n")
+    (val / "non_promoter").mkdir()
+    (val / "non_promoter" / "x.txt.gz").write_bytes(gzip.compress(f"{rows[2]['sequence']}\n".encode()))
+    held_out = datasets.load_labelled(val, "classification", class_names=data.class_names)
+    assert held_out.ids == ["non_promoter/x.txt.gz", "chr1:5-74", "chr2:1-70"]
+    assert held_out.labels.tolist() == [0, 1, 1]
+    (val / "enhancer").mkdir()
+    (val / "enhancer" / "0.txt").write_text(rows[3]["sequence"])
+    with pytest.raises(InputError, match=r"enhancer/0\.txt: record 'enhancer/0\.txt': label 'enhancer' does not "
+                                         r"occur in the training data \(training labels: non_promoter, promoter\)"):
+        datasets.load_labelled(val, "classification", class_names=data.class_names)
+
+
+def test_class_folders_that_are_not_are_refused(data_dir, tmp_path):
+    seq = gue_rows(data_dir, n=1)[0]["sequence"]
+    dataset = tmp_path / "dataset"
+    for split in ("test", "train"):
+        for name in ("negative", "positive"):
+            (dataset / split / name).mkdir(parents=True)
+            (dataset / split / name / "0.txt").write_text(seq)
+    with pytest.raises(UsageError, match=rf"dataset: holds the splits test, train, not classes: give {dataset}/train "
+                                         rf"as the training data \(and test='{dataset}/test', if there is one\)$"):
+        datasets.load_labelled(dataset, "classification")
+    train = dataset / "train"
+    with pytest.raises(UsageError, match=r"train: a folder of class folders holds classes, for "
+                                         r"task='classification' \(not regression\)$"):
+        datasets.load_labelled(train, "regression")
+    with pytest.raises(UsageError, match=r"train: data_format='table', but this is a folder \(of class folders: "
+                                         r"leave data_format out\)$"):
+        datasets.load_labelled(train, "classification", fmt="table")
+    (train / "labels.csv").write_text("sequence,label\n")
+    with pytest.raises(InputError, match=r"train: holds the file 'labels\.csv' beside its class folders \(negative, "
+                                         r"positive\): a folder of training data holds class folders only$"):
+        datasets.load_labelled(train, "classification")
+    (train / "labels.csv").unlink()
+    (train / "positive" / "1.txt").write_text(seq[:10] + "\n" + seq[10:] + "\n")  # two sequences, named FILE:LINE
+    assert datasets.load_labelled(train, "classification").ids == ["negative/0.txt", "positive/0.txt",
+                                                                     "positive/1.txt:1", "positive/1.txt:2"]
+    (train / "positive" / "1.txt").write_text(seq + "\n\n" + seq[:10] + "-" + seq[10:])
+    with pytest.raises(InputError, match=r"train/positive/1\.txt: line 3: not a sequence \(plain sequence text holds "
+                                         rf"letters only, one sequence per line; starts with '{seq[:10]}-"):
+        datasets.load_labelled(train, "classification")
+    (train / "positive" / "1.txt").unlink()
+    (train / "positive" / "0.txt").unlink()
+    with pytest.raises(InputError, match=r"train: class folder 'positive' holds no sequences$"):
+        datasets.load_labelled(train, "classification")
+
+
+def test_a_folders_fingerprint_is_of_its_files_names_and_contents(data_dir, tmp_path):
+    seqs = [r["sequence"] for r in gue_rows(data_dir, n=3)]
+    for root in (tmp_path / "a", tmp_path / "b"):
+        (root / "x").mkdir(parents=True)
+        for i, seq in enumerate(seqs):
+            (root / "x" / f"{i}.txt").write_text(seq)
+    first = datasets.fingerprint(tmp_path / "a")
+    assert first == datasets.fingerprint(tmp_path / "b")  # where the folder is does not matter
+    (tmp_path / "b" / "x" / "2.txt").rename(tmp_path / "b" / "x" / "3.txt")
+    assert datasets.fingerprint(tmp_path / "b") != first
+    (tmp_path / "a" / "x" / "1.txt").write_text(seqs[0])
+    assert datasets.fingerprint(tmp_path / "a") not in (first, datasets.fingerprint(tmp_path / "b"))

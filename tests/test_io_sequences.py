@@ -247,7 +247,7 @@ def test_empty_file(tmp_path):
 
 
 def test_unknown_format(data_dir):
-    with pytest.raises(InputError, match=r"genes\.bed: unknown format \(not FASTA, FASTQ, SAM, BAM, CRAM or a "
+    with pytest.raises(InputError, match=r"genes\.bed: unknown format \(not FASTA, FASTQ, SAM, BAM, CRAM, a "
                                          r"CSV/TSV table with a 'sequence' column"):
         list(read_sequences(data_dir / "arabidopsis_chloroplast_genes.bed"))
 
@@ -596,8 +596,8 @@ def test_unknown_binary_format_is_shown_as_hex_not_raw_bytes(tmp_path):
     garbage.write_bytes(bytes([0x73, 0xF3, 0xB1, 0x91, 0x31, 0xF3, 0x0E, 0x81, 0x9D, 0xFF]) * 5)
     with pytest.raises(InputError) as err:
         list(read_sequences(garbage))
-    assert str(err.value) == (f"{garbage}: unknown format (not FASTA, FASTQ, SAM, BAM, CRAM or a CSV/TSV table with a "
-                              "'sequence' column; binary data: 73 f3 b1 91 31 f3 0e 81 ...)")
+    assert str(err.value) == (f"{garbage}: unknown format (not FASTA, FASTQ, SAM, BAM, CRAM, a CSV/TSV table with a "
+                              "'sequence' column, or plain sequence, one per line; binary data: 73 f3 b1 91 31 f3 0e 81 ...)")
     text = tmp_path / "notes.txt"
     text.write_text("héllo wörld\tx\nmore\n")
     with pytest.raises(InputError, match=r"notes\.txt: unknown format \(.*; starts with 'héllo wörld\\tx'\)$"):
@@ -916,3 +916,35 @@ def test_tables_as_python_r_and_excel_write_them_are_read_as_train_reads_them(tm
         gz = tmp_path / (name + ".gz")
         gz.write_bytes(gzip.compress(text.encode()))
         assert [r.seq for r in read_sequences(gz)] == ["ACGTAC", "GGCCAA"], name
+
+
+def test_plain_sequence_text_one_per_line(tmp_path, data_dir):
+    """Letters only, one sequence per line (Genomic Benchmarks keeps one per .txt file): a one-line file is a
+    record named by the file; each line of a longer one is FILE:LINE, blank lines skipped; gzip too.
+    Records are checked against the alphabet like any other, and are sequences of their own (not genomes)."""
+    mt = str(next(read_sequences(data_dir / "MT-human.fa")).seq)
+    one = tmp_path / "0.txt"
+    one.write_text(mt[:300])  # no line break at the end, as Genomic Benchmarks writes them
+    (record,) = read_sequences(one)
+    assert (record.id, record.seq, record.standalone) == ("0.txt", mt[:300], True)
+    lines = tmp_path / "seqs.txt.gz"
+    lines.write_bytes(gzip.compress(f"{mt[:50]}\r\n\n{mt[50:60].lower()}\n".encode()))
+    assert [(r.id, r.seq, r.number) for r in read_sequences(lines)] == [
+        ("seqs.txt.gz:1", mt[:50], 1), ("seqs.txt.gz:3", mt[50:60].lower(), 2)]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("ACGT\nACJT\n")
+    with pytest.raises(InputError, match=r"bad\.txt: record 'bad\.txt:2': invalid character 'J' at position 3 \(not "
+                                         r"in the nucleotide alphabet\)"):
+        list(read_sequences(bad, alphabet="nucleotide"))
+    folder = tmp_path / "set"
+    (folder / "b").mkdir(parents=True)
+    for name in ("10.txt", "9.txt", ".hidden"):
+        (folder / "b" / name).write_text("ACGT")
+    (folder / "a.txt").write_text("GG")
+    shutil.copy(data_dir / "ce_reads.bam", folder / "reads.bam")
+    shutil.copy(data_dir / "ce_reads.bam.bai", folder / "reads.bam.bai")  # an index: skipped
+    reads = [r.id for r in read_sequences(data_dir / "ce_reads.bam")]
+    assert [r.id for r in read_sequences(folder)] == ["a.txt", *reads, "b/9.txt", "b/10.txt"]  # subfolders last
+    with pytest.raises(UsageError, match=r"set: regions/regions_bed need an indexed FASTA, BAM or CRAM file, not a "
+                                         r"folder$"):
+        list(read_sequences(folder, regions=["b:1-2"]))

@@ -1,6 +1,6 @@
 """Labelled sequence data for training: CSV/TSV tables, FASTA with labels in the headers, one FASTA per
-class, BED intervals cut from a reference genome, and plain FASTA chunked into windows for language
-modelling.
+class, a folder per class (Genomic Benchmarks' layout), BED intervals cut from a reference genome, and plain
+FASTA chunked into windows for language modelling.
 
 Every reader returns a :class:`LabelledData` whose ``labels`` are already numeric:
 
@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import HyenaGLTError, InputError, UsageError, option
 from .sequences import (ID_COLUMNS, SEQUENCE_COLUMNS, _AlphabetCheck, _decompressed_head, _read_head, is_stream,
-                        fetch_region)
+                        fetch_region, folder_files, natural_order)
 
 log = logging.getLogger("hyena_glt")
 
@@ -138,6 +138,11 @@ def load_labelled(
     path = Path(path)
     if not path.exists():
         raise InputError("no such file", path=str(path))
+    if path.is_dir() and task != "lm":
+        if fmt is not None:
+            raise UsageError(f"{option('data_format', fmt)}, but this is a folder (of class folders: leave "
+                             f"{option('data_format')} out)", path=str(path))
+        return _read_class_folders(path, task, class_names, alphabet)
     if task == "lm":
         return load_lm_sequences([path], window=window, stride=stride, alphabet=alphabet, fmt=fmt)
     fmt = check_format(path, fmt) if fmt else detect_format(path)
@@ -202,7 +207,8 @@ def load_lm_sequences(
                              "sequences "
                              "(FASTA/FASTQ/SAM/BAM/CRAM, or a table with a sequence column)")
         for p in paths:
-            if not is_stream(p):  # (read_sequences reads a stream once: its content is checked there)
+            # (read_sequences reads a stream once, and a folder file by file: their content is checked there)
+            if not is_stream(p) and not Path(p).is_dir():
                 check_format(Path(p), fmt)
     # a stream is checked as it is read (the formats its content may be in)
     formats = None if fmt is None else ("table",) if fmt == "table" else ("fasta", "fastq", "sam", "bam", "cram")
@@ -363,7 +369,12 @@ def check_lengths(data: LabelledData, window: int | None, what: str) -> None:
 def fingerprint(path: str | Path) -> str | None:
     """sha256 of a file's bytes, recorded with a trained model so its data can be checked later. A stream
     (stdin, a pipe) cannot be read again: its sha256 is that of the bytes this process read from it, None
-    if it has not read it."""
+    if it has not read it. A folder's is the sha256 of its files' names and sha256s, in reading order."""
+    if Path(path).is_dir():
+        digest = hashlib.sha256()
+        for name, file in folder_files(path):
+            digest.update(f"{name}\t{fingerprint(file)}\n".encode())
+        return digest.hexdigest()
     if str(path) == "-" or is_stream(path) or not Path(path).is_file():
         return _STREAM_SHA256.get(str(path))
     digest = hashlib.sha256()
@@ -848,6 +859,48 @@ def _read_fasta_labels(
         where.append((str(path), rec.id))
     value_names = [f"target{j + 1}" for j in range(len(raw[0]))] if raw else []
     return _finish(path, task, ids, seqs, raw, where, class_names, target_names, value_names, alphabet)
+
+
+# folders of a dataset's splits, not of its classes (Genomic Benchmarks: DATASET/train, DATASET/test)
+_SPLIT_NAMES = ("train", "training", "val", "valid", "validation", "dev", "test", "testing")
+
+
+def _read_class_folders(path: Path, task: str, class_names, alphabet: str | None) -> LabelledData:
+    """Genomic Benchmarks' layout: one folder per class, named by it, holding the class's sequences (one per
+    .txt file there; FASTA/FASTQ or any file ``read_sequences`` reads also do). Records are named by their path
+    in ``path`` (``positive/0.txt``) and come in ``read_sequences``' order for the folder, which `classify`
+    gives them in too."""
+    from .sequences import read_sequences
+
+    if task != "classification":
+        raise UsageError(f"a folder of class folders holds classes, for {option('task', 'classification')} "
+                         f"(not {task})", path=str(path))
+    entries = sorted((e for e in path.iterdir() if not e.name.startswith(".")), key=lambda e: natural_order(e.name))
+    classes = [e.name for e in entries if e.is_dir()]
+    loose = [e.name for e in entries if not e.is_dir()]
+    if not classes:
+        raise InputError("a folder of training data holds one folder per class (e.g. positive/ and negative/), "
+                         "each with that class's sequences; this one holds no folders", path=str(path))
+    if loose:
+        raise InputError(f"holds the file '{loose[0]}' beside its class folders ({', '.join(classes)}): a folder of "
+                         "training data holds class folders only", path=str(path))
+    splits = sorted((c for c in classes if c.lower() in _SPLIT_NAMES), key=lambda c: not c.lower().startswith("train"))
+    if splits and all(any(e.is_dir() for e in (path / c).iterdir()) for c in classes):
+        raise UsageError(f"holds the splits {', '.join(classes)}, not classes: give {path / splits[0]} as the "
+                         f"training data (and {option('test', str(path / 'test'))}, if there is one)", path=str(path))
+    ids, seqs, raw, where = [], [], [], []
+    within = len(os.path.join(path, ""))  # a record's file is within/CLASS/...
+    for rec in read_sequences(path):
+        if not rec.seq:  # it would be trained on as a record of padding alone
+            raise _error("empty sequence", rec.source, rec.id)
+        ids.append(rec.id)
+        seqs.append(rec.seq)
+        raw.append((rec.source[within:].split(os.sep, 1)[0],))
+        where.append((rec.source, rec.id))
+    empty = [c for c in classes if c not in {r[0] for r in raw}]
+    if empty:
+        raise InputError(f"class folder '{empty[0]}' holds no sequences", path=str(path))
+    return _finish(path, task, ids, seqs, raw, where, class_names, None, [], alphabet)
 
 
 def _read_bed(

@@ -45,7 +45,7 @@ from ..errors import InputError, UsageError, option
 
 log = logging.getLogger("hyena_glt")
 
-FORMATS = ("fasta", "fastq", "sam", "bam", "cram", "table")
+FORMATS = ("fasta", "fastq", "sam", "bam", "cram", "table", "text")
 _FORMAT_ALIASES = {"fa": "fasta", "fna": "fasta", "fas": "fasta", "fq": "fastq", "csv": "table", "tsv": "table"}
 # Table columns (CSV/TSV) holding a record's sequence, and its name (else the file name and line number).
 SEQUENCE_COLUMNS = ("sequence", "seq")
@@ -171,6 +171,8 @@ def _decompressed_head(head: bytes, path: str) -> bytes:
 
 
 _SAM_HEADER = re.compile(rb"@(HD|SQ|RG|PG|CO)\t")
+# A line of plain text that is a sequence and nothing else (Genomic Benchmarks keeps one per .txt file).
+_PLAIN_SEQUENCE = re.compile(rb"[A-Za-z]+")
 # UTF-8 byte-order mark: Windows editors and Excel put it before text files; skipped in front of FASTA/FASTQ
 # and table headers.
 _BOM = b"\xef\xbb\xbf"
@@ -200,13 +202,16 @@ def _sniff(head: bytes, path: str) -> tuple[str, bool]:
         return "sam", compressed
     if _table_columns(first_line) is not None:
         return "table", compressed
+    if _PLAIN_SEQUENCE.fullmatch(first_line.rstrip()):
+        return "text", compressed
     if content[:3] == b"BCF":
         raise InputError("unknown format: looks like BCF, not sequences", path=path)
     for magic, what, hint in _OTHER_CONTAINERS:
         if content.startswith(magic):
             raise InputError(f"unknown format: {what} ({hint})", path=path)
     raise InputError(
-        f"unknown format (not FASTA, FASTQ, SAM, BAM, CRAM or a CSV/TSV table with a 'sequence' column; "
+        f"unknown format (not FASTA, FASTQ, SAM, BAM, CRAM, a CSV/TSV table with a 'sequence' column, or plain "
+        f"sequence, one per line; "
         f"{_shown_start(first_line)})", path=path
     )
 
@@ -274,13 +279,12 @@ def _open_input(source: str, kind: str = "sequence", note: str = "") -> tuple[by
     lose those bytes (a pipe) or wait forever (a FIFO with no writer left). ``note`` ends messages."""
     if source == "-":
         return sys.stdin.buffer.read(_SNIFF_BYTES), sys.stdin.buffer
-    path = Path(source)
-    if not path.exists():
+    if not os.path.exists(source):
         raise InputError(f"no such file{note}", path=source)
-    if path.is_dir():
+    if os.path.isdir(source):
         raise InputError(f"is a folder, not a {kind} file{note}", path=source)
     try:
-        handle = open(path, "rb")
+        handle = open(source, "rb")
         head = handle.read(_SNIFF_BYTES)
     except OSError as err:
         raise InputError(f"cannot read: {err.strerror}{note}", path=source) from None
@@ -1113,7 +1117,9 @@ def read_sequences(
 ) -> Iterator[SequenceRecord]:
     """Stream the records of one input (a path, or ``-`` for stdin).
 
-    ``fmt`` forces a format (fasta, fastq, sam, bam, cram); by default it is read from the content.
+    ``fmt`` forces a format (fasta, fastq, sam, bam, cram); by default it is read from the content. A folder
+    is read as the files in it and its subfolders (see ``folder_files``); a plain sequence file in it is a record
+    named by its path in the folder (``positive/0.txt``).
     ``regions`` (samtools strings) and ``regions_bed`` (a BED path) select regions of an indexed
     FASTA, or the reads of an indexed BAM/CRAM overlapping them. ``alphabet`` (dna, rna, nucleotide = DNA or RNA, protein; None = no check) rejects the
     first character outside it, with its 1-based position; ambiguity codes follow ``iupac``
@@ -1130,6 +1136,21 @@ def read_sequences(
     if regional and is_stream(source):  # checked before opening: a FIFO would wait for a writer first
         raise InputError(f"{option('regions')}/{option('regions_bed')} need an indexed FASTA, BAM or CRAM file, "
                          "not a pipe or other stream (it can be read only once)", path=source)
+    if source != "-" and os.path.isdir(source):
+        if regional:
+            raise UsageError(f"{option('regions')}/{option('regions_bed')} need an indexed FASTA, BAM or CRAM file, "
+                             "not a folder", path=source)
+        for name, path in folder_files(source):
+            yield from _read_file(path, name, fmt, check, reference, stored_orientation, formats)
+        return
+    name = "stdin" if source == "-" else Path(source).name
+    yield from _read_file(source, name, fmt, check, reference, stored_orientation, formats, regions, regions_bed)
+
+
+def _read_file(source: str, name: str, fmt: str | None, check, reference, stored_orientation: bool,
+               formats: Iterable[str] | None, regions=None, regions_bed=None) -> Iterator[SequenceRecord]:
+    """The records of one input (a file or stream; ``name`` names plain sequence text's records)."""
+    regional = bool(regions) or regions_bed is not None
     head, stream = _open_input(source)
     try:
         sniffed, compressed = _sniff(head, source)
@@ -1147,6 +1168,9 @@ def read_sequences(
     if fmt in ("fasta", "fastq"):
         yield from _read_plain_or_stream(source, head, stream, fmt, compressed, check)
         return
+    if fmt == "text":
+        yield from _read_text(source, name, head, stream, compressed, check)
+        return
     # a stream is read once, through a pipe that first replays the bytes read to sniff it
     opened = contextlib.nullcontext(source) if stream is None else _stream_as_path(head, stream)
     with opened as pysam_path:
@@ -1155,6 +1179,69 @@ def read_sequences(
         else:
             yield from _read_alignments(pysam_path, source, fmt, reference, stored_orientation, check,
                                         regions, regions_bed, compressed=compressed, once=stream is not None)
+
+
+def folder_files(root: str | os.PathLike) -> list[tuple[str, str]]:
+    """The files in a folder and its subfolders, as (path relative to it, with '/'; path): in natural order
+    (2.txt before 10.txt), subfolders after the files beside them, links followed. Hidden entries (.DS_Store,
+    .git) and the indexes beside FASTA/BAM/CRAM files (.fai, .bai, ...) are skipped. A folder with no other
+    file is an InputError."""
+    found = []
+    for folder, subfolders, files in os.walk(root, followlinks=True, onerror=_raise_walk_error):
+        subfolders[:] = sorted((d for d in subfolders if not d.startswith(".")), key=natural_order)
+        within = os.path.relpath(folder, root).replace(os.sep, "/")
+        prefix = "" if within == "." else within + "/"
+        kept = (f for f in files if not f.startswith(".") and not f.lower().endswith(_INDEX_SUFFIXES))
+        for file in sorted(kept, key=natural_order):
+            found.append((prefix + file, os.path.join(folder, file)))
+    if not found:
+        raise InputError("folder holds no files", path=str(root))
+    return found
+
+
+# indexes that sit beside the files they index (a folder of BAMs holds their .bai files too)
+_INDEX_SUFFIXES = (".fai", ".gzi", ".bai", ".csi", ".crai", ".tbi")
+
+
+def natural_order(name: str) -> list:
+    """Sort key that reads the digits in a name as a number: '2.txt' before '10.txt'."""
+    return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", name))]
+
+
+def _raise_walk_error(err: OSError) -> None:
+    raise InputError(f"cannot read folder: {err.strerror}", path=str(err.filename))
+
+
+def _read_text(source: str, name: str, head: bytes, stream: BinaryIO | None, compressed: bool,
+               check) -> Iterator[SequenceRecord]:
+    """Plain text that is only sequence, one per line: Genomic Benchmarks' layout keeps one sequence per .txt
+    file. A file of one line is a record named ``name``; each line of a longer one is ``name:LINE``, as the rows
+    of a table without an id column are named. Each is a sequence of its own (``standalone``), like a row."""
+    if stream is None:
+        if len(head) < _SNIFF_BYTES:  # the whole file
+            data = head
+        else:
+            with open(source, "rb") as handle:
+                data = handle.read()
+    else:
+        data = head + stream.read()
+    if compressed:
+        try:
+            data = gzip.decompress(data)
+        except EOFError:
+            raise InputError("truncated gzip file (unexpected end of compressed data)", path=source) from None
+        except (OSError, zlib.error) as err:
+            raise InputError(f"corrupt gzip data ({err})", path=source) from None
+    lines = [(number, line.strip()) for number, line in enumerate(data.split(b"\n"), 1) if line.strip()]
+    for count, (number, line) in enumerate(lines, 1):
+        if not _PLAIN_SEQUENCE.fullmatch(line):
+            raise InputError(f"line {number}: not a sequence (plain sequence text holds letters only, one sequence "
+                             f"per line; {_shown_start(line)})", path=source)
+        record_name = name if len(lines) == 1 else f"{name}:{number}"
+        seq = line.decode("ascii")
+        if check is not None:
+            seq = check(seq, source, record_name)
+        yield SequenceRecord(record_name, seq, None, standalone=True, source=source, number=count)
 
 
 def read_many(sources: Iterable[str | os.PathLike], **kwargs) -> Iterator[SequenceRecord]:
