@@ -184,15 +184,17 @@ def test_unreadable_training_files_are_input_errors(rows, tmp_path):
     text = good.read_bytes()
     truncated = write_bytes(tmp_path / "trunc.csv.gz", gzip.compress(text)[: len(gzip.compress(text)) // 2])
     nul = write_bytes(tmp_path / "nul.csv", b"sequence,label\nACGT,1\nAC\x00GT,0\n")
+    no_classes = ("adir: a folder of training data holds one folder per class (e.g. positive/ and negative/), each "
+                  "with that class's sequences; this one holds no folders")
     for args, message in (
-        ([str(folder)], "adir: is a folder, not a sequence file"),
+        ([str(folder)], no_classes),
         ([str(garbage)], "garbage.bin: line 1: not a text table (binary data)"),
         ([str(truncated)], "trunc.csv.gz: truncated gzip file (unexpected end of compressed data)"),
         ([str(nul)], "nul.csv: line 3: not a text table (binary data)"),
-        ([str(good), "--val", str(folder)], "adir: is a folder, not a sequence file"),
+        ([str(good), "--val", str(folder)], no_classes),
         ([str(good), "--test", str(garbage)], "garbage.bin: line 1: not a text table (binary data)"),
         ([str(good), "--val", str(truncated)], "trunc.csv.gz: truncated gzip file"),
-        (["--task", "lm", str(folder)], "adir: is a folder, not a sequence file"),
+        (["--task", "lm", str(folder)], "adir: folder holds no files"),
     ):
         assert_bad(invoke("train", *args, "--max-steps", "1", "-o", str(out)), out, message)
         assert not (tmp_path / "new").exists()

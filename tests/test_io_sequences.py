@@ -945,6 +945,9 @@ def test_plain_sequence_text_one_per_line(tmp_path, data_dir):
     shutil.copy(data_dir / "ce_reads.bam.bai", folder / "reads.bam.bai")  # an index: skipped
     reads = [r.id for r in read_sequences(data_dir / "ce_reads.bam")]
     assert [r.id for r in read_sequences(folder)] == ["a.txt", *reads, "b/9.txt", "b/10.txt"]  # subfolders last
+    (folder / "b" / "up").symlink_to("..")
+    with pytest.raises(InputError, match=rf"set/b/up: a link in the folder leads to a folder read already \({folder}\)"):
+        list(read_sequences(folder))
     with pytest.raises(UsageError, match=r"set: regions/regions_bed need an indexed FASTA, BAM or CRAM file, not a "
                                          r"folder$"):
         list(read_sequences(folder, regions=["b:1-2"]))

@@ -1186,9 +1186,15 @@ def folder_files(root: str | os.PathLike) -> list[tuple[str, str]]:
     (2.txt before 10.txt), subfolders after the files beside them, links followed. Hidden entries (.DS_Store,
     .git) and the indexes beside FASTA/BAM/CRAM files (.fai, .bai, ...) are skipped. A folder with no other
     file is an InputError."""
-    found = []
+    found, seen = [], {os.path.realpath(root)}
     for folder, subfolders, files in os.walk(root, followlinks=True, onerror=_raise_walk_error):
         subfolders[:] = sorted((d for d in subfolders if not d.startswith(".")), key=natural_order)
+        for sub in subfolders:  # a link back up the tree would be walked forever
+            real = os.path.realpath(os.path.join(folder, sub))
+            if real in seen:
+                raise InputError(f"a link in the folder leads to a folder read already ({real})",
+                                 path=os.path.join(folder, sub))
+            seen.add(real)
         within = os.path.relpath(folder, root).replace(os.sep, "/")
         prefix = "" if within == "." else within + "/"
         kept = (f for f in files if not f.startswith(".") and not f.lower().endswith(_INDEX_SUFFIXES))

@@ -170,7 +170,12 @@ class TrainOptions:
                          option("init", self.init))
                 self._told_init_gone = True
             source = last
-        model, meta = load_model(source, named_by="init")
+        # the CLI resolves (to read the data with the model's tokenizer) before the Trainer does: load once
+        loaded = getattr(self, "_init_loaded", None)
+        if loaded is None or loaded[0] != str(source):
+            loaded = (str(source), *load_model(source, named_by="init"))
+            self._init_loaded = loaded
+        model, meta = loaded[1:]
         where = option("init", self.init)
         if self.preset is not None:
             raise UsageError(f"{option('preset')} does not apply with {option('init')}: the model keeps the size of "
