@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -318,6 +319,25 @@ def test_option_values_that_were_accepted_silently(rows, tmp_path):
         assert_bad(invoke("train", str(good), *args, "--max-steps", "1", "-o", str(out)), out, message)
     assert_bad(invoke("train", "--task", "lm", str(lm), "--stride", "0", "--max-steps", "1", "-o", str(out)), out,
                "--stride must be at least 1 (got 0)")
+    # options for another layout of data than the one given: refused, not ignored
+    labelled_fasta = tmp_path / "labelled.fa"
+    labelled_fasta.write_text("".join(f">r{i} label={r['label']}\n{r['sequence']}\n" for i, r in enumerate(rows)))
+    for args, message in (
+        ([str(good), "--label-regex", "x=(\\S+)"],
+         "--label-regex applies to FASTA with labels in the headers; the data given are a table"),
+        ([str(good), "--reference", str(lm)], "--reference applies to BED intervals (and CRAM reads); the data given "
+                                              "are a table"),
+        ([str(labelled_fasta), "--label-column", "label"],
+         "--label-column applies to tables and BED files; the data given are FASTA with labels in the headers"),
+        (["--task", "lm", str(lm), "--sequence-column", "seq"],
+         "--sequence-column applies to tables; the data given are sequences to model"),
+    ):
+        assert_bad(invoke("train", *args, "--max-steps", "1", "-o", str(out)), out, message)
+    # an option that applies to one of the files given (here the validation table's column) is taken
+    result = invoke("train", str(labelled_fasta), "--val", str(good), "--label-column", "label", *TINY,
+                    "--max-steps", "1", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    shutil.rmtree(out)
     flags = write_csv(tmp_path / "ml.csv", ["sequence", "a", "b"], [("ACGTACGT", "1", "0"), ("GGCCGGCC", "0", "2")])
     assert_bad(invoke("train", str(flags), "--task", "multilabel", "--max-steps", "1", "-o", str(out)), out,
                "ml.csv: line 3: column 'b': '2' is not 0 or 1 (a multilabel flag column)")

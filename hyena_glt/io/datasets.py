@@ -70,6 +70,8 @@ class LabelledData:
     class_names: list[str] | None = None
     target_names: list[str] | None = None
     sources: list[str] = field(default_factory=list)
+    # how the labels were given: 'table', 'fasta' (in headers), 'bed', 'folder' (class folders), 'class_fasta', 'lm'
+    layout: str = ""
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -92,6 +94,7 @@ class LabelledData:
             class_names=self.class_names,
             target_names=self.target_names,
             sources=list(self.sources),
+            layout=self.layout,
         )
 
     def lengths(self) -> np.ndarray:
@@ -142,18 +145,48 @@ def load_labelled(
         if fmt is not None:
             raise UsageError(f"{option('data_format', fmt)}, but this is a folder (of class folders: leave "
                              f"{option('data_format')} out)", path=str(path))
-        return _read_class_folders(path, task, class_names, alphabet)
+        data = _read_class_folders(path, task, class_names, alphabet)
+        data.layout = "folder"
+        return data
     if task == "lm":
-        return load_lm_sequences([path], window=window, stride=stride, alphabet=alphabet, fmt=fmt)
+        return load_lm_sequences([path], window=window, stride=stride, alphabet=alphabet, fmt=fmt, reference=reference)
     fmt = check_format(path, fmt) if fmt else detect_format(path)
     if fmt == "table":
-        return _read_table(path, task, sequence_column, label_columns, class_names, target_names, alphabet)
-    if fmt == "fasta":
-        return _read_fasta_labels(path, task, label_regex, class_names, target_names, alphabet)
-    if reference is None:
+        data = _read_table(path, task, sequence_column, label_columns, class_names, target_names, alphabet)
+    elif fmt == "fasta":
+        data = _read_fasta_labels(path, task, label_regex, class_names, target_names, alphabet)
+    elif reference is None:
         raise UsageError(f"BED intervals need a reference genome ({option('reference')}) to read their sequences",
                          path=str(path))
-    return _read_bed(path, task, Path(reference), label_columns, class_names, target_names, alphabet)
+    else:
+        data = _read_bed(path, task, Path(reference), label_columns, class_names, target_names, alphabet)
+    data.layout = fmt
+    return data
+
+
+# The options of load_labelled that only some layouts read (and what they are for): one given for data of none
+# of those layouts is a mistake, not something to ignore.
+LAYOUT_OPTIONS = {
+    "sequence_column": (("table",), "tables"),
+    "label_columns": (("table", "bed"), "tables and BED files"),
+    "label_regex": (("fasta",), "FASTA with labels in the headers"),
+    "reference": (("bed", "lm"), "BED intervals (and CRAM reads)"),
+}
+_LAYOUT_NAMES = {"table": "a table", "fasta": "FASTA with labels in the headers", "bed": "BED intervals",
+                 "folder": "class folders (the folder names are the labels)", "class_fasta": "one FASTA per class",
+                 "lm": "sequences to model"}
+
+
+def check_options_apply(datasets: Sequence["LabelledData"], **given) -> None:
+    """A UsageError for an option given (not None) that none of ``datasets`` (training, validation, test) read:
+    e.g. a label regex for a table, whose labels are in a column."""
+    layouts = {d.layout for d in datasets if d is not None}
+    for name, value in given.items():
+        read_by, what = LAYOUT_OPTIONS[name]
+        if value is None or value == [] or layouts & set(read_by):
+            continue
+        held = " and ".join(sorted(_LAYOUT_NAMES.get(layout, layout) for layout in layouts))
+        raise UsageError(f"{option(name)} applies to {what}; the data given are {held}")
 
 
 def load_class_fastas(
@@ -184,17 +217,18 @@ def load_class_fastas(
         raise UsageError(f"{option('class_fasta')} needs at least two classes (NAME=FILE, repeated)")
     labels, found = _encode_single(raw, class_names, where, "class")
     return LabelledData(ids, seqs, labels, "classification", class_names=found,
-                        sources=[str(f) for _, f in specs])
+                        sources=[str(f) for _, f in specs], layout="class_fasta")
 
 
 def load_lm_sequences(
     paths: Sequence[str | Path], *, window: int | None, stride: int | None = None,
-    alphabet: str | None = None, fmt: str | None = None,
+    alphabet: str | None = None, fmt: str | None = None, reference: str | Path | None = None,
 ) -> LabelledData:
     """Plain sequences for next-unit language modelling, cut into ``window``-long chunks (the last,
     shorter chunk of each record is kept when at least a quarter of a window long; records shorter than
     that are kept whole only when no window is set). ``alphabet`` checks every sequence (see the module
-    docstring); ``fmt`` ('fasta' or 'table'), when given, must agree with each file's content."""
+    docstring); ``fmt`` ('fasta' or 'table'), when given, must agree with each file's content; ``reference``
+    is the FASTA a CRAM file's reads need."""
     from .sequences import read_sequences
 
     if window is not None and window < 1:
@@ -218,12 +252,13 @@ def load_lm_sequences(
         readable = {str(p): copies.enter_context(_spooled(p)) if is_stream(p) else str(p) for p in paths}
         for path, source in readable.items():
             first = len(ids)
-            _chunk_records(read_sequences(source, alphabet=alphabet, formats=formats), window, stride, ids, seqs)
+            _chunk_records(read_sequences(source, alphabet=alphabet, formats=formats, reference=reference), window,
+                           stride, ids, seqs)
             if source != path:
                 ids[first:] = _named_as_stream(ids[first:], source, path)
     if not seqs:
         raise InputError("no sequences to train on", path=", ".join(str(p) for p in paths))
-    return LabelledData(ids, seqs, None, "lm", sources=[str(p) for p in paths])
+    return LabelledData(ids, seqs, None, "lm", sources=[str(p) for p in paths], layout="lm")
 
 
 def _chunk_records(records: Iterable, window: int | None, stride: int | None, ids: list[str],

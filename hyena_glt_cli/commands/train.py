@@ -205,7 +205,7 @@ def register(app: typer.Typer) -> None:
                 raise UsageError("no training data: give TRAIN_FILE (or --class-fasta NAME=FILE ...)")
             if task == "lm":
                 train_data = datasets.load_lm_sequences(train_files, window=window, stride=stride,
-                                                        alphabet=alphabet, fmt=data_format)
+                                                        alphabet=alphabet, fmt=data_format, reference=reference)
             else:
                 if len(train_files) > 1:
                     raise UsageError("give one TRAIN_FILE for labelled data (several only for --task lm)")
@@ -223,6 +223,8 @@ def register(app: typer.Typer) -> None:
             data_files["test"] = [str(test)]
         # (validation and test data are read in the training window: centre-cropped or padded to it)
         datasets.check_lengths(train_data, window, "training")
+        datasets.check_options_apply([train_data, val_data, test_data], sequence_column=sequence_column,
+                                     label_columns=label_column, label_regex=label_regex, reference=reference)
         if mapping:
             for data in (train_data, val_data, test_data):
                 if data is not None:
