@@ -828,10 +828,12 @@ def check_filters(task: str, names: Sequence[str], min_score: int | None, labels
 
 def write_predictions_tsv(predictor: Predictor, records: Iterable[SequenceRecord], dest: str | os.PathLike, *,
                           shard: tuple[int, int] = (0, 1), min_score: int | None = None,
-                          labels: Sequence[str] | None = None, header: bool = True) -> int:
+                          labels: Sequence[str] | None = None, header: bool = True,
+                          values_out: list | None = None) -> int:
     """One row per record, the model reading the whole record, in input order; streamed. A ``.gz``
     destination is gzip-compressed. ``header``: the column line (``id length label p_<class>...``;
-    regression: ``id length <target>...``). Returns the number of rows written."""
+    regression: ``id length <target>...``). ``values_out``: a list that gets each batch's values (before
+    ``min_score``/``labels`` filter rows), e.g. to score them. Returns the number of rows written."""
     from .io.writers import text_output
 
     names = predictor.output_names
@@ -858,6 +860,8 @@ def write_predictions_tsv(predictor: Predictor, records: Iterable[SequenceRecord
         if header:
             fh.write(tsv_header(predictor.task, names) + "\n")
         for batch in predictor.predict(records, windowed=False, shard=shard):
+            if values_out is not None:
+                values_out.append(batch.values)
             batch = _filter_batch(batch, predictor.task, names, min_score, labels)
             lines = []
             for line in tsv_lines(batch, predictor.task, names):

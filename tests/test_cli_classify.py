@@ -420,3 +420,54 @@ def test_max_n_refused_out_of_range_and_for_tsv(model, tmp_path, args, message):
     assert result.exit_code == 2
     assert result.stderr == f"hyena-glt: error: {message}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_metrics_of_the_bundled_model_on_its_test_set_are_those_training_recorded(data_dir, tmp_path):
+    """--metrics scores classify's predictions against the input's labels as train scores its test data: the
+    bundled model (trained with --class-names 0=non_promoter,1=promoter, so it records the labels its data
+    write) gets back, on GUE prom_core_all test.csv, every test metric its hyena_glt.json holds."""
+    import json
+
+    from hyena_glt.pretrained import default_model_dir
+
+    recorded = json.loads((default_model_dir() / "hyena_glt.json").read_text())["metrics"]["test"]
+    test = data_dir / "gue/prom_core_all/test.csv"
+    out = ok(str(test), "--metrics", str(tmp_path / "metrics.tsv"), "-o", str(tmp_path / "test.tsv"))
+    assert out == ""
+    header, row = (tmp_path / "metrics.tsv").read_text().splitlines()
+    assert header.split("\t") == ["input", "n", "loss", "accuracy", "mcc", "macro_f1", "auroc", "auprc"]
+    values = row.split("\t")
+    assert values[:2] == [str(test), "5920"]
+    scored = dict(zip(header.split("\t")[2:], map(float, values[2:])))
+    assert scored.keys() == recorded.keys()
+    for name, value in scored.items():
+        assert value == pytest.approx(recorded[name], rel=1e-5, abs=1e-6), name
+    assert len((tmp_path / "test.tsv").read_text().splitlines()) == 5921  # the predictions, as without --metrics
+
+
+def test_metrics_refuses_what_it_cannot_score(data_dir, tmp_path):
+    test = str(data_dir / "gue/prom_core_all/dev.csv")
+    metrics = str(tmp_path / "m.tsv")
+    three = tmp_path / "three.csv"
+    three.write_text("sequence,label\nACGTACGTAC,1\nACGTTTTTAC,2\n")
+    for args, message in (
+        ([test, "--metrics", "-"], "--metrics - and the predictions (-o) cannot both go to stdout: give -o FILE"),
+        ([test, "--label-column", "label"], "--label-column says where --metrics finds the labels: give --metrics "
+                                            "FILE.tsv too"),
+        ([test, "--metrics", metrics, "-o", str(tmp_path / "x.bed")],
+         "--metrics scores records read whole (TSV output), not windows (BED)"),
+        ([test, "--metrics", metrics, "--min-score", "500"],
+         "--metrics scores every record: not with --shard, --min-score or --label"),
+        ([test, test, "--metrics", metrics], "--metrics scores one labelled input (a table with a label column, "
+                                             "FASTA with 'label=' in its headers, or class folders), not several "
+                                             "inputs or regions"),
+        ([str(data_dir / "MT-human.fa"), "--metrics", metrics],
+         "MT-human.fa: record 'MT_human': no label in the header 'MT_human' (expected 'label=VALUE' or a "
+         "--label-regex that matches)"),
+        ([str(three), "--metrics", metrics], "three.csv: line 3: label '2' does not occur in the training data "
+                                             "(training labels: 0, 1)"),
+    ):
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert result.stderr.strip().splitlines()[-1].endswith(message), result.stderr
+        assert not Path(metrics).exists()

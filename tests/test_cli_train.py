@@ -699,7 +699,8 @@ def test_genomic_benchmarks_folders_train_resume_and_classify_reproduces_the_tes
     assert changed.exit_code == 2 and changed.stderr.strip().splitlines()[-1] == (
         f"hyena-glt: error: --resume: the train data differ from those the run in {out} was started with "
         "(sha256 mismatch)"), changed.stderr
-    scored = invoke("classify", str(test), "-m", str(out), "-o", str(tmp_path / "test.tsv"))
+    scored = invoke("classify", str(test), "-m", str(out), "-o", str(tmp_path / "test.tsv"),
+                    "--metrics", str(tmp_path / "metrics.tsv"))
     assert scored.exit_code == 0, scored.stderr
     with open(tmp_path / "test.tsv") as fh:
         table = list(csv.DictReader(fh, delimiter="\t"))
@@ -707,3 +708,7 @@ def test_genomic_benchmarks_folders_train_resume_and_classify_reproduces_the_tes
     accuracy = sum((float(r["p_positive"]) >= 0.5) == r["id"].startswith("positive") for r in table) / len(table)
     meta = json.loads((out / "hyena_glt.json").read_text())
     assert abs(accuracy - meta["metrics"]["test"]["accuracy"]) < 1e-9
+    with open(tmp_path / "metrics.tsv") as fh:
+        (metrics,) = list(csv.DictReader(fh, delimiter="\t"))
+    assert (metrics.pop("input"), metrics.pop("n")) == (str(test), "24")
+    assert {k: float(v) for k, v in metrics.items()} == pytest.approx(meta["metrics"]["test"], rel=1e-5, abs=1e-6)

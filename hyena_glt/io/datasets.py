@@ -72,6 +72,8 @@ class LabelledData:
     sources: list[str] = field(default_factory=list)
     # how the labels were given: 'table', 'fasta' (in headers), 'bed', 'folder' (class folders), 'class_fasta', 'lm'
     layout: str = ""
+    # the classes as the data write them, where display names replaced them (apply_class_display_names)
+    label_values: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -95,10 +97,19 @@ class LabelledData:
             target_names=self.target_names,
             sources=list(self.sources),
             layout=self.layout,
+            label_values=self.label_values,
         )
 
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(s) for s in self.sequences), dtype=np.int64, count=len(self.sequences))
+
+    def records(self) -> list:
+        """The sequences as records (each one of its own, as a table row is), e.g. for a ``Predictor``."""
+        from .sequences import SequenceRecord
+
+        source = ", ".join(self.sources)
+        return [SequenceRecord(i, s, standalone=True, source=source, number=n)
+                for n, (i, s) in enumerate(zip(self.ids, self.sequences), 1)]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -430,6 +441,7 @@ def apply_class_display_names(data: LabelledData, mapping: dict[str, str]) -> La
     _check_class_names(list(mapping.values()), "class_names")
     names = [mapping.get(c, c) for c in data.class_names or []]
     _check_class_names(names, "class_names")
+    data.label_values = data.label_values or list(data.class_names or [])
     data.class_names = names
     return data
 

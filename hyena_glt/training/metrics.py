@@ -134,6 +134,19 @@ def task_metrics(task: str, logits: np.ndarray, labels: np.ndarray) -> dict[str,
     raise ValueError(f"task_metrics does not handle task '{task}' (lm metrics come from lm_metrics)")
 
 
+def prediction_metrics(task: str, values: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """``task_metrics`` from what a ``Predictor`` returns: probabilities (classification, multilabel) or values
+    (regression). The metrics `train` reports for its test data, from `classify`'s scores: softmax(log p) is p,
+    and sigmoid(logit p) is p (clipped where float32 rounds p to 0 or 1, which only the loss can see)."""
+    values = np.asarray(values, dtype=np.float64)
+    if task == "classification":
+        return classification_metrics(np.log(np.clip(values, 1e-300, None)), labels)
+    if task == "multilabel":
+        p = np.clip(values, 1e-12, 1 - 1e-12)
+        return multilabel_metrics(np.log(p) - np.log1p(-p), labels)
+    return task_metrics(task, values, labels)
+
+
 def is_improvement(value: float, best: float | None, metric: str) -> bool:
     if value is None or math.isnan(value):
         return False

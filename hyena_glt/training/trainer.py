@@ -46,7 +46,7 @@ PROGRESS_SECONDS = 60.0
 _LENGTH_POOL = 64
 DNA_TOKENIZERS = ("nucleotide", "nucleotide:softmask")  # reverse-complement augmentation by default
 RESERVED_METADATA = {"task", "num_outputs", "tokenizer", "patcher", "window", "rc_average", "metrics", "training",
-                     "package_version", "class_names", "target_names"}
+                     "package_version", "class_names", "target_names", "label_values"}
 
 
 class TrainingInterrupted(HyenaGLTError):
@@ -432,6 +432,7 @@ class Trainer:
 
         self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
         self.class_names = train_data.class_names
+        self.label_values = train_data.label_values  # the data's own labels, where --class-names renamed them
         self.target_names = train_data.target_names
         self.num_outputs = self.tokenizer.vocab_size if self.task == "lm" else train_data.num_outputs
         if self.task != train_data.task:
@@ -908,6 +909,8 @@ class Trainer:
         meta.update(self.extra_metadata)
         if self.class_names is not None:
             meta["class_names"] = list(self.class_names)
+        if self.label_values is not None:
+            meta["label_values"] = list(self.label_values)
         if self.target_names is not None:
             meta["target_names"] = list(self.target_names)
         return meta

@@ -71,6 +71,17 @@ def register(app: typer.Typer) -> None:
         regions: RegionsOpt = None,
         reference: ReferenceOpt = None,
         shard: ShardOpt = None,
+        metrics: Annotated[Optional[str], typer.Option(
+            "--metrics", metavar="FILE.tsv",
+            help="Score the predictions against the input's labels (a table with a label column, FASTA with "
+                 "'label=' in its headers, or class folders, as train reads them) and write the metrics train "
+                 "reports for test data to this TSV ('-': stdout).")] = None,
+        label_column: Annotated[Optional[list[str]], typer.Option(
+            "--label-column", help="--metrics: the table's label column(s), as for train (default: 'label'; "
+                                   "regression: the model's targets).")] = None,
+        label_regex: Annotated[Optional[str], typer.Option(
+            "--label-regex", help="--metrics: regex with one (group) capturing the label in FASTA headers, as "
+                                  "for train (default: label=(\\S+)).")] = None,
         batch_size: Annotated[str, typer.Option("--batch-size", help="Sequences per batch, or auto (fits memory).")] = "auto",
         device: DeviceOpt = "auto",
         precision: PrecisionOpt = "auto",
@@ -86,7 +97,12 @@ def register(app: typer.Typer) -> None:
         from hyena_glt.inference import SEQUENCE_TASKS, Predictor, write_predictions_bed, write_predictions_tsv
         from hyena_glt.io.sequences import read_many
 
-        check_files([*inputs, regions, reference], [output])
+        check_files([*inputs, regions, reference], [output, metrics])
+        if metrics == "-" and output == "-":
+            raise UsageError("--metrics - and the predictions (-o) cannot both go to stdout: give -o FILE")
+        if metrics is None and (label_column or label_regex):
+            raise UsageError(f"{'--label-column' if label_column else '--label-regex'} says where --metrics finds "
+                             "the labels: give --metrics FILE.tsv too")
         shard_index, shard_count = parse_shard(shard)
         explicit = output_format(output, fmt, FORMATS, "") if (fmt or output != "-") else ""
         if explicit == "tsv" and merge:
@@ -96,8 +112,14 @@ def register(app: typer.Typer) -> None:
             window=window, stride=stride, last=last, rc_average=rc_average,
             max_n=DEFAULT_MAX_N if max_n is None else max_n)
 
-        records = read_many(inputs, regions=region, regions_bed=regions, reference=reference,
-                            alphabet=predictor.alphabet)
+        if metrics is None:
+            records = read_many(inputs, regions=region, regions_bed=regions, reference=reference,
+                                alphabet=predictor.alphabet)
+        else:
+            labelled = _labelled_input(inputs, predictor, reference, bool(region or regions), explicit,
+                                       filtered=shard is not None or min_score is not None or bool(label),
+                                       label_columns=label_column, label_regex=label_regex)
+            records = iter(labelled.records())
         first = next(records, None)
         if first is None and not (region or regions):
             raise InputError("no sequences in the input", path=", ".join(inputs))
@@ -119,8 +141,51 @@ def register(app: typer.Typer) -> None:
         else:
             if merge:
                 raise UsageError("--merge needs BED output (-o out.bed or --format bed)")
-            rows = write_predictions_tsv(predictor, records, output, **options)
+            values = [] if metrics is not None else None
+            rows = write_predictions_tsv(predictor, records, output, values_out=values, **options)
         log.info("wrote %d %s row(s) to %s", rows, kind.upper(), "stdout" if output == "-" else output)
+        if metrics is not None:
+            _write_metrics(metrics, inputs[0], predictor.task, values, labelled.labels)
+
+
+def _labelled_input(inputs: list[str], predictor, reference, regional: bool, explicit: str, filtered: bool,
+                    **read):
+    """The one labelled input --metrics scores, read as `train` reads test data (labels in the model's class
+    order), its records whole."""
+    from hyena_glt.io import datasets
+
+    if len(inputs) != 1 or regional:
+        raise UsageError("--metrics scores one labelled input (a table with a label column, FASTA with 'label=' "
+                         "in its headers, or class folders), not several inputs or regions")
+    if filtered:
+        raise UsageError("--metrics scores every record: not with --shard, --min-score or --label")
+    if explicit == "bed":
+        raise UsageError("--metrics scores records read whole (TSV output), not windows (BED)")
+    names = predictor.output_names
+    regression = predictor.task == "regression"
+    # a model trained with --class-names records the labels its data wrote (0, 1), which test data write too
+    labels = predictor.metadata.get("label_values") or names
+    data = datasets.load_labelled(inputs[0], predictor.task, reference=reference, alphabet=predictor.alphabet,
+                                  class_names=None if regression else labels,
+                                  target_names=names if regression else None, **read)
+    datasets.check_options_apply([data], reference=reference, **read)
+    return data
+
+
+def _write_metrics(dest: str, source: str, task: str, values: list, labels) -> None:
+    """One header line and one row: the input, its number of records and the metrics (as train's test)."""
+    import numpy as np
+
+    from hyena_glt.io.writers import text_output
+    from hyena_glt.training.metrics import prediction_metrics
+
+    scores = prediction_metrics(task, np.concatenate(values), labels)
+    with text_output(dest) as fh:
+        fh.write("\t".join(["input", "n", *scores]) + "\n")
+        fh.write("\t".join(["stdin" if source == "-" else source, str(len(labels)),
+                            *(f"{v:.6g}" for v in scores.values())]) + "\n")
+    log.info("metrics: %s (wrote %s)", " ".join(f"{k} {v:.6g}" for k, v in scores.items()),
+             "stdout" if dest == "-" else dest)
 
 
 def _auto_kind(first, window: int | None) -> str:
