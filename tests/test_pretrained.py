@@ -74,6 +74,12 @@ def test_missing_and_corrupt_files(saved, tmp_path):
     _, path = saved
     with pytest.raises(ModelError, match="nowhere: model directory does not exist"):
         from_pretrained(tmp_path / "nowhere")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "reads.fa").write_text(">r\nACGT\n")
+    with pytest.raises(ModelError, match=r"data: not a model directory \(no config\.json, model\.safetensors or "
+                                         r"hyena_glt\.json: a model directory is what training writes to "
+                                         r"output_dir\)$"):
+        from_pretrained(tmp_path / "data")
     (path / "hyena_glt.json").write_text("{")
     with pytest.raises(ModelError, match="hyena_glt.json: unreadable or corrupt JSON"):
         from_pretrained(path)

@@ -14,7 +14,7 @@ import torch
 
 from .. import __version__
 from ..config import HyenaGLTConfig
-from ..errors import ModelError, UsageError
+from ..errors import ModelError, UsageError, option
 from .heads import TASKS, HyenaGLTForTask
 
 CONFIG_FILE = "config.json"
@@ -59,13 +59,18 @@ def from_pretrained(directory: str | Path, map_location: str | torch.device = "c
     if not directory.is_dir():
         raise ModelError("model directory does not exist" if not directory.exists() else "not a model directory",
                          path=str(directory))
+    files = {p.name for p in directory.iterdir()}
+    if not files & {CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE} and not any(
+            f.lower().endswith(tuple(PICKLE_SUFFIXES)) for f in files):
+        raise ModelError(f"not a model directory (no {CONFIG_FILE}, {WEIGHTS_FILE} or {METADATA_FILE}: a model "
+                         f"directory is what training writes to {option('output_dir')})", path=str(directory))
     config = _read_config(directory / CONFIG_FILE)
     metadata = _read_json(directory / METADATA_FILE)
     task, num_outputs = metadata.get("task"), metadata.get("num_outputs")
     if task not in TASKS or not isinstance(num_outputs, int):
         raise ModelError(f"metadata needs a task (one of {', '.join(TASKS)}) and an integer num_outputs",
                          path=str(directory / METADATA_FILE))
-    for key in ("class_names", "target_names"):
+    for key in ("class_names", "target_names", "label_values"):
         names = metadata.get(key)
         if names is not None and task != "lm" and (not isinstance(names, list) or len(names) != num_outputs):
             raise ModelError(f"{key} must list {num_outputs} name(s), one per model output (got {names!r})",
