@@ -147,7 +147,7 @@ def test_bad_input_one_line_exit_2_no_output(case, model, reads_fq, tmp_path):
     args = [str(reads_fq), "-o", str(out), "-m", model]
     expect = {"not npz": "cannot tell the output format", "missing model": "model directory does not exist",
               "empty input": "empty file", "bad pool": "unknown --pool 'max'", "bad dtype": "unknown --dtype",
-              "bad layer": "layer 9", "no such folder": "does not exist"}[case]
+              "bad layer": "--layer 9 is outside -3..2", "no such folder": "does not exist"}[case]
     if case == "not npz":
         out = tmp_path / "out.txt"
         args[2] = str(out)

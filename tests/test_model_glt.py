@@ -98,7 +98,7 @@ def test_output_shapes_and_embeddings():
     assert out.patch_lengths.tolist() == [[4, 4, 4, 4, 2], [4, 4, 2, 0, 0]]
     assert out.patch_mask.tolist() == [[True] * 5, [True, True, True, False, False]]
     assert out.patch_states.shape == (2, 5, 32) and out.unit_states.shape == (2, 18, 32)
-    with pytest.raises(UsageError, match="layer 5 is outside"):
+    with pytest.raises(UsageError, match="layer=5 is outside"):
         model.embed(x, mask, layer=5)
     with pytest.raises(InputError, match="patch lengths do not add up"):
         model.backbone(x, mask, patch_lengths=torch.tensor([[18], [9]]))

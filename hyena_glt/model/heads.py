@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import HyenaGLTConfig
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, option
 from .hyena_glt import HyenaGLTModel, HyenaGLTOutput
 
 TASKS = ("classification", "multilabel", "regression", "token_classification", "lm")
@@ -90,7 +90,7 @@ class HyenaGLTForTask(nn.Module):
         if layer is not None:
             n = len(out.hidden_states)
             if not -n <= layer < n:
-                raise UsageError(f"layer {layer} is outside -{n}..{n - 1} for a model with {n - 1} blocks")
+                raise UsageError(f"{option('layer', layer)} is outside -{n}..{n - 1} for a model with {n - 1} blocks")
             out = HyenaGLTOutput(None, out.hidden_states[layer], out.patch_mask, out.patch_lengths)
         if pool == "none":
             if out.unit_states is not None:
