@@ -928,7 +928,7 @@ def test_plain_sequence_text_one_per_line(tmp_path, data_dir):
     (record,) = read_sequences(one)
     assert (record.id, record.seq, record.standalone) == ("0.txt", mt[:300], True)
     lines = tmp_path / "seqs.txt.gz"
-    lines.write_bytes(gzip.compress(f"{mt[:50]}\r\n\n{mt[50:60].lower()}\n".encode()))
+    lines.write_bytes(gzip.compress(f"\ufeff{mt[:50]}\r\n\n{mt[50:60].lower()}\n".encode()))  # a BOM, CRLF
     assert [(r.id, r.seq, r.number) for r in read_sequences(lines)] == [
         ("seqs.txt.gz:1", mt[:50], 1), ("seqs.txt.gz:3", mt[50:60].lower(), 2)]
     bad = tmp_path / "bad.txt"

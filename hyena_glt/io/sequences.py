@@ -1238,7 +1238,8 @@ def _read_text(source: str, name: str, head: bytes, stream: BinaryIO | None, com
             raise InputError("truncated gzip file (unexpected end of compressed data)", path=source) from None
         except (OSError, zlib.error) as err:
             raise InputError(f"corrupt gzip data ({err})", path=source) from None
-    lines = [(number, line.strip()) for number, line in enumerate(data.split(b"\n"), 1) if line.strip()]
+    lines = [(number, line.strip()) for number, line in enumerate(data.removeprefix(_BOM).split(b"\n"), 1)
+             if line.strip()]
     for count, (number, line) in enumerate(lines, 1):
         if not _PLAIN_SEQUENCE.fullmatch(line):
             raise InputError(f"line {number}: not a sequence (plain sequence text holds letters only, one sequence "
