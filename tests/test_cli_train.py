@@ -322,7 +322,12 @@ def test_option_values_that_were_accepted_silently(rows, tmp_path):
     # options for another layout of data than the one given: refused, not ignored
     labelled_fasta = tmp_path / "labelled.fa"
     labelled_fasta.write_text("".join(f">r{i} label={r['label']}\n{r['sequence']}\n" for i, r in enumerate(rows)))
+    semicolons = tmp_path / "semi.csv"
+    semicolons.write_text("sequence;label\nACGTACGT;1\nGGCCGGCC;0\n")
     for args, message in (
+        ([str(semicolons)], "semi.csv: line 1: no sequence column in the header (sequence;label); expected one named "
+                            "'sequence', or choose one with --sequence-column; its columns look separated by ';': "
+                            "separate them by commas or tabs"),
         ([str(good), "--label-regex", "x=(\\S+)"],
          "--label-regex applies to FASTA with labels in the headers; the data given are a table"),
         ([str(good), "--reference", str(lm)], "--reference applies to BED intervals (and CRAM reads); the data given "

@@ -199,6 +199,9 @@ def test_bad_options(data_dir, tmp_path):
         _trainer(data_dir, tmp_path, batch_size=0)
     with pytest.raises(UsageError, match="early stopping .* needs validation data"):
         _trainer(data_dir, tmp_path, patience=2)
+    with pytest.raises(UsageError, match=r"^select_metric chooses the best checkpoint on validation data: give val "
+                                         r"or val_fraction \(without them the model is the last step's\)$"):
+        _trainer(data_dir, tmp_path, select_metric="auroc")
     with pytest.raises(UsageError, match="unknown model config field"):
         _trainer(data_dir, tmp_path, config_overrides={"wings": 2})
     assert not (tmp_path / "t").exists()

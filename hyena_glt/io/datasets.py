@@ -798,10 +798,12 @@ def _read_table_text(
             if not found:
                 # BED is told by its extension only: from a pipe or an odd name it arrives here
                 bed = len(header) >= 3 and all(field.strip().isdigit() for field in header[1:3])
+                semicolons = len(header) == 1 and ";" in header[0]  # as spreadsheets write CSV in some locales
                 raise _error(f"no sequence column in the header ({', '.join(header)}); expected one named "
                              f"'sequence', or choose one with {option('sequence_column')}"
-                             + (f"; if these are BED intervals, give {option('data_format', 'bed')}" if bed else ""),
-                             str(path), 1)
+                             + (f"; if these are BED intervals, give {option('data_format', 'bed')}" if bed else "")
+                             + ("; its columns look separated by ';': separate them by commas or tabs"
+                                if semicolons else ""), str(path), 1)
             seq_i = found[0]
         id_i = next((lower.index(c) for c in ID_COLUMNS if c in lower), None)
         if label_columns:

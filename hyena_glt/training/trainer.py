@@ -534,6 +534,10 @@ class Trainer:
         if self.val_t is None and options.patience is not None:
             raise UsageError(f"early stopping ({option('patience')}) needs validation data ({option('val')} or "
                              f"{option('val_fraction')})")
+        if self.val_t is None and options.select_metric is not None:
+            raise UsageError(f"{option('select_metric')} chooses the best checkpoint on validation data: give "
+                             f"{option('val')} or {option('val_fraction')} (without them the model is the last "
+                             "step's)")
 
         # loop state (all of it goes into checkpoints)
         self.global_step = 0
