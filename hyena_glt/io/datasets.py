@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
-import gzip
 import hashlib
 import io
 import logging
@@ -35,7 +34,6 @@ import signal
 import sys
 import tempfile
 import threading
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -44,7 +42,7 @@ import numpy as np
 
 from ..errors import HyenaGLTError, InputError, UsageError, option
 from .sequences import (ID_COLUMNS, SEQUENCE_COLUMNS, _AlphabetCheck, _decompressed_head, _read_head, is_stream,
-                        fetch_region, folder_files, natural_order)
+                        fetch_region, folder_files, gunzip, natural_order)
 
 log = logging.getLogger("hyena_glt")
 
@@ -730,18 +728,12 @@ def _read_text(path: Path, what: str) -> str:
     source = str(path)
     head = _read_head(source)  # no such file / a folder / unreadable
     try:
-        if head[:2] == b"\x1f\x8b":
-            with gzip.open(path, "rb") as fh:
-                raw = fh.read()
-        else:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-    except EOFError:
-        raise InputError("truncated gzip file (unexpected end of compressed data)", path=source) from None
-    except (gzip.BadGzipFile, zlib.error) as err:
-        raise InputError(f"corrupt gzip data ({err})", path=source) from None
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except OSError as err:
         raise InputError(f"cannot read: {err.strerror or err}", path=source) from None
+    if head[:2] == b"\x1f\x8b":
+        raw = gunzip(raw, source)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -1169,7 +1169,7 @@ def _read_file(source: str, name: str, fmt: str | None, check, reference, stored
         yield from _read_plain_or_stream(source, head, stream, fmt, compressed, check)
         return
     if fmt == "text":
-        yield from _read_text(source, name, head, stream, compressed, check)
+        yield from _read_plain_sequences(source, name, head, stream, compressed, check)
         return
     # a stream is read once, through a pipe that first replays the bytes read to sniff it
     opened = contextlib.nullcontext(source) if stream is None else _stream_as_path(head, stream)
@@ -1218,8 +1218,8 @@ def _raise_walk_error(err: OSError) -> None:
     raise InputError(f"cannot read folder: {err.strerror}", path=str(err.filename))
 
 
-def _read_text(source: str, name: str, head: bytes, stream: BinaryIO | None, compressed: bool,
-               check) -> Iterator[SequenceRecord]:
+def _read_plain_sequences(source: str, name: str, head: bytes, stream: BinaryIO | None, compressed: bool,
+                          check) -> Iterator[SequenceRecord]:
     """Plain text that is only sequence, one per line: Genomic Benchmarks' layout keeps one sequence per .txt
     file. A file of one line is a record named ``name``; each line of a longer one is ``name:LINE``, as the rows
     of a table without an id column are named. Each is a sequence of its own (``standalone``), like a row."""
@@ -1232,12 +1232,7 @@ def _read_text(source: str, name: str, head: bytes, stream: BinaryIO | None, com
     else:
         data = head + stream.read()
     if compressed:
-        try:
-            data = gzip.decompress(data)
-        except EOFError:
-            raise InputError("truncated gzip file (unexpected end of compressed data)", path=source) from None
-        except (OSError, zlib.error) as err:
-            raise InputError(f"corrupt gzip data ({err})", path=source) from None
+        data = gunzip(data, source)
     lines = [(number, line.strip()) for number, line in enumerate(data.removeprefix(_BOM).split(b"\n"), 1)
              if line.strip()]
     for count, (number, line) in enumerate(lines, 1):
@@ -1249,6 +1244,16 @@ def _read_text(source: str, name: str, head: bytes, stream: BinaryIO | None, com
         if check is not None:
             seq = check(seq, source, record_name)
         yield SequenceRecord(record_name, seq, None, standalone=True, source=source, number=count)
+
+
+def gunzip(data: bytes, path: str) -> bytes:
+    """The decompressed bytes of a whole gzip/BGZF file; a truncated or damaged one is an InputError."""
+    try:
+        return gzip.decompress(data)
+    except EOFError:
+        raise InputError("truncated gzip file (unexpected end of compressed data)", path=path) from None
+    except (OSError, zlib.error) as err:
+        raise InputError(f"corrupt gzip data ({err})", path=path) from None
 
 
 def read_many(sources: Iterable[str | os.PathLike], **kwargs) -> Iterator[SequenceRecord]:
