@@ -644,3 +644,15 @@ def test_a_folders_fingerprint_is_of_its_files_names_and_contents(data_dir, tmp_
     assert datasets.fingerprint(tmp_path / "b") != first
     (tmp_path / "a" / "x" / "1.txt").write_text(seqs[0])
     assert datasets.fingerprint(tmp_path / "a") not in (first, datasets.fingerprint(tmp_path / "b"))
+
+
+def test_lm_sequences_from_cram_read_with_their_reference(data_dir, tmp_path):
+    import pysam
+
+    cram = tmp_path / "reads.cram"
+    pysam.view("-C", "-T", str(data_dir / "ce.fa"), "-o", str(cram), str(data_dir / "ce_reads.bam"), catch_stdout=False)
+    with pytest.raises(InputError, match=r"reads\.cram: CRAM input needs its reference FASTA \(reference\)"):
+        datasets.load_labelled(cram, "lm", window=64)
+    data = datasets.load_labelled(cram, "lm", window=64, reference=data_dir / "ce.fa")
+    bam = datasets.load_labelled(data_dir / "ce_reads.bam", "lm", window=64)
+    assert data.sequences == bam.sequences and len(data) == 2000 and data.layout == "lm"
