@@ -604,6 +604,7 @@ def test_class_folders_that_are_not_are_refused(data_dir, tmp_path):
         for name in ("negative", "positive"):
             (dataset / split / name).mkdir(parents=True)
             (dataset / split / name / "0.txt").write_text(seq)
+    (dataset / "metadata.yaml").write_text("version: 0\n")  # beside the splits, as a downloaded dataset may have
     with pytest.raises(UsageError, match=rf"dataset: holds the splits test, train, not classes: give {dataset}/train "
                                          rf"as the training data \(and test='{dataset}/test', if there is one\)$"):
         datasets.load_labelled(dataset, "classification")

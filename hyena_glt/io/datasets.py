@@ -922,13 +922,14 @@ def _read_class_folders(path: Path, task: str, class_names, alphabet: str | None
     if not classes:
         raise InputError("a folder of training data holds one folder per class (e.g. positive/ and negative/), "
                          "each with that class's sequences; this one holds no folders", path=str(path))
-    if loose:
-        raise InputError(f"holds the file '{loose[0]}' beside its class folders ({', '.join(classes)}): a folder of "
-                         "training data holds class folders only", path=str(path))
+    # (a dataset's root may hold a metadata file beside its splits: it is checked before loose files are)
     splits = sorted((c for c in classes if c.lower() in _SPLIT_NAMES), key=lambda c: not c.lower().startswith("train"))
     if splits and all(any(e.is_dir() for e in (path / c).iterdir()) for c in classes):
         raise UsageError(f"holds the splits {', '.join(classes)}, not classes: give {path / splits[0]} as the "
                          f"training data (and {option('test', str(path / 'test'))}, if there is one)", path=str(path))
+    if loose:
+        raise InputError(f"holds the file '{loose[0]}' beside its class folders ({', '.join(classes)}): a folder of "
+                         "training data holds class folders only", path=str(path))
     ids, seqs, raw, where = [], [], [], []
     within = len(os.path.join(path, ""))  # a record's file is within/CLASS/...
     for rec in read_sequences(path):
