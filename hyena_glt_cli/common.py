@@ -179,4 +179,4 @@ ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Process part I
 # a folder, or the name of a bundled model (a string: "./x" must stay a path, not become the name "x")
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", metavar="<path|name>",
                                                  help="Model folder, or a bundled model's name (default: the bundled model).")]
-InputsArg = Annotated[list[str], typer.Argument(metavar="INPUT", help="Input files (FASTA/FASTQ, gz/bgzf, SAM/BAM/CRAM, CSV/TSV with a sequence column, plain sequence one per line) or folders of them; '-' for stdin.")]
+InputsArg = Annotated[list[str], typer.Argument(metavar="INPUT", help="Input files (FASTA/FASTQ, gz/bgzf, SAM/BAM/CRAM, CSV/TSV/Parquet with a sequence column, plain sequence one per line) or folders of them; '-' for stdin.")]

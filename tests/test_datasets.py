@@ -657,3 +657,36 @@ def test_lm_sequences_from_cram_read_with_their_reference(data_dir, tmp_path):
     data = datasets.load_labelled(cram, "lm", window=64, reference=data_dir / "ce.fa")
     bam = datasets.load_labelled(data_dir / "ce_reads.bam", "lm", window=64)
     assert data.sequences == bam.sequences and len(data) == 2000 and data.layout == "lm"
+
+
+def test_parquet_tables_read_as_the_csv_they_were_made_from(data_dir, tmp_path, monkeypatch):
+    """A Parquet table (as Hugging Face datasets export them) gives the labelled data of the same table as CSV:
+    the same sequences, classes and labels, rows numbered as the CSV's lines; integer-valued float labels read
+    as integers, list cells as multilabel values. Without pyarrow: a UsageError saying what to install."""
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = gue_rows(data_dir, "dev", n=40)
+    table = tmp_path / "dev.parquet"
+    pq.write_table(pa.table({"sequence": [r["sequence"] for r in rows],
+                             "label": [float(r["label"]) for r in rows]}), table)
+    data = datasets.load_labelled(table, "classification", alphabet="nucleotide")
+    csv_data = datasets.load_labelled(data_dir / GUE / "dev.csv", "classification", alphabet="nucleotide")
+    assert data.sequences == csv_data.sequences[:40] and data.labels.tolist() == csv_data.labels[:40].tolist()
+    assert data.class_names == ["0", "1"] and data.ids[:2] == ["dev.parquet:2", "dev.parquet:3"]
+    assert data.layout == "table"
+
+    multi = tmp_path / "multi.pq"
+    pq.write_table(pa.table({"seq": ["ACGTACGT", "GGCCGGCC", "ACACACAC"], "label": [["a", "b"], ["b"], []]}), multi)
+    with pytest.raises(InputError, match=r"multi\.pq: line 4: empty label in column\(s\) label"):
+        datasets.load_labelled(multi, "multilabel")
+    pq.write_table(pa.table({"seq": ["ACGTACGT", "GGCCGGCC"], "label": [["a", "b"], ["b"]]}), multi)
+    labelled = datasets.load_labelled(multi, "multilabel")
+    assert labelled.class_names == ["a", "b"] and labelled.labels.tolist() == [[1, 1], [0, 1]]
+
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # as if pyarrow were not installed
+    with pytest.raises(UsageError, match=r"dev\.parquet: reading Parquet needs pyarrow: pip install "
+                                         r"'hyena-glt\[parquet\]' \(or pip install pyarrow\)$"):
+        datasets.load_labelled(table, "classification")

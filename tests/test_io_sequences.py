@@ -951,3 +951,33 @@ def test_plain_sequence_text_one_per_line(tmp_path, data_dir):
     with pytest.raises(UsageError, match=r"set: regions/regions_bed need an indexed FASTA, BAM or CRAM file, not a "
                                          r"folder$"):
         list(read_sequences(folder, regions=["b:1-2"]))
+
+
+def test_parquet_records_are_named_as_the_csv_rows(tmp_path, data_dir):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    csv_records = list(read_sequences(data_dir / "gue/mouse_2/dev.csv"))[:30]
+    table = tmp_path / "dev.parquet"
+    pq.write_table(pa.table({"sequence": [r.seq for r in csv_records],
+                             "label": [int(r.description.split("=")[1]) for r in csv_records]}), table)
+    records = list(read_sequences(table, alphabet="nucleotide"))
+    assert [(r.id.replace(".parquet", ".csv"), r.seq, r.description, r.standalone) for r in records] == [
+        (r.id, r.seq, r.description, True) for r in csv_records]
+    named = tmp_path / "named.parquet"
+    pq.write_table(pa.table({"id": ["a", None], "seq": [b"ACGT", b"GGNN"]}), named)
+    assert [(r.id, r.seq) for r in read_sequences(named)] == [("a", "ACGT"), ("named.parquet:3", "GGNN")]
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1" + b"\x00" * 40)
+    with pytest.raises(InputError, match=r"broken\.parquet: not a readable Parquet file \("):
+        list(read_sequences(broken))
+    with open(table, "rb") as fh, pytest.raises(InputError, match=r"^stdin: a Parquet table cannot be read from a "
+                                                                 r"pipe or stdin \(its index is at its end\): give it "
+                                                                 r"as a file$"):
+        import sys
+        saved = sys.stdin
+        sys.stdin = io.TextIOWrapper(fh)
+        try:
+            list(read_sequences("-"))
+        finally:
+            sys.stdin = saved

@@ -1,4 +1,4 @@
-"""Labelled sequence data for training: CSV/TSV tables, FASTA with labels in the headers, one FASTA per
+"""Labelled sequence data for training: CSV/TSV (or Parquet) tables, FASTA with labels in the headers, one FASTA per
 class, a folder per class (Genomic Benchmarks' layout), BED intervals cut from a reference genome, and plain
 FASTA chunked into windows for language modelling.
 
@@ -41,8 +41,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import HyenaGLTError, InputError, UsageError, option
-from .sequences import (ID_COLUMNS, SEQUENCE_COLUMNS, _AlphabetCheck, _decompressed_head, _read_head, is_stream,
-                        fetch_region, folder_files, gunzip, natural_order)
+from .sequences import (ID_COLUMNS, PARQUET_MAGIC, SEQUENCE_COLUMNS, _AlphabetCheck, _decompressed_head, _read_head,
+                        is_stream, fetch_region, folder_files, gunzip, natural_order, parquet_rows)
 
 log = logging.getLogger("hyena_glt")
 
@@ -50,7 +50,7 @@ TASKS = ("classification", "multilabel", "regression", "lm")
 # multilabel values in one table cell or header: "a;b", "a|b" or "a,b" (commas only in tab-separated files)
 _MULTI_SPLIT = re.compile(r"[;|]")
 DEFAULT_LABEL_REGEX = r"(?:^|\s)label=(\S+)"
-TABLE_EXTENSIONS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
+TABLE_EXTENSIONS = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".parquet": None, ".pq": None}
 FASTA_EXTENSIONS = {".fa", ".fasta", ".fna", ".fas", ".ffn", ".fq", ".fastq"}
 DATA_FORMATS = ("table", "fasta", "bed")
 # csv's default cell limit is 128 KiB; a training table may hold longer sequences
@@ -757,25 +757,38 @@ def _read_table(
         csv.field_size_limit(limit)
 
 
+def _table_rows(path: Path, fh: io.StringIO) -> tuple[list[str], Iterable[tuple[int, list[str]]], str | None]:
+    """(header, (line number, row) ..., delimiter) of a CSV/TSV table (its text in ``fh``) or, for a Parquet
+    file, of its columns (``parquet_rows``: numbered as the lines of the same table written as CSV; delimiter
+    None)."""
+    if _read_head(str(path))[:4] == PARQUET_MAGIC:
+        header, rows = parquet_rows(str(path))
+        return [h.strip() for h in header], rows, None
+    fh.write(_read_text(path, "table"))
+    fh.seek(0)
+    sample = fh.read(65536)
+    fh.seek(0)
+    suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bgz")]
+    delimiter = TABLE_EXTENSIONS.get(suffixes[-1] if suffixes else "", None)
+    first_line = sample.splitlines()[0] if sample else ""
+    other = {",": "\t", "\t": ","}.get(delimiter)
+    if delimiter is None or (delimiter not in first_line and other in first_line):
+        # no telling extension, or one that the header contradicts (a tab-separated .csv): the header decides
+        delimiter = "\t" if "\t" in first_line else ","
+    reader = csv.reader(fh, delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise InputError("empty file (expected a header line such as 'sequence,label')", path=str(path)) from None
+    return header, _csv_rows(reader, path), delimiter
+
+
 def _read_table_text(
     path: Path, task: str, sequence_column: str | None, label_columns: Sequence[str] | None,
     class_names, target_names, alphabet: str | None,
 ) -> LabelledData:
-    with io.StringIO(_read_text(path, "table"), newline="") as fh:
-        sample = fh.read(65536)
-        fh.seek(0)
-        suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bgz")]
-        delimiter = TABLE_EXTENSIONS.get(suffixes[-1] if suffixes else "", None)
-        first_line = sample.splitlines()[0] if sample else ""
-        other = {",": "\t", "\t": ","}.get(delimiter)
-        if delimiter is None or (delimiter not in first_line and other in first_line):
-            # no telling extension, or one that the header contradicts (a tab-separated .csv): the header decides
-            delimiter = "\t" if "\t" in first_line else ","
-        reader = csv.reader(fh, delimiter=delimiter)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise InputError("empty file (expected a header line such as 'sequence,label')", path=str(path)) from None
+    with io.StringIO(newline="") as fh:
+        header, rows, delimiter = _table_rows(path, fh)
         lower = [h.lower() for h in header]
 
         def column(name: str, line_hint: str) -> int:
@@ -815,7 +828,7 @@ def _read_table_text(
         value_names = [header[i] for i in label_is]
 
         ids, seqs, raw, where = [], [], [], []
-        for line_no, row in _csv_rows(reader, path):
+        for line_no, row in rows:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != len(header):

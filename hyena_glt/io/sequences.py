@@ -12,6 +12,8 @@
   contig) and BED files (0-based, half-open). A region record is named ``contig:start1-end`` and
   carries contig/start (0-based)/end (exclusive). Record names must be unique there (an index keeps only
   the first of two).
+- CSV/TSV and Parquet tables with a sequence column (one record per row), plain sequence text (one per line),
+  and folders of any of these (read file by file, in natural order).
 - ``sliding_windows`` cuts long records into windows with genome coordinates.
 - ``drop_empty`` skips records with no sequence (with a warning naming the first); ``check_names`` checks record
   names as an output needs them: not empty, and unique where a record's name becomes its contig (BED, bedGraph,
@@ -45,7 +47,7 @@ from ..errors import InputError, UsageError, option
 
 log = logging.getLogger("hyena_glt")
 
-FORMATS = ("fasta", "fastq", "sam", "bam", "cram", "table", "text")
+FORMATS = ("fasta", "fastq", "sam", "bam", "cram", "table", "text", "parquet")
 _FORMAT_ALIASES = {"fa": "fasta", "fna": "fasta", "fas": "fasta", "fq": "fastq", "csv": "table", "tsv": "table"}
 # Table columns (CSV/TSV) holding a record's sequence, and its name (else the file name and line number).
 SEQUENCE_COLUMNS = ("sequence", "seq")
@@ -171,6 +173,7 @@ def _decompressed_head(head: bytes, path: str) -> bytes:
 
 
 _SAM_HEADER = re.compile(rb"@(HD|SQ|RG|PG|CO)\t")
+PARQUET_MAGIC = b"PAR1"
 # A line of plain text that is a sequence and nothing else (Genomic Benchmarks keeps one per .txt file).
 _PLAIN_SEQUENCE = re.compile(rb"[A-Za-z]+")
 # UTF-8 byte-order mark: Windows editors and Excel put it before text files; skipped in front of FASTA/FASTQ
@@ -184,6 +187,8 @@ def _sniff(head: bytes, path: str) -> tuple[str, bool]:
         raise InputError("empty file", path=path)
     if head[:4] == b"CRAM":
         return "cram", False
+    if head[:4] == PARQUET_MAGIC:
+        return "parquet", False
     compressed = head[:2] == b"\x1f\x8b"
     content = _decompressed_head(head, path) if compressed else head
     if content[:4] == b"BAM\x01":
@@ -642,6 +647,70 @@ def _read_table(pysam_path: str, path: str, compressed: bool, check) -> Iterator
                 seq = check(seq, path, name)
             extra = " ".join(f"{columns[i]}={row[i]}" for i in others if i < len(row))
             yield SequenceRecord(name, seq, None, description=extra, standalone=True, source=path, number=count)
+
+
+def parquet_rows(path: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """(column names, rows) of a Parquet table (as Hugging Face datasets export them), each row's cells as text
+    the way a CSV of the same table would hold them, numbered as that CSV's lines (the header is line 1), so a
+    table reads alike in either format. Needs pyarrow (an optional dependency)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError("reading Parquet needs pyarrow: pip install 'hyena-glt[parquet]' (or pip install pyarrow)",
+                         path=path) from None
+    try:
+        table = pq.ParquetFile(path)
+        columns = list(table.schema_arrow.names)
+    except Exception as err:  # pyarrow's errors (ArrowInvalid, OSError, ...) share no base class worth naming
+        raise InputError(f"not a readable Parquet file ({' '.join(str(err).split())})", path=path) from None
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        line = 1
+        for batch in table.iter_batches(batch_size=65536):
+            cells = [[_as_cell(v) for v in batch.column(i).to_pylist()] for i in range(batch.num_columns)]
+            for row in zip(*cells):
+                line += 1
+                yield line, list(row)
+
+    return columns, rows()
+
+
+def _as_cell(value) -> str:
+    """A Parquet value as a CSV cell: a float holding an integer as that integer (labels 0.0/1.0 read as 0/1,
+    as they would from a CSV written by pandas' to_csv of ints), a list as its items joined by ';' (multi-label
+    cells), bytes as ASCII, a missing value as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return ";".join(_as_cell(v) for v in value)
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace")
+    return str(value)
+
+
+def _read_parquet(path: str, check) -> Iterator[SequenceRecord]:
+    """One record per row of a Parquet table with a sequence column, named as a CSV's rows are (see _read_table)."""
+    columns, rows = parquet_rows(path)
+    lower = [c.strip().lower() for c in columns]
+    seq_col = next((lower.index(c) for c in SEQUENCE_COLUMNS if c in lower), None)
+    if seq_col is None:
+        raise InputError(f"a Parquet table with no sequence column (columns: {', '.join(columns)}; expected one "
+                         "named 'sequence' or 'seq')", path=path)
+    id_col = next((lower.index(c) for c in ID_COLUMNS if c in lower), None)
+    others = [i for i in range(len(columns)) if i not in (seq_col, id_col)]
+    stem = Path(path).name
+    for count, (line_no, row) in enumerate(rows, 1):
+        name = (row[id_col].strip() if id_col is not None else "") or f"{stem}:{line_no}"
+        if any(c in name for c in "\t\n\r"):  # it would break every TSV/BED row written
+            raise InputError(f"line {line_no}: id {name!r} holds a tab or line break, which a record name cannot",
+                             path=path)
+        seq = row[seq_col].strip()
+        if check is not None:
+            seq = check(seq, path, name)
+        extra = " ".join(f"{columns[i]}={row[i]}" for i in others)
+        yield SequenceRecord(name, seq, None, description=extra, standalone=True, source=path, number=count)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1170,6 +1239,12 @@ def _read_file(source: str, name: str, fmt: str | None, check, reference, stored
         return
     if fmt == "text":
         yield from _read_plain_sequences(source, name, head, stream, compressed, check)
+        return
+    if fmt == "parquet":
+        if stream is not None:
+            raise InputError("a Parquet table cannot be read from a pipe or stdin (its index is at its end): "
+                             "give it as a file", path=source)
+        yield from _read_parquet(source, check)
         return
     # a stream is read once, through a pipe that first replays the bytes read to sniff it
     opened = contextlib.nullcontext(source) if stream is None else _stream_as_path(head, stream)

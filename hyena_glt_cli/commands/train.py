@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         train_files: Annotated[Optional[list[str]], typer.Argument(
             metavar="TRAIN_FILE...",
-            help="Training data: CSV/TSV with sequence,label columns; FASTA with 'label=X' in headers; a folder "
+            help="Training data: CSV/TSV/Parquet with sequence,label columns; FASTA with 'label=X' in headers; a folder "
                  "with a folder of sequences per class (Genomic Benchmarks: DATASET/train); BED with --reference; "
                  "plain FASTA/FASTQ for --task lm. Not needed with --class-fasta.")] = None,
         output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write (created).")] = ...,
