@@ -443,6 +443,11 @@ def test_metrics_of_the_bundled_model_on_its_test_set_are_those_training_recorde
     for name, value in scored.items():
         assert value == pytest.approx(recorded[name], rel=1e-5, abs=1e-6), name
     assert len((tmp_path / "test.tsv").read_text().splitlines()) == 5921  # the predictions, as without --metrics
+    # test data may write the labels as the model's class names instead
+    named = tmp_path / "named.csv"
+    named.write_text(test.read_text().replace(",1\n", ",promoter\n").replace(",0\n", ",non_promoter\n"))
+    ok(str(named), "--metrics", str(tmp_path / "named.tsv"), "-o", str(tmp_path / "named_predictions.tsv"))
+    assert (tmp_path / "named.tsv").read_text().splitlines()[1].split("\t")[1:] == values[1:]
 
 
 def test_metrics_refuses_what_it_cannot_score(data_dir, tmp_path):

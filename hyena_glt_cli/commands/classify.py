@@ -163,11 +163,24 @@ def _labelled_input(inputs: list[str], predictor, reference, regional: bool, exp
         raise UsageError("--metrics scores records read whole (TSV output), not windows (BED)")
     names = predictor.output_names
     regression = predictor.task == "regression"
-    # a model trained with --class-names records the labels its data wrote (0, 1), which test data write too
-    labels = predictor.metadata.get("label_values") or names
-    data = datasets.load_labelled(inputs[0], predictor.task, reference=reference, alphabet=predictor.alphabet,
-                                  class_names=None if regression else labels,
-                                  target_names=names if regression else None, **read)
+
+    def load(labels):
+        return datasets.load_labelled(inputs[0], predictor.task, reference=reference, alphabet=predictor.alphabet,
+                                      class_names=None if regression else labels,
+                                      target_names=names if regression else None, **read)
+
+    # a model trained with --class-names records the labels its data wrote (0, 1): test data may write those, or
+    # the class names (non_promoter, promoter)
+    written = predictor.metadata.get("label_values")
+    try:
+        data = load(written or names)
+    except InputError as first:
+        if not written:
+            raise
+        try:
+            data = load(names)
+        except InputError:
+            raise first from None  # (it names the labels the model's training data wrote)
     datasets.check_options_apply([data], reference=reference, **read)
     return data
 
