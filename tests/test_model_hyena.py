@@ -8,16 +8,30 @@ from hyena_glt.model.hyena import Block, HyenaOperator, direct_conv, fast_fft_si
 
 def test_fast_fft_size():
     assert fast_fft_size(2047) == 2048
-    assert fast_fft_size(1999) == 2000  # 2^4 * 5^3
-    assert fast_fft_size(2 * 100_000 - 1) == 200_000
-    for n in (7, 97, 1001, 65537):
+    assert fast_fft_size(1999) == 2048  # not 2000 = 2^4 * 5^3: too few factors of two
+    assert fast_fft_size(2 * 100_000 - 1) == 200_000  # 2^6 * 5^5
+    assert fast_fft_size(10_123) == 10_240  # not 10,125 = 3^4 * 5^3 (3x slower)
+    assert fast_fft_size(32768 + 255) == 34_560  # not 33,750 = 2 * 3^3 * 5^4
+    assert fast_fft_size(2 * 70_001 - 1) == 144_000  # not 140,625 = 3^2 * 5^6
+    assert [fast_fft_size(n) for n in (1, 2, 3, 5, 17, 33)] == [1, 2, 4, 8, 32, 64]
+    for n in range(1, 3000):
         size = fast_fft_size(n)
         assert size >= n
-        m = size
-        for p in (2, 3, 5):
+        twos = size & -size
+        m = size // twos
+        for p in (3, 5):
             while m % p == 0:
                 m //= p
-        assert m == 1
+        assert m == 1 and (twos >= 32 or size == twos)
+        # the smallest such size
+        assert not any((c & -c) >= 32 and _is_smooth(c // (c & -c)) for c in range(n, size))
+
+
+def _is_smooth(m: int) -> bool:
+    for p in (3, 5):
+        while m % p == 0:
+            m //= p
+    return m == 1
 
 
 @pytest.mark.parametrize("length", [1, 5, 37, 128])

