@@ -50,6 +50,8 @@ _MLP_ROWS_GPU = 1 << 18
 # batched matmul with each channel's (L x L) Toeplitz matrix instead of FFTs: 226 windows x 64 channels x 70
 # units take 1.2 ms against 5.7 ms, 32 x 128 x 128 1.5 against 2.1; with fewer records each matrix is
 # read for too little work (16 x 128 x 128: 1.1 against 0.9), and at 300 units FFTs are as fast.
+# Inference only: in training, the matrices' backward (a (C, L, L) gradient gathered back into the taps) costs
+# more than the FFTs' (tiny, a 64 x 128 training step 302 -> 230 ms by FFTs; 64 x 70 level).
 _DIRECT_LENGTH = 128
 # CPU inference projects (and short-convolves) this many positions at a time (see _projected_blocks); 0: all
 _PROJECT_BLOCK = 1024
@@ -407,7 +409,7 @@ class HyenaOperator(nn.Module):
         taps = min(length, self.window) if self.window else length
         # Linear (not circular) convolution of `taps` taps (each way, bidirectional) over L inputs: by FFTs,
         # or for short records by matmuls with Toeplitz matrices.
-        matrices = length <= _DIRECT_LENGTH and 4 * batch >= length
+        matrices = length <= _DIRECT_LENGTH and 4 * batch >= length and not torch.is_grad_enabled()
         n = fast_fft_size(length + taps - 1)
         kernels = self.filter.matrices(length, taps, u.device) if matrices else self.filter.spectra(taps, n, u.device)
         skip = self.filter.skip.view(order - 1, d)
