@@ -2,6 +2,7 @@
 
     python benchmarks/ab_versions.py --rev HEAD --config tiny --shapes 1x32768,8x1024 --repeats 7
     python benchmarks/ab_versions.py --rev ef8f264 --config tiny --patcher static:4 --shapes 1x32768
+    python benchmarks/ab_versions.py --rev 640dc89~3 --train --shapes 64x70,64x128,16x1024
 
 On a shared 2-core machine separate runs drift by up to ±30 %, more than most changes are worth; here one model
 (benchmarks/peer_factory.py's, random weights) runs with the classes of `hyena_glt/model/hyena.py` as they were
@@ -9,7 +10,8 @@ at --rev and as they are now, alternating within each repeat, so that both see t
 that file is swapped (blocks, operator, filter, MLP and the functions they call); the rest of the model is
 the working tree's. Prints each shape's medians, their ratio, and the largest difference between the outputs.
 Same conditions as `hyena-glt`: eval mode, fp32, torch.inference_mode(), glibc malloc tuned as the CLI does
-(`--malloc default` leaves it as a library user, or ../shared/bench/bench_peer.py, has it).
+(`--malloc default` leaves it as a library user, or ../shared/bench/bench_peer.py, has it). `--train` times a
+training step instead: train mode, forward and backward of the mean squared unit state (no optimiser).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
                         help="glibc malloc as the CLI tunes it, or untouched")
+    parser.add_argument("--train", action="store_true", help="time forward + backward in train mode")
     args = parser.parse_args()
 
     from hyena_glt.runtime import tune_allocator
@@ -65,7 +68,7 @@ def main() -> None:
     from peer_factory import build
 
     torch.manual_seed(0)
-    model = build(args.config, args.patcher)
+    model = build(args.config, args.patcher).train(args.train)
     versions = {args.rev: old_module(args.rev), "now": current}
     print("config\tpatcher\tbatch\tlength\t" + "\t".join(f"{name}_ms" for name in versions) + "\tspeedup\tmax_abs_diff")
     for shape in args.shapes.split(","):
@@ -73,12 +76,16 @@ def main() -> None:
         ids = torch.randint(0, 12, (batch, length))
         times: dict[str, list[float]] = {name: [] for name in versions}
         outputs = {}
-        with torch.inference_mode():
+        with torch.inference_mode(not args.train):
             for repeat in range(args.repeats + 1):  # the first round is the warm-up
                 for name, module in versions.items():
                     use(model, module)
+                    model.zero_grad(set_to_none=True)
                     start = time.perf_counter()
                     outputs[name] = model(ids)
+                    if args.train:
+                        outputs[name].square().mean().backward()
+                        outputs[name] = outputs[name].detach()
                     if repeat:
                         times[name].append((time.perf_counter() - start) * 1000)
         medians = [statistics.median(t) for t in times.values()]
