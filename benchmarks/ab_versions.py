@@ -2,7 +2,7 @@
 
     python benchmarks/ab_versions.py --rev HEAD --config tiny --shapes 1x32768,8x1024 --repeats 7
     python benchmarks/ab_versions.py --rev ef8f264 --config tiny --patcher static:4 --shapes 1x32768
-    python benchmarks/ab_versions.py --rev 640dc89~3 --train --shapes 64x70,64x128,16x1024
+    python benchmarks/ab_versions.py --rev db682ef --train --shapes 64x70,64x128,16x1024
 
 On a shared 2-core machine separate runs drift by up to ±30 %, more than most changes are worth; here one model
 (benchmarks/peer_factory.py's, random weights) runs with the classes of `hyena_glt/model/hyena.py` as they were
