@@ -456,7 +456,7 @@ class HyenaOperator(nn.Module):
             # this runs at 180-200 (tiny, 64 x 300 units: 164 -> 149 ms a forward).
             batch, length, width = u.shape
             z = _onednn_linear(self.in_proj.weight, u.reshape(batch * length, width), None, "none", [], "")
-            z = z.add_(self.in_proj.bias[:, None]).view(-1, batch, length).transpose(0, 1)
+            z = z.add_(self.in_proj.bias[:, None]).view(z.shape[0], batch, length).transpose(0, 1)
         else:
             z = torch.baddbmm(self.in_proj.bias[:, None], self.in_proj.weight.expand(u.shape[0], -1, -1),
                               u.transpose(1, 2))
