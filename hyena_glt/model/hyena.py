@@ -173,12 +173,10 @@ def _zero_padded(v: torch.Tensor, n: int) -> torch.Tensor:
 
 def matrix_conv(v: torch.Tensor, m: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
     """y = v ⊛ h + skip·v in fp32 for short records, with m (C, L, L) the convolution matrices of
-    ``ImplicitFilter.matrices`` (m[c, s, t] = h_c[t - s]). v (B, C, L) → (B, C, L)."""
+    ``ImplicitFilter.matrices`` (m[c, s, t] = h_c[t - s]). v (B, C, L) → (B, C, L). Inference only (training
+    takes the FFTs; see _DIRECT_LENGTH)."""
     v32 = v.float()
-    y = torch.bmm(v32.transpose(0, 1), m).transpose(0, 1)
-    if torch.is_grad_enabled():
-        return torch.addcmul(y, v32, skip[:, None])
-    return y.addcmul_(v32, skip[:, None])
+    return torch.bmm(v32.transpose(0, 1), m).transpose(0, 1).addcmul_(v32, skip[:, None])
 
 
 def direct_conv(v: torch.Tensor, h: torch.Tensor, h_back: torch.Tensor | None = None) -> torch.Tensor:
