@@ -15,6 +15,8 @@ A template is Markdown with directives in HTML comments, each on its own line:
         default 0), `stdout` (leave stderr out: needed for pipelines, where one command's log on stderr and the
         next one's output on stdout interleave differently from run to run), `nopipefail` (judge a pipeline by its last command only: for
         `sort | head`, where sort may be stopped by SIGPIPE; the output is still compared)
+        --check compares the other outputs exactly, but for the last printed digits of non-integer numbers
+        (another CPU sums fp32 in another order): see same_up_to_rounding.
     <!-- hidden: COMMAND -->
         run for its effect (e.g. to make a file a later example reads); shown nowhere
     <!-- include: path/relative/to/repo -->
@@ -216,6 +218,46 @@ def mask_volatile(text: str, volatile: list[bool]) -> str:
     return CONSOLE_BLOCK.sub(mask, text)
 
 
+# A printed decimal number: 0.679601, -1.5e-05, 680 (the sign is matched apart, so "0-1" splits sensibly).
+NUMBER = re.compile(r"(\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\.\d+(?:[eE][-+]?\d+)?|\d+)")
+
+
+def printed_step(token: str) -> float:
+    """One unit in the last printed place of a decimal number: 0.0656451 -> 1e-07, 1.5e-05 -> 1e-06."""
+    mantissa, _, exponent = token.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def same_up_to_rounding(committed: str, now: str) -> bool:
+    """Whether two outputs are equal but for the last printed digits of non-integer numbers.
+
+    Another CPU (AVX-512 or AVX2 kernels, another thread count) sums fp32 in another order, which moves the
+    6th significant digit of a probability or an attribution. Words, integers (counts, coordinates, BED scores)
+    and the layout must still match exactly; a number may differ by 3 units in its last printed place or by
+    1e-5, whichever is larger (an attribution such as -0.00563035 is a difference of two probabilities near
+    0.5, so it carries their absolute error).
+    """
+    a_lines, b_lines = committed.splitlines(), now.splitlines()
+    if len(a_lines) != len(b_lines):
+        return False
+    for a_line, b_line in zip(a_lines, b_lines):
+        if a_line == b_line:
+            continue
+        a_parts, b_parts = NUMBER.split(a_line), NUMBER.split(b_line)
+        if len(a_parts) != len(b_parts):
+            return False
+        for i, (a, b) in enumerate(zip(a_parts, b_parts)):
+            if a == b:
+                continue
+            if i % 2 == 0 or not any(c in a + b for c in ".eE"):  # text, or an integer
+                return False
+            tolerance = max(3 * max(printed_step(a), printed_step(b)), 1e-5)
+            if abs(float(a) - float(b)) > tolerance:
+                return False
+    return True
+
+
 def pages(names: list[str] | None) -> list[Page]:
     templates = {path.stem: path for path in TEMPLATES.glob("*.md")}
     if names:
@@ -239,7 +281,7 @@ def build(names: list[str] | None = None, check: bool = False, workdir: Path | N
             target = DOCS / f"{page.name}.md"
             if check:
                 current = target.read_text() if target.exists() else ""
-                if mask_volatile(current, volatile) != mask_volatile(text, volatile):
+                if not same_up_to_rounding(mask_volatile(current, volatile), mask_volatile(text, volatile)):
                     stale.append(page.name)
                     diff = difflib.unified_diff(
                         mask_volatile(current, volatile).splitlines(), mask_volatile(text, volatile).splitlines(),
