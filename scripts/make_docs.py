@@ -280,11 +280,12 @@ def build(names: list[str] | None = None, check: bool = False, workdir: Path | N
             text, volatile = render(page, runner)
             target = DOCS / f"{page.name}.md"
             if check:
-                current = target.read_text() if target.exists() else ""
-                if not same_up_to_rounding(mask_volatile(current, volatile), mask_volatile(text, volatile)):
+                committed = mask_volatile(target.read_text() if target.exists() else "", volatile)
+                now = mask_volatile(text, volatile)
+                if not same_up_to_rounding(committed, now):
                     stale.append(page.name)
                     diff = difflib.unified_diff(
-                        mask_volatile(current, volatile).splitlines(), mask_volatile(text, volatile).splitlines(),
+                        committed.splitlines(), now.splitlines(),
                         f"docs/{page.name}.md (committed)", f"docs/{page.name}.md (now)", lineterm="", n=1)
                     print("\n".join(list(diff)[:60]), file=log)
             else:
