@@ -145,6 +145,9 @@ def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional, limit, p
     with torch.no_grad():
         whole = block(u, mask)
         assert torch.allclose(whole, with_autograd, atol=1e-6)  # the no-grad path equals the autograd one
+        x = u.clone()  # in one pass, a block that may consume its input has the output projection add into it
+        one_pass = block(x, mask, consume_input=True)
+        assert one_pass.data_ptr() == x.data_ptr() and torch.allclose(one_pass, with_autograd, atol=1e-6)
         monkeypatch.setattr(hyena, "_FILTER_CACHE_BYTES", 1000)  # spectra per channel group, not kept whole
         monkeypatch.setattr(hyena, "_TAP_ROWS", 64)  # filter taps in chunks of 64 lags
         monkeypatch.setattr(hyena, "_GROUP_ELEMENTS", limit)
