@@ -131,21 +131,20 @@ def _cuda_memory(index: int) -> int:
 
 
 def fft_conv(v: torch.Tensor, k_f: torch.Tensor, n: int, skip: torch.Tensor,
-             buffers: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+             padded: torch.Tensor | None = None) -> torch.Tensor:
     """y = (v ⊛ h)[:L] + skip·v over the last dim, in fp32. v (B, C, L); k_f = rfft(h, n) (C, n//2+1).
-    ``buffers`` (inference): (B, ≥C, n) float32 and (B, ≥C, n//2+1) complex64 work space; the result is then a
-    view of the first."""
+    ``padded`` (inference): a (B, ≥C, n) float32 work space for the zero-padded input."""
     length = v.shape[-1]
     v32 = v.float()
-    if buffers is not None:
-        # The megabase path convolves channel group after channel group through the same two buffers: with
-        # fresh temporaries for each (padded input, spectrum, output), malloc's heap grew to 601 MB, with
-        # these to 542 (tiny, 1 M units; every MB of it counts in the peak RSS).
-        real, spectrum = (b[:, :v.shape[1]] for b in buffers)
+    if padded is not None:
+        # The megabase path convolves channel group after channel group, padding each into the same buffer.
+        # The FFTs' outputs are new tensors: torch's CPU FFTs write an explicit output (out=) by computing into
+        # a new tensor and copying it over (tiny, 1 M units, groups of 8 x 2 M points: 0.5 s of copies in a
+        # 12.5 s forward).
+        real = padded[:, :v.shape[1]]
         real[..., :length] = v32
         real[..., length:].zero_()
-        torch.fft.irfft(torch.fft.rfft(real, out=spectrum).mul_(k_f), n=n, out=real)
-        return real[..., :length].addcmul_(v32, skip[:, None])
+        return torch.fft.irfft(torch.fft.rfft(real).mul_(k_f), n=n)[..., :length].addcmul_(v32, skip[:, None])
     if torch.is_grad_enabled():
         spectrum = torch.fft.rfft(v32, n=n)
         return torch.addcmul(torch.fft.irfft(spectrum * k_f, n=n)[..., :length], v32, skip[:, None])
@@ -430,13 +429,12 @@ class HyenaOperator(nn.Module):
                 v = v * keep
             with torch.autocast(device_type=u.device.type, enabled=False):
                 group = None if matrices or self.training else _fft_group(u, d, n)
-                if group:  # channel group by channel group, through two reused buffers, back into v's rows
-                    buffers = (_scratch("fft input", (batch, group, n), torch.float32, u.device),
-                               _scratch("fft spectrum", (batch, group, n // 2 + 1), torch.complex64, u.device))
+                if group:  # channel group by channel group, through a reused input buffer, back into v's rows
+                    padded = _scratch("fft input", (batch, group, n), torch.float32, u.device)
                     for c in range(0, d, group):
                         g = slice(c, min(c + group, d))
                         v[:, g] = fft_conv(v[:, g], kernels(slice(i * d + g.start, i * d + g.stop)), n, skip[i, g],
-                                           buffers=buffers)
+                                           padded=padded)
                 else:
                     v = self.dropout(conv(v, kernels(slice(i * d, (i + 1) * d)), skip=skip[i])).to(xs[0].dtype)
         y = (v.mul_(xs[0]) if not v.requires_grad else v * xs[0]).transpose(1, 2)
@@ -557,14 +555,12 @@ class HyenaOperator(nn.Module):
             v = torch.mul(z[:, order - 2], z[:, order - 1], out=gates[:, order - 2, :, s:e])
             if keep is not None:
                 v.mul_(keep[..., s:e])
-        # Each of a group's convolution buffers (padded input, spectrum, output) holds about group x row floats,
+        # Each of a group's convolution tensors (padded input, spectrum, output) holds about group x row floats,
         # within the limit (so in malloc's heap, see runtime.tune_allocator). Groups of 8 rows of 2 M points
         # transform faster than groups of 4, at no more peak memory (tiny, 1 M units: 12.7-13.1 -> 11.6-11.8 s).
         group = max(1, min(d, limit // (batch * row)))
         if isinstance(conv, functools.partial) and conv.func is fft_conv:
-            conv = functools.partial(conv, buffers=(_scratch("fft input", (batch, group, row), torch.float32, u.device),
-                                                    _scratch("fft spectrum", (batch, group, row // 2 + 1),
-                                                             torch.complex64, u.device)))
+            conv = functools.partial(conv, padded=_scratch("fft input", (batch, group, row), torch.float32, u.device))
         for c in range(0, d, group):
             g = slice(c, min(c + group, d))
             v = gates[:, order - 2, g]
@@ -586,8 +582,8 @@ class HyenaOperator(nn.Module):
             out = u.new_empty(u.shape, dtype=dtype)
         weight, bias = self.out_proj.weight.to(dtype).t().expand(batch, -1, -1), self.out_proj.bias.to(dtype)
         # The output projection writes straight into the output's storage (a separate output and its copy cost
-        # ~15 % more), or, adding to the residual stream, into a block-sized buffer first: then the sum is
-        # rounded as in h + x.
+        # ~15 % more), or adds into the residual stream as the one-pass path does (see _run); under autocast,
+        # whose blocks are bf16/fp16 and the stream fp32, into a block-sized buffer first.
         y = h = None
         for s, x0 in self._projected_blocks(u, block, channels=slice(0, d), norm=norm):
             e = s + x0.shape[-1]
@@ -596,6 +592,9 @@ class HyenaOperator(nn.Module):
             torch.mul(gates[:, order - 2, :, s:e].transpose(1, 2), x0.transpose(1, 2), out=y[:, :e - s])
             if norm is None:
                 torch.baddbmm(bias, y[:, :e - s], weight, out=out[:, s:e])
+                continue
+            if out.dtype == y.dtype:
+                torch.baddbmm(out[:, s:e], y[:, :e - s], weight, out=out[:, s:e]).add_(bias)
                 continue
             h = _scratch("output block", (batch, block, d), y.dtype, y.device) if h is None else h
             torch.baddbmm(bias, y[:, :e - s], weight, out=h[:, :e - s])
@@ -619,11 +618,12 @@ def _blockwise(u: torch.Tensor) -> bool:
 
 
 def _fft_group(u: torch.Tensor, d: int, n: int) -> int | None:
-    """Channels per group for convolving u's d channels at FFT size n group by group through reused buffers, or
-    None for one FFT of them all. Only where malloc is not tuned (see runtime.allocator_tuned), and their FFTs'
-    buffers would pass _FFT_GROUP_BYTES: there the new spectra and outputs of whole (B, D, n) FFTs were faulted
-    in afresh layer after layer (small, 8 x 1k units: 26.8k -> 4.1k page faults a forward, ~5 % of its time),
-    and with tuned malloc the buffers' copies only cost time."""
+    """Channels per group for convolving u's d channels at FFT size n group by group, or None for one FFT of
+    them all. Only where malloc is not tuned (see runtime.allocator_tuned), and their FFTs' tensors would pass
+    _FFT_GROUP_BYTES: there the new spectra and outputs of whole (B, D, n) FFTs were faulted in afresh layer
+    after layer (small, 8 x 1k units: 26.8k -> 4.1k page faults a forward, ~5 % of its time; a group's are
+    small enough for malloc to keep in its heap: 0 a forward), and with tuned malloc the groups' copies in and
+    out of v only cost time."""
     batch = u.shape[0]
     if not _blockwise(u) or allocator_tuned() or batch * d * n * 4 <= _FFT_GROUP_BYTES:
         return None
