@@ -355,3 +355,24 @@ def test_plain_gzip_reference_is_one_line_without_htslib_noise(tmp_path, model_d
                              "recompress it with bgzip\n")
     assert capfd.readouterr().err == ""  # htslib's own [E::fai_build_core] lines (fd 2) stay quiet
     assert not out.exists() and not (tmp_path / "genome_plain.fa.gz.fai").exists()
+
+
+def test_ism_scans_a_genome_in_the_models_window_by_default(tmp_path, model_dir, genome, fasta):
+    """ISM mutates every base 3 times: over a whole contig longer than the model's window it would rerun the
+    model 3 x L times on L bases, so a genome is mutated window by window, as `--window <the model's>` does."""
+    path, _ = genome
+    default, explicit = tmp_path / "default.bedgraph", tmp_path / "explicit.bedgraph"
+    result = invoke("interpret", path, "--model", model_dir, "--method", "ism", "-o", default)
+    assert result.exit_code == 0, result.stderr
+    assert f"record 'chrT' (120 bp) is longer than the model's {LENGTH}-unit window" in result.stderr
+    assert invoke("interpret", path, "--model", model_dir, "--method", "ism", "--window", LENGTH,
+                  "-o", explicit).exit_code == 0
+    assert default.read_text() == explicit.read_text()
+    whole = tmp_path / "whole.bedgraph"  # a span of the whole record, as asked
+    assert invoke("interpret", path, "--model", model_dir, "--method", "ism", "--ism-window", "1-120",
+                  "-o", whole).exit_code == 0
+    assert whole.read_text() != default.read_text()
+    # records of the model's length (no genome) are mutated whole, as before
+    result = invoke("interpret", fasta, "--model", model_dir, "--method", "ism", "-o", tmp_path / "r.npz")
+    assert result.exit_code == 0 and "window by window" not in result.stderr
+    assert np.load(tmp_path / "r.npz")["attributions"].shape == (3, 4, LENGTH)
