@@ -357,22 +357,24 @@ def test_plain_gzip_reference_is_one_line_without_htslib_noise(tmp_path, model_d
     assert not out.exists() and not (tmp_path / "genome_plain.fa.gz.fai").exists()
 
 
-def test_ism_scans_a_genome_in_the_models_window_by_default(tmp_path, model_dir, genome, fasta):
-    """ISM mutates every base 3 times: over a whole contig longer than the model's window it would rerun the
-    model 3 x L times on L bases, so a genome is mutated window by window, as `--window <the model's>` does."""
+def test_a_genome_is_explained_in_the_models_window_by_default(tmp_path, model_dir, genome, fasta):
+    """Explained whole, a contig longer than the model's window costs far more than its windows (ISM reruns
+    the model 3 x L times on L bases; saliency of a 1 Mb contig was killed at 24 GB), so a genome is explained
+    window by window, as `--window <the model's>` does, for every method."""
     path, _ = genome
-    default, explicit = tmp_path / "default.bedgraph", tmp_path / "explicit.bedgraph"
-    result = invoke("interpret", path, "--model", model_dir, "--method", "ism", "-o", default)
-    assert result.exit_code == 0, result.stderr
-    assert f"record 'chrT' (120 bp) is longer than the model's {LENGTH}-unit window" in result.stderr
-    assert invoke("interpret", path, "--model", model_dir, "--method", "ism", "--window", LENGTH,
-                  "-o", explicit).exit_code == 0
-    assert default.read_text() == explicit.read_text()
-    whole = tmp_path / "whole.bedgraph"  # a span of the whole record, as asked
+    for method in ("ism", "saliency"):
+        default, explicit = tmp_path / f"default_{method}.bedgraph", tmp_path / f"explicit_{method}.bedgraph"
+        result = invoke("interpret", path, "--model", model_dir, "--method", method, "-o", default)
+        assert result.exit_code == 0, result.stderr
+        assert f"record 'chrT' (120 bp) is longer than the model's {LENGTH}-unit window" in result.stderr
+        assert invoke("interpret", path, "--model", model_dir, "--method", method, "--window", LENGTH,
+                      "-o", explicit).exit_code == 0
+        assert default.read_text() == explicit.read_text()
+    whole = tmp_path / "whole.bedgraph"  # --ism-window: a span of the whole record, as asked
     assert invoke("interpret", path, "--model", model_dir, "--method", "ism", "--ism-window", "1-120",
                   "-o", whole).exit_code == 0
-    assert whole.read_text() != default.read_text()
-    # records of the model's length (no genome) are mutated whole, as before
+    assert whole.read_text() != (tmp_path / "default_ism.bedgraph").read_text()
+    # records of the model's length (no genome) are explained whole, as before
     result = invoke("interpret", fasta, "--model", model_dir, "--method", "ism", "-o", tmp_path / "r.npz")
     assert result.exit_code == 0 and "window by window" not in result.stderr
     assert np.load(tmp_path / "r.npz")["attributions"].shape == (3, 4, LENGTH)

@@ -35,10 +35,12 @@ def _parse_span(text: Optional[str]) -> Optional[tuple[int, int]]:
     return a - 1, b
 
 
-def _ism_window(records, model_window):
-    """(window, records) for ISM without --window: the model's window where the input is a genome (as classify
-    scans one), else None. ISM reruns the model for 3 mutations of every base, so a whole 16.6 kb mitochondrial
-    genome would be 49,707 forwards of 16.6 kb (hours on a CPU), where its 70 nt windows take seconds."""
+def _genome_window(records, model_window):
+    """(window, records) without --window: the model's window where the input is a genome (as classify scans
+    one), else None. A model reads its window; explained whole, a genome costs far more than its windows: ISM
+    reruns the model for 3 mutations of every base (the 16.6 kb human mitochondrial genome: 49,707 forwards
+    of 16.6 kb, hours on a CPU, against 27 s in 70 nt windows), and saliency of the 1 Mb C. elegans piece kept
+    autograd's activations of the whole contig until the kernel killed it at 24 GB."""
     from hyena_glt.inference import looks_like_genome
 
     first = next(records, None)
@@ -47,9 +49,8 @@ def _ism_window(records, model_window):
     records = itertools.chain([first], records)
     if not looks_like_genome(first, model_window):
         return None, records
-    log.info("ism: record '%s' (%d bp) is longer than the model's %d-unit window: mutating it window by window "
-             "(--window %d; --ism-window START-END mutates a span of whole records)", first.id, len(first.seq),
-             model_window, model_window)
+    log.info("record '%s' (%d bp) is longer than the model's %d-unit window: explaining it window by window "
+             "(--window %d)", first.id, len(first.seq), model_window, model_window)
     return int(model_window), records
 
 
@@ -72,7 +73,7 @@ def register(app: typer.Typer) -> None:
         reference: Annotated[Optional[Path], typer.Option("--reference", help="Indexed reference FASTA for --variants.")] = None,
         skip_mismatch: Annotated[bool, typer.Option("--skip-mismatch", help="Skip variants whose REF differs from the reference (count on stderr).")] = False,
         max_indel: Annotated[Optional[int], typer.Option("--max-indel", help="Longest indel to score (default: a quarter of the window).")] = None,
-        window: Annotated[Optional[int], typer.Option("--window", help="Cut inputs into windows of this length / variant window (default: the model's for variants, and for ISM of a genome longer than it).")] = None,
+        window: Annotated[Optional[int], typer.Option("--window", help="Cut inputs into windows of this length / variant window (default: the model's for variants and for a genome longer than it, as classify scans one).")] = None,
         stride: Annotated[Optional[int], typer.Option("--stride", help="Step between windows (default: --window).")] = None,
         last: Annotated[str, typer.Option("--last", help="Last partial window: shift (end at the contig end), "
                                           "pad (keep the shorter tail) or drop.")] = "shift",
@@ -166,8 +167,8 @@ def register(app: typer.Typer) -> None:
 
         # RNA reads as DNA (U as T), as the nucleotide tokenizer and the one-hot both read it.
         records = read_many(inputs, regions=region, regions_bed=regions, alphabet="nucleotide")
-        if method == "ism" and window is None and span is None:
-            window, records = _ism_window(records, metadata.get("window"))
+        if window is None and span is None:
+            window, records = _genome_window(records, metadata.get("window"))
         # bedGraph and per-position TSV rows (and windows) are keyed by contig and position, and a record
         # without coordinates is its own contig: its name must be unique there (checked as records stream).
         keyed = kind in ("bedgraph", "tsv") or window is not None
