@@ -192,6 +192,17 @@ def tune_allocator(huge_pages: bool = False) -> bool:
     return _ALLOCATOR_TUNED
 
 
+def autocast_on(device) -> bool:
+    """Whether torch autocast is on for ``device``'s type (a torch.device or "cpu", "cuda", ...)."""
+    import torch
+
+    kind = getattr(device, "type", device)
+    try:
+        return torch.is_autocast_enabled(kind)
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled() if kind == "cpu" else torch.is_autocast_enabled()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))

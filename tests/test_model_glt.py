@@ -148,7 +148,7 @@ def test_rc_average_logits_flips_per_unit_outputs():
         assert torch.allclose(both, (seq_model(x, mask) + seq_model(rc, mask)) / 2, atol=1e-6)
 
 
-@pytest.mark.parametrize("sizes, vocab", [([3, 4, 5, 6, 7, 8], 12), ([2, 5], 260), ([1], 5)])
+@pytest.mark.parametrize("sizes, vocab", [([3, 4, 5, 6, 7, 8], 12), ([2, 5], 260), ([1], 5), ([8, 12], 2**20)])
 def test_ngram_buckets_follow_the_hash_definition(sizes, vocab):
     """Bucket of the k-gram ending at t: h = Σ_{i<k} (id[t-i] + 1)·BASE^(k-1-i) mod MOD (ids before the start
     count as 0), then (h·(2k+1) + k) mod MOD mod buckets, computed here position by position with Python
@@ -178,6 +178,7 @@ def test_megabase_inference_path_equals_autograd_path(monkeypatch, task):
     monkeypatch.setattr(glt, "_CHUNK_ROWS", 70)  # n-gram lookups and the final norm in chunks of 35 positions
     monkeypatch.setattr(hyena, "_GROUP_ELEMENTS", 2 * 300 * 3 * 4)  # every layer in pieces, channel groups
     monkeypatch.setattr(hyena, "_PROJECT_BLOCK", 64)
+    monkeypatch.setattr(hyena, "_NARROW_D", 0)
     with torch.no_grad():
         got = model(x)
         hidden = model.backbone(x, output_hidden_states=True).hidden_states

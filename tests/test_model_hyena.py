@@ -136,6 +136,7 @@ def test_chunked_inference_equals_unchunked(monkeypatch, bidirectional, limit, p
     import hyena_glt.model.hyena as hyena
 
     monkeypatch.setattr(hyena, "_PROJECT_BLOCK", project_block)
+    monkeypatch.setattr(hyena, "_NARROW_D", 0)  # blocks of _PROJECT_BLOCK positions in these narrow layers too
     torch.manual_seed(0)
     block = Block(16, 32, HyenaOperator(16, order=3, filter_scale=64, bidirectional=bidirectional)).eval()
     u = torch.randn(2, 300, 16)
@@ -200,6 +201,7 @@ def test_batches_of_short_records_are_projected_in_blocks_where_malloc_is_not_tu
     short); the operator's output is the same either way."""
     import hyena_glt.model.hyena as hyena
 
+    monkeypatch.setattr(hyena, "_NARROW_D", 0)  # blocks of _PROJECT_BLOCK rows in this narrow layer too
     torch.manual_seed(0)
     op = HyenaOperator(8).eval()
     u = torch.randn(8, 200, 8)
@@ -244,6 +246,7 @@ def test_projection_in_blocks_equals_whole(monkeypatch, short_conv):
     import hyena_glt.model.hyena as hyena
 
     monkeypatch.setattr(hyena, "allocator_tuned", lambda: True)
+    monkeypatch.setattr(hyena, "_NARROW_D", 0)  # blocks of _PROJECT_BLOCK positions in this narrow layer too
     torch.manual_seed(0)
     op = HyenaOperator(8, short_conv=short_conv).eval()
     u = torch.randn(2, 300, 8)
@@ -257,6 +260,12 @@ def test_projection_in_blocks_equals_whole(monkeypatch, short_conv):
             assert torch.allclose(got, want, atol=1e-6, rtol=0)
         monkeypatch.setattr(hyena, "_PROJECT_BLOCK", 1024)  # whole: no blocks
         assert torch.allclose(op._project(u), want, atol=1e-6, rtol=0)
+    # blocks of _PROJECT_BLOCK positions from _NARROW_D channels up; narrower layers take proportionally longer
+    monkeypatch.setattr(hyena, "_NARROW_D", 128)
+    with torch.no_grad():
+        assert [hyena._project_block(torch.empty(1, 10_000, d)) for d in (32, 96, 128, 256)] == [4096, 1024, 1024,
+                                                                                                  1024]
+        assert hyena._project_block(torch.empty(1, 4096, 32)) is None  # one block: projected whole
 
 
 @pytest.mark.parametrize("bidirectional,window", [(False, 0), (True, 0), (False, 16), (True, 16)])

@@ -111,3 +111,26 @@ def test_static_and_none_patchers():
         build_patcher("dynamic")
     with pytest.raises(UsageError, match="needs an entropy model"):
         build_patcher("entropy")
+
+
+@pytest.mark.parametrize("dim", [8, 9])
+def test_patch_position_features(dim):
+    """sinusoid: sin(start·f_i), then cos(start·f_i), f_i = 1e6^(-i/half), then a zero column for an odd width,
+    checked against math (to float32's precision at these positions); PatchPositions gives the same sum
+    without autograd (the projection accumulating into the length embeddings) as with it."""
+    from hyena_glt.model.positions import PatchPositions, sinusoid
+
+    starts = torch.tensor([[0, 3, 7, 4000], [0, 1, 2, 12345]])
+    half = dim // 2
+    want = [[[math.sin(s * 1e6 ** (-i / half)) for i in range(half)] + [math.cos(s * 1e6 ** (-i / half))
+              for i in range(half)] + [0.0] * (dim % 2) for s in row] for row in starts.tolist()]
+    assert torch.allclose(sinusoid(starts, dim).double(), torch.tensor(want, dtype=torch.float64), atol=1e-3)
+    torch.manual_seed(0)
+    positions = PatchPositions(dim, max_length=5)
+    _, _, lengths = random_ragged_batch(3)
+    seg = Segments.from_lengths(lengths, int(lengths.sum(1).max()))
+    with_grad = positions(seg)
+    with torch.inference_mode():
+        without = positions(seg)
+    assert with_grad.requires_grad and not without.requires_grad
+    assert torch.allclose(with_grad, without, atol=1e-6)

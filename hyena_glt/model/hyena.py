@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..runtime import allocator_tuned
+from ..runtime import allocator_tuned, autocast_on
 from .positions import angles
 
 # Memory bounds for inference on megabase inputs (none of them applies when autograd is recording):
@@ -53,8 +53,12 @@ _MLP_ROWS_GPU = 1 << 18
 # Inference only: in training, the matrices' backward (a (C, L, L) gradient gathered back into the taps) costs
 # more than the FFTs' (tiny, a 64 x 128 training step 302 -> 230 ms by FFTs; 64 x 70 level).
 _DIRECT_LENGTH = 128
-# CPU inference projects (and short-convolves) this many positions at a time (see _projected_blocks); 0: all
+# CPU inference projects (and short-convolves) this many positions at a time (see _projected_blocks); 0: all.
+# Layers narrower than _NARROW_D channels take proportionally longer blocks: 1k positions of the local encoder's
+# 32 channels were mostly per-operation overhead (tiny static:4 at 32k units, its block: 13.9 -> 12.3 ms with
+# 4k-position blocks, 12.5 with 8k).
 _PROJECT_BLOCK = 1024
+_NARROW_D = 128
 # padding of channel-major rows whose length is a multiple of 4 KB (see _unaliased)
 _ROW_PAD = 272
 # where malloc is not tuned, CPU inference convolves channel groups of about this many bytes (see _fft_group)
@@ -392,7 +396,7 @@ class HyenaOperator(nn.Module):
         projection, except under autocast, where the result is a new tensor."""
         if self._in_pieces(x):
             return self._run(x, mask, True, norm=norm)
-        if not _autocast_on(x.device):  # the output projection adds into x (see _run)
+        if not autocast_on(x.device):  # the output projection adds into x (see _run)
             return self._run(norm(x), mask, True, residual=x)
         h = self._run(norm(x), mask, True)
         return x + h  # under autocast h is bf16/fp16; x keeps its precision
@@ -490,7 +494,7 @@ class HyenaOperator(nn.Module):
         # misaligned rows ran ~1.4x slower).
         front = -(-(k - 1) // 16) * 16
         proj_weight, proj_bias = self.in_proj.weight[channels].expand(batch, -1, -1), self.in_proj.bias[channels, None]
-        in_place = not _autocast_on(u.device) and u.dtype == proj_weight.dtype  # (autocast ignores explicit outputs)
+        in_place = not autocast_on(u.device) and u.dtype == proj_weight.dtype  # (autocast ignores explicit outputs)
         raw = out = taps = None
         if in_place:
             raw = _scratch("projection carry", (batch, proj_weight.shape[1], front + block), u.dtype, u.device)
@@ -602,19 +606,10 @@ class HyenaOperator(nn.Module):
         return out
 
 
-def _autocast_on(device: torch.device) -> bool:
-    if device.type == "cpu":
-        return _cpu_autocast()
-    try:
-        return torch.is_autocast_enabled(device.type)
-    except TypeError:  # torch < 2.4: CUDA's
-        return torch.is_autocast_enabled()
-
-
 def _blockwise(u: torch.Tensor) -> bool:
     """Whether inference on u runs its position-wise parts in cache-sized blocks (CPU, fp32, no autocast)."""
     return (_PROJECT_BLOCK > 0 and u.device.type == "cpu" and u.dtype == torch.float32
-            and not torch.is_grad_enabled() and not _cpu_autocast())
+            and not torch.is_grad_enabled() and not autocast_on("cpu"))
 
 
 def _fft_group(u: torch.Tensor, d: int, n: int) -> int | None:
@@ -632,16 +627,18 @@ def _fft_group(u: torch.Tensor, d: int, n: int) -> int | None:
 
 def _project_block(u: torch.Tensor) -> int | None:
     """Positions per block for projecting u (B, L, D) into a reused buffer (see _projected_blocks), or None for
-    one matmul into a new tensor. Records over _PROJECT_BLOCK units go by blocks of that many positions. Where
-    malloc is not tuned (see runtime.allocator_tuned), so do batches of shorter records, by blocks of about
-    _PROJECT_BLOCK batch x position rows (at least 128 positions: shorter GEMMs run slower): their new
-    projections were faulted in afresh at each layer (tiny, 8 x 1k units: 16-20k page faults a forward)."""
-    batch, length, _ = u.shape
-    if not _blockwise(u) or batch * length <= _PROJECT_BLOCK:
+    one matmul into a new tensor. Records over _PROJECT_BLOCK units (more in narrow layers, see _NARROW_D) go by
+    blocks of that many positions. Where malloc is not tuned (see runtime.allocator_tuned), so do batches of
+    shorter records, by blocks of about that many batch x position rows (at least 128 positions: shorter GEMMs
+    run slower): their new projections were faulted in afresh at each layer (tiny, 8 x 1k units: 16-20k page
+    faults a forward)."""
+    batch, length, d = u.shape
+    block = _PROJECT_BLOCK * max(1, _NARROW_D // d)
+    if not _blockwise(u) or batch * length <= block:
         return None
     if allocator_tuned():
-        return _PROJECT_BLOCK if length > _PROJECT_BLOCK else None
-    return min(length, max(128, _PROJECT_BLOCK // batch // 16 * 16))
+        return block if length > block else None
+    return min(length, max(128, block // batch // 16 * 16))
 
 
 class Attention(nn.Module):
@@ -700,14 +697,7 @@ except (AttributeError, RuntimeError):  # a torch built without it (older ones r
 
 def _use_onednn(x: torch.Tensor) -> bool:
     return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and not _cpu_autocast() and _onednn_agrees())
-
-
-def _cpu_autocast() -> bool:
-    try:
-        return torch.is_autocast_enabled("cpu")
-    except TypeError:  # torch < 2.4
-        return torch.is_autocast_cpu_enabled()
+            and not autocast_on("cpu") and _onednn_agrees())
 
 
 @functools.lru_cache(maxsize=None)

@@ -58,19 +58,28 @@ class UnitEmbedding(nn.Module):
     def ngram_buckets(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L, n_sizes) bucket of the k-gram ending at each position, for each k (ids before the start
         count as 0). A different seed per k keeps the k-grams of different sizes apart."""
+        if input_ids.device.type == "mps":  # no float64 there (see below); the hash is cheap next to a forward
+            return self.ngram_buckets(input_ids.cpu()).to(input_ids.device)
         buckets, longest = self.ngrams.num_embeddings, self.ngram_sizes[-1]
         length = input_ids.shape[1]
         # Rolling hash over k = 1..longest, in place: h_k = (h_{k-1}·BASE + id[t-k+1] + 1) mod MOD, with ids
         # before the start counting as 0. One padded copy of ids + 1 serves every shift as a view; the loop
-        # runs over n-gram sizes (at most a handful), never over positions.
-        ids1 = F.pad(input_ids + 1, (longest - 1, 0), value=1)
-        h = torch.zeros_like(input_ids)
-        out = input_ids.new_empty(*input_ids.shape, len(self.ngram_sizes))
+        # runs over n-gram sizes (at most a handful), never over positions. The integers are held in float64,
+        # exactly (all stay below 2^53), where int64 remainders ran ~5x slower than float64's divide, floor and
+        # subtract (tiny static:4, 1 x 32k units: 3.7-4.3 -> 2.2 ms).
+        ids1 = F.pad(input_ids + 1, (longest - 1, 0), value=1).double()
+        h = torch.zeros(input_ids.shape, dtype=torch.float64, device=input_ids.device)
+        quotient = torch.empty_like(h)
+        hashed = h.new_empty(len(self.ngram_sizes), *input_ids.shape)  # size-major: each k writes one contiguous row
         for k in range(1, longest + 1):
-            h.mul_(_HASH_BASE).add_(ids1[:, longest - k:longest - k + length]).remainder_(_HASH_MOD)
+            _remainder_(h.mul_(_HASH_BASE).add_(ids1[:, longest - k:longest - k + length]), _HASH_MOD, quotient)
             if k in self.ngram_sizes:
-                out[..., self.ngram_sizes.index(k)] = h
-        return out.mul_(self.seed_mult).add_(self.seed_add).remainder_(_HASH_MOD).remainder_(buckets)
+                hashed[self.ngram_sizes.index(k)] = h
+        quotient = torch.empty_like(hashed)
+        seeded = hashed.mul_(self.seed_mult.double()[:, None, None]).add_(self.seed_add.double()[:, None, None])
+        seeded = _remainder_(_remainder_(seeded, _HASH_MOD, quotient), buckets, quotient)
+        out = input_ids.new_empty(*input_ids.shape, len(self.ngram_sizes))
+        return out.copy_(seeded.permute(1, 2, 0))
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         x = self.units(input_ids)
@@ -85,6 +94,13 @@ class UnitEmbedding(nn.Module):
             for s in range(0, batch * length, _CHUNK_ROWS):
                 rows[s:s + _CHUNK_ROWS] += self.ngrams(grams[s:s + _CHUNK_ROWS])
         return x
+
+
+def _remainder_(x: torch.Tensor, m: int, quotient: torch.Tensor) -> torch.Tensor:
+    """x mod m in place, for float64 x holding integers in [0, 2^53) and an integer m ≥ 1: x - floor(x / m)·m,
+    exact, since x / m is correctly rounded and its fraction (a multiple of 1/m) lies further than half an ulp
+    from the next integer."""
+    return x.sub_(torch.div(x, float(m), out=quotient).floor_(), alpha=float(m))
 
 
 class HyenaGLTModel(nn.Module):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..runtime import autocast_on
+
 
 @dataclass
 class Segments:
@@ -54,12 +56,16 @@ def angles(positions: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
 
 
 def sinusoid(positions: torch.Tensor, dim: int, max_period: float = 1e6) -> torch.Tensor:
-    """Fixed sine/cosine features of integer positions (…) → (…, dim)."""
+    """Fixed sine/cosine features of integer positions (…) → (…, dim): sines, then cosines, then a zero column
+    where dim is odd."""
     half = dim // 2
     freq = torch.exp(-math.log(max_period) * torch.arange(half, device=positions.device, dtype=torch.float32) / half)
     angle = angles(positions, freq)
-    out = torch.cat([angle.sin(), angle.cos()], dim=-1)
-    return nn.functional.pad(out, (0, dim - 2 * half))
+    out = angle.new_empty(*angle.shape[:-1], dim)
+    torch.sin(angle, out=out[..., :half])
+    torch.cos(angle, out=out[..., half:2 * half])
+    out[..., 2 * half:].zero_()
+    return out
 
 
 class PatchPositions(nn.Module):
@@ -72,8 +78,13 @@ class PatchPositions(nn.Module):
         self.length_embed = nn.Embedding(max_length + 1, d)
 
     def forward(self, seg: Segments) -> torch.Tensor:
-        start = self.start_proj(sinusoid(seg.patch_starts, self.start_proj.in_features))
-        return start + self.length_embed(seg.patch_lengths.clamp(max=self.max_length))
+        features = sinusoid(seg.patch_starts, self.start_proj.in_features)
+        lengths = self.length_embed(seg.patch_lengths.clamp(max=self.max_length))
+        if torch.is_grad_enabled() or autocast_on(features.device):  # (autocast: a bf16/fp16 projection)
+            return self.start_proj(features) + lengths
+        # inference: the projection accumulates into the length embeddings (one pass over (B, P, D) fewer)
+        return lengths.view(-1, lengths.shape[-1]).addmm_(features.view(-1, features.shape[-1]),
+                                                          self.start_proj.weight.t()).view(lengths.shape)
 
 
 class UnitInPatchPositions(nn.Module):
