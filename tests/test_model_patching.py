@@ -134,3 +134,28 @@ def test_patch_position_features(dim):
         without = positions(seg)
     assert with_grad.requires_grad and not without.requires_grad
     assert torch.allclose(with_grad, without, atol=1e-6)
+
+
+def test_uniform_patches_pool_and_unpool_by_reshapes():
+    """Static patches tiling unpadded records (length a multiple of K) are marked uniform, and pooling,
+    attention pooling and unpooling then reshape: the same results as the general segment operations."""
+    import dataclasses
+
+    x = torch.randn(3, 12, 5, generator=torch.Generator().manual_seed(0))
+    lengths = StaticPatcher(4)(torch.zeros(3, 12, dtype=torch.long))
+    seg = Segments.from_lengths(lengths, 12)
+    general = dataclasses.replace(seg, uniform=0)
+    assert seg.uniform == 4
+    assert torch.allclose(pool_mean(x, seg), pool_mean(x, general), atol=1e-6)
+    assert torch.allclose(pool_mean(x, seg), x.view(3, 3, 4, 5).mean(2), atol=1e-6)
+    patches = torch.randn(3, 3, 5)
+    assert torch.equal(unpool(patches, seg), unpool(patches, general))
+    torch.manual_seed(0)
+    attention = AttentionPooling(5, 1)
+    assert torch.allclose(attention(x, seg), attention(x, general), atol=1e-6)
+    # not uniform: a shorter last patch, a padded record, or ragged patches
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[1, 10:] = False
+    assert Segments.from_lengths(StaticPatcher(4)(torch.zeros(3, 10, dtype=torch.long)), 10).uniform == 0
+    assert Segments.from_lengths(StaticPatcher(4)(torch.zeros(3, 12, dtype=torch.long), mask), 12).uniform == 0
+    assert Segments.from_lengths(torch.tensor([[4, 4, 4], [4, 2, 6]]), 12).uniform == 0

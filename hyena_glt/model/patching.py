@@ -106,6 +106,8 @@ def segment_sum(x: torch.Tensor, seg: Segments) -> torch.Tensor:
     """(B, L, ...) → (B, P, ...): sum of each patch's units."""
     batch, length = x.shape[:2]
     rest = x.shape[2:]
+    if seg.uniform:  # patches of K units tile every record: a reshape (tiny static:4, 32k units: 1.0 -> 0.1 ms)
+        return x.reshape(batch, seg.n_patches, seg.uniform, *rest).sum(2)
     table = x.new_zeros(batch * (seg.n_patches + 1), *rest)
     table.index_add_(0, _flat_index(seg), x.reshape(batch * length, *rest))
     return table.view(batch, seg.n_patches + 1, *rest)[:, : seg.n_patches]
@@ -120,6 +122,8 @@ def unpool(patches: torch.Tensor, seg: Segments) -> torch.Tensor:
     """(B, P, ...) → (B, L, ...): each unit gets its patch's row; padding units get zeros."""
     batch, n_patches = patches.shape[:2]
     rest = patches.shape[2:]
+    if seg.uniform:
+        return patches[:, :, None].expand(batch, n_patches, seg.uniform, *rest).reshape(batch, -1, *rest)
     table = torch.cat([patches, patches.new_zeros(batch, 1, *rest)], dim=1).reshape(batch * (n_patches + 1), *rest)
     return table.index_select(0, _flat_index(seg)).view(batch, -1, *rest)
 

@@ -25,6 +25,9 @@ class Segments:
     patch_mask: torch.Tensor  # (B, P) bool
     unit_patch: torch.Tensor  # (B, L) long in 0..P (P = padding)
     pos_in_patch: torch.Tensor  # (B, L) long
+    # K when every patch of every record is K units long and they cover all L positions (static:K patching of
+    # unpadded records whose length is a multiple of K), else 0: pooling and unpooling are then reshapes
+    uniform: int = 0
 
     @property
     def n_patches(self) -> int:
@@ -45,7 +48,9 @@ class Segments:
         pos_in_patch = pos[None, :] - starts.gather(1, unit_patch.clamp(0, n_patches - 1))
         unit_patch = torch.where(real, unit_patch, torch.full_like(unit_patch, n_patches))
         pos_in_patch = torch.where(real, pos_in_patch, torch.zeros_like(pos_in_patch))
-        return cls(patch_lengths, starts, patch_lengths > 0, unit_patch, pos_in_patch)
+        first = int(patch_lengths[0, 0]) if patch_lengths.numel() else 0
+        uniform = first if first * n_patches == length and bool((patch_lengths == first).all()) else 0
+        return cls(patch_lengths, starts, patch_lengths > 0, unit_patch, pos_in_patch, uniform)
 
 
 def angles(positions: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
