@@ -476,3 +476,17 @@ def test_metrics_refuses_what_it_cannot_score(data_dir, tmp_path):
         assert result.exit_code == 2, (args, result.stderr)
         assert result.stderr.strip().splitlines()[-1].endswith(message), result.stderr
         assert not Path(metrics).exists()
+
+
+def test_a_window_other_than_the_models_is_scanned_with_a_warning(model, tmp_path):
+    """Any window runs, but one the model was not trained on gets a warning on stderr."""
+    def scan(window: str, out: str):
+        return runner.invoke(app, ["-@", "1", "classify", str(DATA / "ex1.fa"), "-m", model, "--window", window,
+                                   "-o", str(tmp_path / out)])
+
+    other = scan("50", "a.bed")
+    assert other.exit_code == 0, other.stderr
+    assert "--window 50: the model was trained on 70-unit windows" in other.stderr
+    assert int(parse_bed((tmp_path / "a.bed").read_text())[0][2]) == 50
+    same = scan("70", "b.bed")
+    assert same.exit_code == 0 and "wrote" in same.stderr and "trained on" not in same.stderr

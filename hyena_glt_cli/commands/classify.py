@@ -54,7 +54,8 @@ def register(app: typer.Typer) -> None:
         output: Annotated[str, typer.Option("--output", "-o", help="Output: .tsv[.gz] (per record), .bed or "
                                             ".bed.gz (windows; bgzipped + tabix index); '-' for stdout.")] = "-",
         fmt: FormatOpt = None,
-        window: Annotated[Optional[int], typer.Option("--window", help="Window length (default: the model's).")] = None,
+        window: Annotated[Optional[int], typer.Option("--window", help="Window length (default: the model's "
+                                                      "training window; another one runs, with a warning).")] = None,
         stride: Annotated[Optional[int], typer.Option("--stride", help="Window step (default: the window).")] = None,
         last: Annotated[str, typer.Option("--last", help="Last partial window: shift (end at the contig end), "
                                           "pad (keep the shorter tail) or drop.")] = "shift",
@@ -111,6 +112,11 @@ def register(app: typer.Typer) -> None:
             model, tasks=SEQUENCE_TASKS, device=device, precision=precision, batch_size=batch_size,
             window=window, stride=stride, last=last, rc_average=rc_average,
             max_n=DEFAULT_MAX_N if max_n is None else max_n)
+        trained = predictor.metadata.get("window")
+        if window is not None and trained and window != trained:
+            # any length runs (the filters fit it), but the model's scores are calibrated on what it trained on
+            log.warning("--window %d: the model was trained on %d-unit windows, so its scores for %d-unit windows "
+                        "may be off (its recorded metrics are for %d)", window, trained, window, trained)
 
         if metrics is None:
             records = read_many(inputs, regions=region, regions_bed=regions, reference=reference,
