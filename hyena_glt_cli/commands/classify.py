@@ -112,11 +112,6 @@ def register(app: typer.Typer) -> None:
             model, tasks=SEQUENCE_TASKS, device=device, precision=precision, batch_size=batch_size,
             window=window, stride=stride, last=last, rc_average=rc_average,
             max_n=DEFAULT_MAX_N if max_n is None else max_n)
-        trained = predictor.metadata.get("window")
-        if window is not None and trained and window != trained:
-            # any length runs (the filters fit it), but the model's scores are calibrated on what it trained on
-            log.warning("--window %d: the model was trained on %d-unit windows, so its scores for %d-unit windows "
-                        "may be off (its recorded metrics are for %d)", window, trained, window, trained)
 
         if metrics is None:
             records = read_many(inputs, regions=region, regions_bed=regions, reference=reference,
@@ -143,6 +138,11 @@ def register(app: typer.Typer) -> None:
         options = dict(shard=(shard_index, shard_count), min_score=min_score, labels=label or None,
                        header=shard_index == 0)
         if kind == "bed":
+            trained = predictor.metadata.get("window")
+            if window is not None and trained and window != trained:
+                # any length runs (the filters fit it), but the model's scores are calibrated on its own
+                log.warning("--window %d: the model was trained on %d-unit windows, so its scores for %d-unit "
+                            "windows may be off (its recorded metrics are for %d)", window, trained, window, trained)
             rows = write_predictions_bed(predictor, records, output, merge=merge, **options)
         else:
             if merge:
