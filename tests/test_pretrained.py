@@ -157,6 +157,31 @@ def test_class_names_must_match_the_outputs(tmp_path):
         from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("key, value, problem", [
+    ("class_names", ["a", "a"], r"class_names must be distinct: each names an output column \(got \['a', 'a'\]\)"),
+    ("rc_average", "yes", r"rc_average must be true, false or null \(got 'yes'\)"),
+])
+def test_hand_edited_metadata_is_refused_naming_the_file(tmp_path, key, value, problem):
+    config = HyenaGLTConfig.preset("tiny", d_model=16, d_inner=32, filter_dim=8, ngram_buckets=0)
+    save_pretrained(HyenaGLTForTask(config, "classification", 2), tmp_path, {"class_names": ["a", "b"]})
+    meta = json.loads((tmp_path / "hyena_glt.json").read_text())
+    meta[key] = value
+    (tmp_path / "hyena_glt.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"hyena_glt\.json: " + problem):
+        from_pretrained(tmp_path)
+
+
+def test_undefined_metrics_are_saved_as_json_null(tmp_path):
+    """An AUROC on a one-class validation set is nan; bare NaN is not JSON, so strict readers would refuse the
+    whole file."""
+    config = HyenaGLTConfig.preset("tiny", d_model=16, d_inner=32, filter_dim=8, ngram_buckets=0)
+    metrics = {"val": {"accuracy": 1.0, "auroc": float("nan")}, "history": [float("inf"), 0.5]}
+    save_pretrained(HyenaGLTForTask(config, "classification", 2), tmp_path, {"metrics": metrics})
+    text = (tmp_path / "hyena_glt.json").read_text()
+    meta = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-JSON constant {name}"))
+    assert meta["metrics"] == {"val": {"accuracy": 1.0, "auroc": None}, "history": [None, 0.5]}
+
+
 def test_nan_weights_and_a_bad_window_are_refused_naming_the_file(saved):
     """Weights from a diverged run would score every window NaN (an int64-min BED score): refused at load, as is
     a hand-edited window that classify would otherwise blame on --window."""

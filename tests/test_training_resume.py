@@ -79,6 +79,18 @@ def uninterrupted(gue_small, tmp_path_factory):
     return final(out), out
 
 
+def test_model_files_get_the_permissions_of_a_plain_open(uninterrupted):
+    # mkstemp/mkdtemp make 0600 files and 0700 folders: a model shared in a lab folder would be unreadable
+    umask = os.umask(0)
+    os.umask(umask)
+    out = uninterrupted[1]
+    modes = {path.name: path.stat().st_mode & 0o777 for path in out.iterdir()}
+    assert modes["model.safetensors"] == 0o666 & ~umask
+    assert modes["config.json"] == modes["hyena_glt.json"] == 0o666 & ~umask
+    for path in out.rglob("*"):
+        assert path.stat().st_mode & 0o777 == (0o777 if path.is_dir() else 0o666) & ~umask, path
+
+
 def test_kill9_then_resume_matches_uninterrupted(gue_small, uninterrupted, tmp_path):
     out = tmp_path / "killed"
     proc = start_and_wait_for_checkpoint(train_args(gue_small, out), out)

@@ -25,11 +25,12 @@ from ..errors import UsageError
 log = logging.getLogger("hyena_glt")
 
 
-def _default_permissions(path: str) -> None:
-    """mkstemp makes 0600 files; an output should get the permissions a plain open() would give."""
+def default_permissions(path: str | os.PathLike) -> None:
+    """mkstemp/mkdtemp make 0600 files and 0700 folders; an output should get the permissions a plain open()
+    or mkdir() would give (0644/0755 under umask 022), so that a model shared in a lab folder can be read."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
 
 
 def destination(path: str | os.PathLike) -> tuple[Path, bool]:
@@ -94,7 +95,7 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         return
     fd, tmp = _temp_beside(dest, ".tmp")
     try:
-        _default_permissions(tmp)
+        default_permissions(tmp)
         with os.fdopen(fd, mode) as fh:
             yield fh
         os.replace(tmp, dest)
@@ -122,8 +123,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     fd, tmp = _temp_beside(dest, ".tmp" + suffix)
     os.close(fd)
     try:
-        _default_permissions(tmp)
         yield Path(tmp)
+        default_permissions(tmp)  # after the writer: some (safetensors) replace the file
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -8,6 +8,7 @@ directory is a :class:`ModelError` naming the file.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -23,6 +24,18 @@ METADATA_FILE = "hyena_glt.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
+def _finite_or_null(value):
+    """``value`` with every NaN or infinite float (an AUROC on one-class data) as None: bare ``NaN`` is not
+    JSON, and strict readers (jq aside) refuse the whole file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
+
+
 def save_pretrained(model: HyenaGLTForTask, directory: str | Path, metadata: dict | None = None) -> None:
     """Write the three files (each atomically). ``metadata`` is completed with task, num_outputs, patcher
     and package_version; an attached entropy patcher is saved in ``entropy_model/``."""
@@ -35,9 +48,10 @@ def save_pretrained(model: HyenaGLTForTask, directory: str | Path, metadata: dic
     meta = dict(metadata or {})
     meta.update(task=model.task, num_outputs=model.num_outputs, package_version=__version__)
     meta.setdefault("patcher", model.config.patcher)
+    meta = _finite_or_null(meta)
     try:
-        json.dumps(meta)
-    except TypeError as err:
+        json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as err:
         raise UsageError(f"model metadata is not JSON-serialisable: {err}") from None
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_output(directory / CONFIG_FILE) as fh:
@@ -75,6 +89,13 @@ def from_pretrained(directory: str | Path, map_location: str | torch.device = "c
         if names is not None and task != "lm" and (not isinstance(names, list) or len(names) != num_outputs):
             raise ModelError(f"{key} must list {num_outputs} name(s), one per model output (got {names!r})",
                              path=str(directory / METADATA_FILE))
+        if key != "label_values" and names is not None and len(set(map(str, names))) != len(names):
+            raise ModelError(f"{key} must be distinct: each names an output column (got {names!r})",
+                             path=str(directory / METADATA_FILE))
+    rc_average = metadata.get("rc_average")
+    if rc_average is not None and not isinstance(rc_average, bool):
+        raise ModelError(f"rc_average must be true, false or null (got {rc_average!r})",
+                         path=str(directory / METADATA_FILE))
     window = metadata.get("window")
     if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
         raise ModelError(f"window must be a positive integer or null (got {window!r})", path=str(directory / METADATA_FILE))

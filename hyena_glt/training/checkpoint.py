@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, option
+from ..io.writers import default_permissions
 
 STATE_FILE = "trainer_state.pt"
 
@@ -45,6 +46,7 @@ def write_checkpoint(directory: Path, write_model, state: dict | None) -> None:
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
+        default_permissions(tmp)
         write_model(tmp)
         if state is not None:
             torch.save(state, tmp / STATE_FILE)

@@ -26,6 +26,15 @@ HIGHER_IS_BETTER = {
 }
 
 
+def warn_undefined(metrics: dict[str, float], split: str, log) -> None:
+    """Log (on ``log``) which of ``metrics`` are undefined for ``split``'s data, and why, rather than let a
+    bare ``nan`` pass as a score."""
+    undefined = [name for name, value in metrics.items() if isinstance(value, float) and math.isnan(value)]
+    if undefined:
+        log.warning("%s: %s undefined (nan): the data hold a single class, or a constant "
+                    "target", split, ", ".join(undefined))
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)

@@ -32,8 +32,10 @@ import torch.nn.functional as F
 from .. import runtime
 from ..errors import HyenaGLTError, InputError, UsageError, option
 from ..io.datasets import LabelledData, fingerprint
+from ..io.writers import default_permissions
 from . import checkpoint as ckpt
-from .metrics import DEFAULT_SELECTION, HIGHER_IS_BETTER, is_improvement, lm_metrics, task_metrics
+from .metrics import (DEFAULT_SELECTION, HIGHER_IS_BETTER, is_improvement, lm_metrics, task_metrics,
+                      warn_undefined)
 
 log = logging.getLogger("hyena_glt")
 
@@ -553,6 +555,7 @@ class Trainer:
         self.stopped_early = False
         self.elapsed_before = 0.0
         self._signal: int | None = None
+        self._warned_undefined = False  # a one-class validation set is said once, not every evaluation
 
     def _start_from(self, model, meta: dict) -> dict:
         """Copy the init model's weights: every backbone tensor this model has (an LM's local decoder is
@@ -841,6 +844,9 @@ class Trainer:
         }
         if self.val_t is not None:
             metrics = self.evaluate(self.val_t)
+            if not self._warned_undefined:
+                warn_undefined(metrics, "validation", log)
+                self._warned_undefined = True
             row.update({f"val_{k}": v for k, v in metrics.items()})
             value = metrics.get(self.select_metric)
             if value is None:
@@ -1071,6 +1077,7 @@ class Trainer:
             metrics["best_step"] = self.best_step
         if self.test_t is not None:
             metrics["test"] = self.evaluate(self.test_t)
+            warn_undefined(metrics["test"], "test", log)
             log.info("test: %s", " ".join(f"{k} {_fmt(v)}" for k, v in metrics["test"].items()))
         wall = round(self.elapsed_before + time.time() - start_time, 1)
         if self.dist.main:
@@ -1093,6 +1100,8 @@ class Trainer:
         tmp = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=self.output_dir))
         try:
             self._model_writer(meta)(tmp)
+            for path in tmp.iterdir():
+                default_permissions(path)
             names = sorted(p.name for p in tmp.iterdir())
             names.sort(key=lambda name: name == "hyena_glt.json")
             for name in names:

@@ -196,9 +196,10 @@ def _write_metrics(dest: str, source: str, task: str, values: list, labels) -> N
     import numpy as np
 
     from hyena_glt.io.writers import text_output
-    from hyena_glt.training.metrics import prediction_metrics
+    from hyena_glt.training.metrics import prediction_metrics, warn_undefined
 
     scores = prediction_metrics(task, np.concatenate(values), labels)
+    warn_undefined(scores, "stdin" if source == "-" else source, log)
     with text_output(dest) as fh:
         fh.write("\t".join(["input", "n", *scores]) + "\n")
         fh.write("\t".join(["stdin" if source == "-" else source, str(len(labels)),
