@@ -129,6 +129,8 @@ def default_threads() -> int:
     slurm = os.environ.get("SLURM_CPUS_PER_TASK", "").strip()
     if slurm.isdigit() and int(slurm) > 0:
         return int(slurm)
+    if slurm:
+        log.warning("SLURM_CPUS_PER_TASK=%s is not a positive integer: ignored (using the cores available)", slurm)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
@@ -139,6 +141,9 @@ def set_threads(n: int | None) -> int:
     n = default_threads() if not n else int(n)
     if n < 1:
         raise UsageError(f"{option('threads')} must be at least 1 (got {n})")
+    cores = os.cpu_count() or n
+    if n > cores:  # oversubscribed OpenMP threads spin and wait on each other: many times slower, not faster
+        log.warning("%s %d is more than this machine's %d cores: expect it to run slower", option("threads"), n, cores)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     else:  # torch reads these when it is first imported

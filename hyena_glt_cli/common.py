@@ -40,7 +40,8 @@ def set_settings(value: Settings) -> None:
 
 # library parameters whose flag is not `--` and their name with hyphens
 _FLAGS = {"labels": "--label", "label_columns": "--label-column", "regions": "--region", "regions_bed": "--regions",
-          "stats_path": "--stats", "output_dir": "-o", "extra_metadata": "--meta"}
+          "stats_path": "--stats", "output_dir": "-o", "extra_metadata": "--meta",
+          "n_baselines": "--baselines"}
 
 
 def flag(name: str, *value) -> str:
@@ -89,7 +90,8 @@ def output_format(output: str, fmt: Optional[str], allowed: tuple[str, ...], def
     ``.gz`` after the extension is allowed (``.bed.gz``); the returned name has no ``.gz``.
     """
     suffixes = [s.lower().lstrip(".") for s in Path(output).suffixes] if output not in ("-", "") else []
-    if suffixes and suffixes[-1] == "gz":
+    gzipped = bool(suffixes) and suffixes[-1] == "gz"
+    if gzipped:
         suffixes = suffixes[:-1]
     implied = suffixes[-1] if suffixes else None
     implied = "bedgraph" if implied == "bg" and "bedgraph" in allowed else implied
@@ -99,15 +101,26 @@ def output_format(output: str, fmt: Optional[str], allowed: tuple[str, ...], def
             raise UsageError(f"unknown --format '{fmt}' (use one of: {', '.join(allowed)})")
         if implied in allowed and implied != fmt:  # allowed, as samtools -O, but rarely what was meant
             log.warning("writing %s to %s: --format %s overrides its extension", fmt.upper(), output, fmt)
-        return fmt
+        return _not_gzipped_npz(fmt, gzipped, output)
     if output in ("-", "", os.devnull):
         return default
     if implied in allowed:
-        return implied
+        return _not_gzipped_npz(implied, gzipped, output)
     raise UsageError(
         f"cannot tell the output format of '{output}' from its extension (use one of: "
-        f"{', '.join('.' + a for a in allowed)}{', or --format' if has_format_option else ''})"
+        f"{', '.join('.' + a + ('.gz' if a == 'vcf' else '') for a in allowed)}{', or --format' if has_format_option else ''})"
     )
+
+
+def _not_gzipped_npz(fmt: str, gzipped: bool, output: str) -> str:
+    if fmt == "npz" and gzipped:  # np.savez writes a zip archive: a .gz name would make zcat fail on it
+        raise UsageError(f"{output}: .npz output is a zip archive, not gzip: name it {output[:-3]}")
+    return fmt
+
+
+def given(ctx, *names: str) -> list[str]:
+    """The flags among ``names`` (parameter names) that the command line gave, as the user typed them."""
+    return [flag(name) for name in names if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
 
 
 def check_files(inputs: Iterable[object], outputs: Iterable[object] = (), folders: Iterable[object] = ()) -> None:

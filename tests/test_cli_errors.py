@@ -295,3 +295,39 @@ def test_every_option_a_library_message_names_is_a_flag_of_the_cli():
     assert len(names) > 50
     assert sorted(name for name in names if flag(name) not in flags) == []
     assert flag("rc_average", False) in flags and flag("rc_augment", True) in flags
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["interpret", "{fq}", "--steps", "7", "-o", "{out}.tsv"],
+     "--steps does not apply to --method saliency (only to integrated-gradients)"),
+    (["interpret", "{fq}", "--method", "ism", "--baseline", "zeros", "-o", "{out}.tsv"],
+     "--baseline does not apply to --method ism (only to integrated-gradients, deeplift, deepshap)"),
+    (["interpret", "{fq}", "--method", "integrated-gradients", "--baselines", "3", "-o", "{out}.tsv"],
+     "--baselines averages shuffled baselines: it needs --baseline shuffle (got uniform)"),
+    (["interpret", "{fq}", "--max-indel", "5", "-o", "{out}.tsv"], "--max-indel only applies with --variants"),
+    (["embed", "{fq}", "-o", "{out}.npz.gz"], "{out}.npz.gz: .npz output is a zip archive, not gzip: name it {out}.npz"),
+    (["tokenize", "{fq}", "-t", "kmer:3", "--patcher", "entropy", "--entropy-model", "dna-lm-tiny", "-o", "{out}.bed"],
+     "--patcher entropy reads units with its entropy model's tokenizer ('nucleotide'): drop -t kmer:3"),
+    (["train", "{fq}", "--task", "lm", "--set", "d_model=64", "--d-model", "32", "-o", "{out}"],
+     "--set d_model=64 and --d-model 32 both set d_model: give one"),
+])
+def test_options_the_run_would_ignore_or_misname_are_refused(data_dir, tmp_path, args, problem):
+    """An option that does not apply (or an output name that would mislabel the file) is an error, not
+    silently ignored."""
+    out = str(tmp_path / "out")
+    fill = {"fq": str(data_dir / "lambda_reads_1.fq"), "out": out}
+    result = runner.invoke(app, ["-@", "1", *(a.format(**fill) for a in args)])
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == "hyena-glt: error: " + problem.format(**fill)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", ["train", "classify"])
+def test_a_table_naming_a_column_twice_is_refused(tmp_path, command):
+    table = tmp_path / "t.csv"
+    table.write_text("sequence,label,Label\nACGTACGT,a,x\nGGGGCCCC,b,y\n")
+    out = tmp_path / ("m" if command == "train" else "p.tsv")
+    result = runner.invoke(app, ["-@", "1", command, str(table), "-o", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr == f"hyena-glt: error: {table}: line 1: column 'Label' appears twice in the header\n"
+    assert not out.exists()

@@ -981,3 +981,22 @@ def test_parquet_records_are_named_as_the_csv_rows(tmp_path, data_dir):
             list(read_sequences("-"))
         finally:
             sys.stdin = saved
+
+
+def test_secondary_and_supplementary_alignments_are_skipped_and_counted(tmp_path, caplog):
+    sam = tmp_path / "sec.sam"
+    sam.write_text("@SQ\tSN:chr1\tLN:1000\n"
+                   "r1\t0\tchr1\t1\t60\t10M\t*\t0\t0\tACGTACGTAC\tIIIIIIIIII\n"
+                   "r1\t256\tchr1\t50\t0\t10M\t*\t0\t0\t*\t*\n"
+                   "r3\t2048\tchr1\t200\t60\t5H5M\t*\t0\t0\tACGTA\tIIIII\n")
+    with caplog.at_level("INFO", logger="hyena_glt"):
+        records = list(read_sequences(str(sam)))
+    assert [(r.id, r.seq) for r in records] == [("r1", "ACGTACGTAC")]
+    assert caplog.messages == [f"{sam}: skipped 2 secondary/supplementary alignment(s)"]
+
+
+def test_sequence_before_the_first_fasta_header_is_named(tmp_path):
+    path = tmp_path / "m.fa"
+    path.write_text("ACGTACGT\n\n>b\nACGTACGT\n")
+    with pytest.raises(InputError, match=r"m\.fa: line 1: sequence before the first '>' header \(line 3: starts with '>b'\)"):
+        list(read_sequences(str(path)))

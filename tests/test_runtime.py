@@ -78,3 +78,19 @@ def test_tune_allocator_asks_torch_for_huge_pages_before_torch_is_imported():
     env["THP_MEM_ALLOC_ENABLE"] = "0"  # the user's choice wins
     run = subprocess.run([sys.executable, "-c", code.format(True)], env=env, capture_output=True, text=True, check=True)
     assert run.stdout.split() == ["0", "False"]
+
+
+def test_thread_counts_that_would_run_slowly_or_be_ignored_are_said(monkeypatch, caplog):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "abc")
+    try:
+        with caplog.at_level("WARNING", logger="hyena_glt"):
+            assert runtime.set_threads(3) == 3
+            assert runtime.default_threads() == len(os.sched_getaffinity(0))
+            assert runtime.set_threads(2) == 2
+    finally:
+        torch.set_num_threads(before)
+    # the library names the option 'threads'; under the CLI it is '--threads'
+    assert caplog.messages == ["threads 3 is more than this machine's 2 cores: expect it to run slower",
+                               "SLURM_CPUS_PER_TASK=abc is not a positive integer: ignored (using the cores available)"]

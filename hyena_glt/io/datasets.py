@@ -42,7 +42,8 @@ import numpy as np
 
 from ..errors import HyenaGLTError, InputError, UsageError, option
 from .sequences import (ID_COLUMNS, PARQUET_MAGIC, SEQUENCE_COLUMNS, _AlphabetCheck, _decompressed_head, _read_head,
-                        is_stream, fetch_region, folder_files, gunzip, natural_order, parquet_rows)
+                        check_distinct_columns, is_stream, fetch_region, folder_files, gunzip, natural_order,
+                        parquet_rows)
 
 log = logging.getLogger("hyena_glt")
 
@@ -789,6 +790,7 @@ def _read_table_text(
 ) -> LabelledData:
     with io.StringIO(newline="") as fh:
         header, rows, delimiter = _table_rows(path, fh)
+        check_distinct_columns(header, str(path))
         lower = [h.lower() for h in header]
 
         def column(name: str, line_hint: str) -> int:

@@ -257,6 +257,16 @@ def _table_columns(header: bytes) -> list[str] | None:
     return columns if any(c in columns for c in SEQUENCE_COLUMNS) else None
 
 
+def check_distinct_columns(header: Iterable[str], path: str) -> None:
+    """InputError for a table header that names one column twice (either would be read as 'the' column)."""
+    seen: set[str] = set()
+    for name in header:
+        key = name.strip().lower()
+        if key and key in seen:
+            raise InputError(f"line 1: column '{name.strip()}' appears twice in the header", path=path)
+        seen.add(key)
+
+
 def _normalise_format(fmt: str | None) -> str | None:
     if fmt is None:
         return None
@@ -626,6 +636,7 @@ def _read_table(pysam_path: str, path: str, compressed: bool, check) -> Iterator
         first = handle.readline()
         columns = _table_columns(first.encode())
         delimiter = "\t" if "\t" in first else ","
+        check_distinct_columns(next(csv.reader([first.rstrip("\r\n")], delimiter=delimiter)), path)
         seq_col = next(columns.index(c) for c in SEQUENCE_COLUMNS if c in columns)
         id_col = next((columns.index(c) for c in ID_COLUMNS if c in columns), None)
         others = [i for i in range(len(columns)) if i not in (seq_col, id_col)]
@@ -731,7 +742,7 @@ def _read_alignments(
     if reference is not None and not Path(reference).exists():
         raise InputError("no such file (reference FASTA)", path=str(reference))
     mode = {"sam": "r", "bam": "rb", "cram": "rc"}[fmt]
-    count = 0
+    count = skipped = 0
     lines_read = 0  # SAM: header lines, then one per alignment (secondary and supplementary included)
     try:
         with quiet_htslib(), pysam.AlignmentFile(
@@ -754,6 +765,7 @@ def _read_alignments(
             for aln in alignments:
                 lines_read += 1
                 if aln.is_secondary or aln.is_supplementary:
+                    skipped += 1
                     continue
                 count += 1
                 name = aln.query_name or str(count)
@@ -772,6 +784,8 @@ def _read_alignments(
                 )
                 yield SequenceRecord(name, seq, qual, strand=strand, description=(where + mate), source=path,
                                      number=count)
+        if skipped:  # as samtools fasta does, but said: a read's other alignments would repeat it
+            log.info("%s: skipped %d secondary/supplementary alignment(s)", path, skipped)
     except (ValueError, OSError) as err:
         if "Closing failed" in str(err) and err.__context__ is not None:  # closing after the real error
             err = err.__context__
@@ -1311,6 +1325,9 @@ def _read_plain_sequences(source: str, name: str, head: bytes, stream: BinaryIO 
     lines = [(number, line.strip()) for number, line in enumerate(data.removeprefix(_BOM).split(b"\n"), 1)
              if line.strip()]
     for count, (number, line) in enumerate(lines, 1):
+        if line.startswith(b">"):  # a FASTA file whose first header is missing or misplaced
+            raise InputError(f"line {lines[0][0]}: sequence before the first '>' header (line {number}: "
+                             f"{_shown_start(line)})", path=source)
         if not _PLAIN_SEQUENCE.fullmatch(line):
             raise InputError(f"line {number}: not a sequence (plain sequence text holds letters only, one sequence "
                              f"per line; {_shown_start(line)})", path=source)

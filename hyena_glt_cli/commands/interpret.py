@@ -13,7 +13,7 @@ import typer
 
 from hyena_glt.errors import InputError, UsageError
 
-from ..common import (DeviceOpt, FormatOpt, ModelOpt, PrecisionOpt, RegionOpt, RegionsOpt, check_files, output_format,
+from ..common import (DeviceOpt, flag, given, FormatOpt, ModelOpt, PrecisionOpt, RegionOpt, RegionsOpt, check_files, output_format,
                       progress, refuse_binary_to_terminal, settings)
 
 log = logging.getLogger("hyena_glt")
@@ -57,6 +57,7 @@ def _genome_window(records, model_window):
 def register(app: typer.Typer) -> None:
     @app.command("interpret")
     def interpret(
+        ctx: typer.Context,
         inputs: Annotated[Optional[list[str]], typer.Argument(help="Sequences to explain (FASTA/FASTQ/BAM, indexed FASTA with --region); '-' for stdin.")] = None,
         output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output: .npz (tfmodisco-lite), .bedgraph, .tsv (.gz: compressed; .bedgraph.gz also tabix-indexed); with --variants .tsv[.gz] or .vcf.gz.")] = None,
         model: ModelOpt = None,
@@ -158,6 +159,16 @@ def register(app: typer.Typer) -> None:
             refuse_binary_to_terminal(output)
         if ism_window is not None and method != "ism":
             raise UsageError("--ism-window only applies to --method ism")
+        # an option that the method does not read would be silently ignored: refused, as --ism-window is
+        uses = {"steps": ("integrated-gradients",), "baseline": ("integrated-gradients", "deeplift", "deepshap"),
+                "n_baselines": ("integrated-gradients", "deepshap")}
+        for name, methods in uses.items():
+            if given(ctx, name) and method not in methods:
+                raise UsageError(f"{flag(name)} does not apply to --method {method} (only to {', '.join(methods)})")
+        if method == "integrated-gradients" and baseline != "shuffle" and given(ctx, "n_baselines"):
+            raise UsageError(f"--baselines averages shuffled baselines: it needs --baseline shuffle (got {baseline})")
+        if not variants and given(ctx, "max_indel", "skip_mismatch"):
+            raise UsageError(f"{given(ctx, 'max_indel', 'skip_mismatch')[0]} only applies with --variants")
         span = _parse_span(ism_window)
         model_obj, metadata, scorer = lib.load_scorer(model, device=device, precision=precision, rc_average=rc_average)
         names = lib.output_names(metadata, scorer.num_outputs)

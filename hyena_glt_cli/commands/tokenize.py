@@ -113,7 +113,11 @@ def register(app: typer.Typer) -> None:
                 raise UsageError("--threshold/--target-patch-length/--mode/--min/--max-patch-length need --patcher entropy")
             the_patcher = entropy.make_patcher(patcher.strip(), entropy_model=entropy_model, **entropy_options)
             # an entropy model reads units with the tokenizer it was trained with
-            tok = getattr(the_patcher, "tokenizer", None) or tok
+            model_tok = getattr(the_patcher, "tokenizer", None)
+            if model_tok is not None and tokenizer != "nucleotide" and tok.to_dict() != model_tok.to_dict():
+                raise UsageError(f"--patcher entropy reads units with its entropy model's tokenizer "
+                                 f"('{model_tok.name}'): drop -t {tokenizer}")
+            tok = model_tok or tok
         fmt = output_format(output, fmt, ("tsv", "npz", "bed"), "bed" if patching else "tsv")
         if fmt == "npz":
             refuse_binary_to_terminal(output)

@@ -14,7 +14,7 @@ import typer
 
 from hyena_glt.errors import UsageError
 
-from ..common import DeviceOpt, PrecisionOpt, Settings, check_files
+from ..common import DeviceOpt, PrecisionOpt, Settings, check_files, flag
 
 LM_DEFAULT_WINDOW = 1024
 
@@ -167,6 +167,9 @@ def register(app: typer.Typer) -> None:
         if stride is not None and task != "lm":
             raise UsageError("--stride is for --task lm (the step between training chunks)")
         overrides = _parse_json_values(config_set or [], "--set")
+        for key, value in (("d_model", d_model), ("n_layers", n_layers), ("dropout", dropout)):
+            if value is not None and key in overrides:
+                raise UsageError(f"--set {key}={json.dumps(overrides[key])} and {flag(key)} {value} both set {key}: give one")
         overrides.update({k: v for k, v in (("d_model", d_model), ("n_layers", n_layers), ("dropout", dropout)) if v is not None})
         options = TrainOptions(
             task=task, preset=preset, config_overrides=overrides, tokenizer=tokenizer, patcher=patcher,
