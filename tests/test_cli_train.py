@@ -717,3 +717,12 @@ def test_genomic_benchmarks_folders_train_resume_and_classify_reproduces_the_tes
         (metrics,) = list(csv.DictReader(fh, delimiter="\t"))
     assert (metrics.pop("input"), metrics.pop("n")) == (str(test), "24")
     assert {k: float(v) for k, v in metrics.items()} == pytest.approx(meta["metrics"]["test"], rel=1e-5, abs=1e-6)
+
+
+def test_a_warmup_as_long_as_the_run_is_said(rows, tmp_path):
+    train = write_csv(tmp_path / "t.csv", ["sequence", "label"], [(r["sequence"], r["label"]) for r in rows[:40]])
+    result = invoke("train", str(train), *TINY, "--max-steps", "2", "--warmup", "5", "--batch-size", "20",
+                    "-o", str(tmp_path / "m"))
+    assert result.exit_code == 0, result.stderr
+    assert ("hyena-glt: --warmup 5 steps is the whole run (2 step(s)): the learning rate never reaches --lr 0.001\n"
+            in result.stderr), result.stderr

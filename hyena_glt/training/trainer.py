@@ -525,6 +525,9 @@ class Trainer:
             self.total_steps = options.epochs * self.steps_per_epoch
         warmup = options.warmup if options.warmup >= 1 else options.warmup * self.total_steps
         self.warmup_steps = int(round(warmup))
+        if self.warmup_steps >= self.total_steps > 0:
+            log.warning("%s %d steps is the whole run (%d step(s)): the learning rate never reaches %s %g",
+                        option("warmup"), self.warmup_steps, self.total_steps, option("lr"), options.lr)
 
         self.optimizer = self._make_optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: self._lr_factor(step))
