@@ -8,7 +8,7 @@ import typer
 
 from hyena_glt.errors import UsageError
 
-from ..common import DeviceOpt, OutputOpt, PrecisionOpt, check_files, flag, output_format, progress, settings
+from ..common import DeviceOpt, OutputOpt, PrecisionOpt, check_files, flag, given, output_format, progress, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -50,8 +50,7 @@ def register(app: typer.Typer) -> None:
         if timeout <= 0:
             raise UsageError(f"--timeout must be positive (got {timeout})")
         if quick:
-            explicit = [f"--{name.replace('_', '-')}" for name in ("lengths", "batch_sizes", "presets", "patchers", "repeats")
-                        if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+            explicit = given(ctx, "lengths", "batch_sizes", "presets", "patchers", "repeats")
             if explicit:
                 raise UsageError(f"--quick sets its own sweep: drop {', '.join(explicit)} (or drop --quick)")
             lengths, batch_sizes, presets, patchers = (bench.QUICK[k] for k in ("lengths", "batch_sizes", "presets", "patchers"))
