@@ -13,8 +13,8 @@ import typer
 
 from hyena_glt.errors import InputError, UsageError
 
-from ..common import (DeviceOpt, flag, given, FormatOpt, ModelOpt, PrecisionOpt, RegionOpt, RegionsOpt, check_files, output_format,
-                      progress, refuse_binary_to_terminal, settings)
+from ..common import (DeviceOpt, FormatOpt, ModelOpt, PrecisionOpt, RegionOpt, RegionsOpt, check_files, flag, given,
+                      output_format, progress, refuse_binary_to_terminal, settings)
 
 log = logging.getLogger("hyena_glt")
 
@@ -167,8 +167,8 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"{flag(name)} does not apply to --method {method} (only to {', '.join(methods)})")
         if method == "integrated-gradients" and baseline != "shuffle" and given(ctx, "n_baselines"):
             raise UsageError(f"--baselines averages shuffled baselines: it needs --baseline shuffle (got {baseline})")
-        if not variants and given(ctx, "max_indel", "skip_mismatch"):
-            raise UsageError(f"{given(ctx, 'max_indel', 'skip_mismatch')[0]} only applies with --variants")
+        for name in given(ctx, "max_indel", "skip_mismatch"):  # (the --variants run has returned above)
+            raise UsageError(f"{name} only applies with --variants")
         span = _parse_span(ism_window)
         model_obj, metadata, scorer = lib.load_scorer(model, device=device, precision=precision, rc_average=rc_average)
         names = lib.output_names(metadata, scorer.num_outputs)
